@@ -1,0 +1,57 @@
+//! MQTT topic names and topic filters.
+//!
+//! This crate holds the one copy of MQTT's topic rules used by every other facteur crate:
+//!
+//! * [`TopicName`] and [`TopicFilter`]: validated, borrowed topic strings (MQTT 3.1.1 §4.7 and
+//!   MQTT 5.0 §4.7), with [`SharedFilter`] for `$share/{group}/{filter}` subscriptions.
+//! * [`matches`]: does a filter match a name, without allocating.
+//!
+//! It is `#![no_std]` and needs no allocator.
+//!
+//! ```
+//! use facteur_topic::{matches, TopicFilter, TopicName};
+//!
+//! let filter = TopicFilter::new("maison/+/temperature")?;
+//! let name = TopicName::new("maison/etage1/temperature")?;
+//! assert!(matches(filter, name));
+//! assert!(TopicName::new("maison/#").is_err()); // no wildcard in a name
+//! # Ok::<(), facteur_topic::TopicError>(())
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+mod error;
+mod filter;
+mod matching;
+mod name;
+
+pub use error::TopicError;
+pub use filter::{SharedFilter, TopicFilter, SHARE_PREFIX};
+pub use matching::matches;
+pub use name::TopicName;
+
+/// The longest topic name or filter MQTT can carry: its length travels as a 16-bit integer.
+pub const MAX_TOPIC_LEN: usize = 65_535;
+
+/// The separator between topic levels.
+pub const LEVEL_SEPARATOR: char = '/';
+/// The single-level wildcard, valid only as a whole level of a filter.
+pub const SINGLE_LEVEL_WILDCARD: char = '+';
+/// The multi-level wildcard, valid only as the whole last level of a filter.
+pub const MULTI_LEVEL_WILDCARD: char = '#';
+
+/// Checks the rules shared by names and filters: length and no U+0000.
+fn check_common(topic: &str) -> Result<(), TopicError> {
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong { len: topic.len() });
+    }
+    if let Some(at) = topic.bytes().position(|b| b == 0) {
+        return Err(TopicError::NullCharacter { at });
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Topic names: what a PUBLISH is sent to.
+
+use crate::{check_common, TopicError, MULTI_LEVEL_WILDCARD, SINGLE_LEVEL_WILDCARD};
+
+/// A validated topic name: non-empty, at most 65,535 bytes, no U+0000, no wildcard.
+///
+/// Empty levels are allowed (`a//b`, `/a`), as MQTT allows them.
+///
+/// ```
+/// use facteur_topic::TopicName;
+/// let name = TopicName::new("maison/etage1/temperature")?;
+/// assert_eq!(name.levels().count(), 3);
+/// assert!(TopicName::new("maison/+").is_err());
+/// # Ok::<(), facteur_topic::TopicError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName<'a>(&'a str);
+
+impl<'a> TopicName<'a> {
+    /// Validates `name` as a topic name.
+    pub fn new(name: &'a str) -> Result<Self, TopicError> {
+        validate_name(name)?;
+        Ok(Self(name))
+    }
+
+    /// The topic as a string.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// The levels of the name, split on `/`.
+    pub fn levels(&self) -> core::str::Split<'a, char> {
+        self.0.split('/')
+    }
+
+    /// True for names starting with `$` (such as `$SYS/...`), which filters starting with a
+    /// wildcard do not match.
+    pub fn is_dollar(&self) -> bool {
+        self.0.starts_with('$')
+    }
+}
+
+impl core::fmt::Display for TopicName<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl AsRef<str> for TopicName<'_> {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+/// Checks `name` against the topic-name rules, naming the first problem.
+pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
+    if name.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    check_common(name)?;
+    match name
+        .bytes()
+        .position(|b| b == SINGLE_LEVEL_WILDCARD as u8 || b == MULTI_LEVEL_WILDCARD as u8)
+    {
+        Some(at) => Err(TopicError::WildcardInName { at }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_and_empty_levels() {
+        for ok in ["a", "a/b", "/", "//", "/a", "a/", "$SYS/broker", "é/ü"] {
+            assert!(TopicName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_wildcards_empty_and_nul() {
+        assert_eq!(TopicName::new(""), Err(TopicError::Empty));
+        assert_eq!(TopicName::new("a/+"), Err(TopicError::WildcardInName { at: 2 }));
+        assert_eq!(TopicName::new("#"), Err(TopicError::WildcardInName { at: 0 }));
+        assert_eq!(TopicName::new("a\0b"), Err(TopicError::NullCharacter { at: 1 }));
+    }
+
+    #[test]
+    fn length_limit_is_65535_bytes() {
+        let long = "a".repeat(super::super::MAX_TOPIC_LEN);
+        assert!(TopicName::new(&long).is_ok());
+        let longer = "a".repeat(super::super::MAX_TOPIC_LEN + 1);
+        assert_eq!(TopicName::new(&longer), Err(TopicError::TooLong { len: 65_536 }));
+    }
+}
