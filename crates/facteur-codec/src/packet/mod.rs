@@ -1,0 +1,351 @@
+//! Every MQTT control packet, and the one entry point to decode and encode them.
+
+mod ack;
+mod connack;
+mod connect;
+mod disconnect;
+mod publish;
+mod suback;
+mod subscribe;
+
+pub use ack::PubResponse;
+pub use connack::ConnAck;
+pub use connect::{Connect, Will};
+pub use disconnect::{Auth, Disconnect};
+pub use publish::Publish;
+pub use suback::{SubAck, UnsubAck};
+pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions, Unsubscribe};
+
+use crate::header::{frame, FixedHeader, Status};
+use crate::read::Reader;
+use crate::varint::{varint_len, VARINT_MAX};
+use crate::write::{Sink, SinkExt, SliceWriter};
+use crate::{DecodeError, DecodeErrorKind, EncodeError, PacketType, ProtocolVersion};
+
+/// An MQTT control packet of any version, borrowing its strings and payloads from the bytes
+/// it was decoded from (or from the caller, when built for encoding).
+///
+/// The same types serve 3.1, 3.1.1 and 5.0: fields a version does not have (properties,
+/// 5.0 reason codes) decode as empty / `Success` and are not written when encoding for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant is the packet of the same name
+pub enum Packet<'a> {
+    Connect(Connect<'a>),
+    ConnAck(ConnAck<'a>),
+    Publish(Publish<'a>),
+    PubAck(PubResponse<'a>),
+    PubRec(PubResponse<'a>),
+    PubRel(PubResponse<'a>),
+    PubComp(PubResponse<'a>),
+    Subscribe(Subscribe<'a>),
+    SubAck(SubAck<'a>),
+    Unsubscribe(Unsubscribe<'a>),
+    UnsubAck(UnsubAck<'a>),
+    PingReq,
+    PingResp,
+    Disconnect(Disconnect<'a>),
+    Auth(Auth<'a>),
+}
+
+impl Packet<'_> {
+    /// This packet's type.
+    pub const fn packet_type(&self) -> PacketType {
+        match self {
+            Self::Connect(_) => PacketType::Connect,
+            Self::ConnAck(_) => PacketType::ConnAck,
+            Self::Publish(_) => PacketType::Publish,
+            Self::PubAck(_) => PacketType::PubAck,
+            Self::PubRec(_) => PacketType::PubRec,
+            Self::PubRel(_) => PacketType::PubRel,
+            Self::PubComp(_) => PacketType::PubComp,
+            Self::Subscribe(_) => PacketType::Subscribe,
+            Self::SubAck(_) => PacketType::SubAck,
+            Self::Unsubscribe(_) => PacketType::Unsubscribe,
+            Self::UnsubAck(_) => PacketType::UnsubAck,
+            Self::PingReq => PacketType::PingReq,
+            Self::PingResp => PacketType::PingResp,
+            Self::Disconnect(_) => PacketType::Disconnect,
+            Self::Auth(_) => PacketType::Auth,
+        }
+    }
+}
+
+/// A decoded packet and how many bytes of the input it used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    /// The packet.
+    pub packet: Packet<'a>,
+    /// Its size in bytes: drop this many from the front of the buffer before the next one.
+    pub len: usize,
+}
+
+/// Decodes the first packet in `buf`, a stream that may hold less than one packet or more.
+///
+/// * `version` is the connection's version; a CONNECT is decoded with the version it carries.
+/// * `max_packet_size` bounds the whole packet (fixed header included) and is checked before
+///   the body is waited for; pass [`PROTOCOL_MAX_PACKET_SIZE`](crate::PROTOCOL_MAX_PACKET_SIZE)
+///   for no limit of your own.
+///
+/// Returns [`Status::Incomplete`] with the number of bytes still needed (at least) when `buf`
+/// ends early: that is not an error.
+///
+/// ```
+/// use facteur_codec::{decode, Packet, ProtocolVersion, Status};
+/// let bytes = [0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i'];
+/// let Status::Complete(decoded) = decode(&bytes, ProtocolVersion::V3_1_1, 1024)? else {
+///     unreachable!()
+/// };
+/// let Packet::Publish(publish) = decoded.packet else { unreachable!() };
+/// assert_eq!((publish.topic, publish.payload), ("a/b", &b"hi"[..]));
+/// assert!(matches!(decode(&bytes[..4], ProtocolVersion::V3_1_1, 1024)?, Status::Incomplete(_)));
+/// # Ok::<(), facteur_codec::DecodeError>(())
+/// ```
+pub fn decode(
+    buf: &[u8],
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Result<Status<Decoded<'_>>, DecodeError> {
+    let header = match frame(buf, max_packet_size)? {
+        Status::Complete(header) => header,
+        Status::Incomplete(needed) => return Ok(Status::Incomplete(needed)),
+    };
+    let len = header.packet_len();
+    let packet = decode_frame(&header, &buf[header.header_len..len], version)?;
+    Ok(Status::Complete(Decoded { packet, len }))
+}
+
+/// Decodes one packet's body, given its fixed header (from [`frame`]) and exactly its
+/// `remaining_len` bytes.
+pub fn decode_frame<'a>(
+    header: &FixedHeader,
+    body: &'a [u8],
+    version: ProtocolVersion,
+) -> Result<Packet<'a>, DecodeError> {
+    let r = &mut Reader::new(body, header.header_len);
+    if body.len() != header.remaining_len as usize {
+        return Err(r.error(DecodeErrorKind::Truncated));
+    }
+    let packet = match header.packet_type {
+        PacketType::Connect => Packet::Connect(Connect::decode(r)?),
+        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(r, version)?),
+        PacketType::Publish => Packet::Publish(Publish::decode(header, r, version)?),
+        PacketType::PubAck => Packet::PubAck(PubResponse::decode(r, version, PacketType::PubAck)?),
+        PacketType::PubRec => Packet::PubRec(PubResponse::decode(r, version, PacketType::PubRec)?),
+        PacketType::PubRel => Packet::PubRel(PubResponse::decode(r, version, PacketType::PubRel)?),
+        PacketType::PubComp => {
+            Packet::PubComp(PubResponse::decode(r, version, PacketType::PubComp)?)
+        }
+        PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(r, version)?),
+        PacketType::SubAck => Packet::SubAck(SubAck::decode(r, version)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(r, version)?),
+        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(r, version)?),
+        PacketType::PingReq => {
+            r.finish()?;
+            Packet::PingReq
+        }
+        PacketType::PingResp => {
+            r.finish()?;
+            Packet::PingResp
+        }
+        PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(r, version)?),
+        PacketType::Auth if version.is_v5() => Packet::Auth(Auth::decode(r, version)?),
+        PacketType::Auth => {
+            return Err(DecodeError::new(DecodeErrorKind::InvalidPacketType(15), 0))
+        }
+    };
+    Ok(packet)
+}
+
+/// The sizes an encoder works out before writing anything.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Plan {
+    /// The remaining length.
+    pub(crate) body: usize,
+    /// The packet's property content length.
+    pub(crate) props: usize,
+    /// The will's property content length (CONNECT).
+    pub(crate) extra: usize,
+}
+
+impl Plan {
+    pub(crate) const fn new(body: usize, props: usize) -> Self {
+        Self {
+            body,
+            props,
+            extra: 0,
+        }
+    }
+}
+
+/// Checks that a string or binary field fits its 16-bit length; returns its wire size.
+pub(crate) fn check_field(len: usize) -> Result<usize, EncodeError> {
+    if len > usize::from(u16::MAX) {
+        return Err(EncodeError::FieldTooLong);
+    }
+    Ok(2 + len)
+}
+
+pub(crate) fn check_topic_name(topic: &str) -> Result<(), EncodeError> {
+    facteur_topic::TopicName::new(topic)
+        .map(|_| ())
+        .map_err(|e| EncodeError::Invalid(DecodeErrorKind::InvalidTopicName(e)))
+}
+
+/// The whole packet size for a remaining length, or an error past MQTT's limit.
+pub(crate) fn packet_len(body: usize) -> Result<usize, EncodeError> {
+    if body > VARINT_MAX as usize {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    Ok(1 + varint_len(body as u32) + body)
+}
+
+pub(crate) fn write_fixed_header<S: Sink + ?Sized>(
+    kind: PacketType,
+    flags: u8,
+    body: usize,
+    out: &mut S,
+) {
+    out.put_u8((kind as u8) << 4 | flags);
+    out.put_varint(body as u32);
+}
+
+/// Encoding, shared by [`Packet`] and every packet type.
+///
+/// Encoding checks the packet first (the same rules decoding enforces, so what is written
+/// decodes) and then writes it whole, or writes nothing and says why. Fields the version
+/// lacks are left out: properties and 5.0 options before 5.0, for instance, so a broker can
+/// forward a 5.0 message to a 3.1.1 subscriber as is.
+pub trait Encode {
+    /// The exact number of bytes [`Encode::encode`] writes.
+    fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError>;
+
+    /// Encodes into `buf` and returns the bytes written. If `buf` is too small,
+    /// [`EncodeError::BufferTooSmall`] names the size required and nothing is written.
+    fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let mut out = SliceWriter::new(buf);
+        self.encode_to(version, &mut out)
+    }
+
+    /// Encodes into any [`Sink`] (with the `bytes` feature, any `BufMut`: a `BytesMut` grows
+    /// as needed) and returns the bytes written; nothing is written if there is not room.
+    fn encode_to<S: Sink + ?Sized>(
+        &self,
+        version: ProtocolVersion,
+        out: &mut S,
+    ) -> Result<usize, EncodeError>;
+}
+
+impl Packet<'_> {
+    fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        match self {
+            Self::Connect(p) => p.plan(),
+            Self::ConnAck(p) => p.plan(version),
+            Self::Publish(p) => p.plan(version),
+            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
+                p.plan(version, self.packet_type())
+            }
+            Self::Subscribe(p) => p.plan(version),
+            Self::SubAck(p) => p.plan(version),
+            Self::Unsubscribe(p) => p.plan(version),
+            Self::UnsubAck(p) => p.plan(version),
+            Self::PingReq | Self::PingResp => Ok(Plan::default()),
+            Self::Disconnect(p) => p.plan(version),
+            Self::Auth(p) if version.is_v5() => p.plan(version),
+            Self::Auth(_) => Err(EncodeError::NotInVersion(PacketType::Auth)),
+        }
+    }
+
+    fn flags(&self) -> u8 {
+        match self {
+            Self::Publish(p) => p.flags(),
+            _ => self.packet_type().required_flags().unwrap_or(0),
+        }
+    }
+
+    fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S) {
+        match self {
+            Self::Connect(p) => p.write(plan, out),
+            Self::ConnAck(p) => p.write(version, plan, out),
+            Self::Publish(p) => p.write(version, plan, out),
+            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
+                p.write(version, plan, out)
+            }
+            Self::Subscribe(p) => p.write(version, plan, out),
+            Self::SubAck(p) => p.write(version, plan, out),
+            Self::Unsubscribe(p) => p.write(version, plan, out),
+            Self::UnsubAck(p) => p.write(version, plan, out),
+            Self::PingReq | Self::PingResp => {}
+            Self::Disconnect(p) => p.write(version, plan, out),
+            Self::Auth(p) => p.write(version, plan, out),
+        }
+    }
+
+    /// The version a packet is written in: CONNECT's own, else the connection's.
+    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
+        match self {
+            Self::Connect(connect) => connect.protocol,
+            _ => version,
+        }
+    }
+}
+
+impl Encode for Packet<'_> {
+    fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        packet_len(self.plan(self.effective_version(version))?.body)
+    }
+
+    fn encode_to<S: Sink + ?Sized>(
+        &self,
+        version: ProtocolVersion,
+        out: &mut S,
+    ) -> Result<usize, EncodeError> {
+        let version = self.effective_version(version);
+        let plan = self.plan(version)?;
+        let len = packet_len(plan.body)?;
+        if out.room() < len {
+            return Err(EncodeError::BufferTooSmall {
+                required: len,
+                available: out.room(),
+            });
+        }
+        write_fixed_header(self.packet_type(), self.flags(), plan.body, out);
+        self.write_body(version, &plan, out);
+        Ok(len)
+    }
+}
+
+macro_rules! encode_via_packet {
+    ($($ty:ident => $variant:ident),* $(,)?) => {$(
+        impl Encode for $ty<'_> {
+            fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+                Packet::$variant(*self).encoded_len(version)
+            }
+
+            fn encode_to<S: Sink + ?Sized>(
+                &self,
+                version: ProtocolVersion,
+                out: &mut S,
+            ) -> Result<usize, EncodeError> {
+                Packet::$variant(*self).encode_to(version, out)
+            }
+        }
+
+        impl<'a> From<$ty<'a>> for Packet<'a> {
+            fn from(packet: $ty<'a>) -> Self {
+                Packet::$variant(packet)
+            }
+        }
+    )*};
+}
+
+encode_via_packet! {
+    Connect => Connect,
+    ConnAck => ConnAck,
+    Publish => Publish,
+    Subscribe => Subscribe,
+    SubAck => SubAck,
+    Unsubscribe => Unsubscribe,
+    UnsubAck => UnsubAck,
+    Disconnect => Disconnect,
+    Auth => Auth,
+}

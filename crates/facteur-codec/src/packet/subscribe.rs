@@ -1,0 +1,297 @@
+//! SUBSCRIBE (§3.8) and UNSUBSCRIBE (§3.10).
+
+use super::{check_field, Plan};
+use crate::list::{Item, Sealed};
+use crate::property::PropertyContext;
+use crate::read::Reader;
+use crate::write::{Sink, SinkExt};
+use crate::{DecodeError, DecodeErrorKind, EncodeError, List, Properties, ProtocolVersion, QoS};
+
+/// What a subscriber wants done with retained messages when it subscribes (5.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum RetainHandling {
+    /// Send retained messages at subscribe time.
+    #[default]
+    SendOnSubscribe = 0,
+    /// Send them only if the subscription did not exist.
+    SendIfNew = 1,
+    /// Never send them at subscribe time.
+    DoNotSend = 2,
+}
+
+/// The options of one subscription. Before 5.0 only `qos` exists; the others are not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SubscriptionOptions {
+    /// The highest QoS the subscriber wants.
+    pub qos: QoS,
+    /// Do not send this client its own messages (5.0).
+    pub no_local: bool,
+    /// Keep the retain flag as published when forwarding (5.0).
+    pub retain_as_published: bool,
+    /// Retained messages at subscribe time (5.0).
+    pub retain_handling: RetainHandling,
+}
+
+impl SubscriptionOptions {
+    /// Options with this QoS and 5.0 defaults for the rest.
+    pub const fn qos(qos: QoS) -> Self {
+        Self {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: RetainHandling::SendOnSubscribe,
+        }
+    }
+
+    fn to_byte(self, version: ProtocolVersion) -> u8 {
+        let mut byte = self.qos as u8;
+        if version.is_v5() {
+            byte |= u8::from(self.no_local) << 2
+                | u8::from(self.retain_as_published) << 3
+                | (self.retain_handling as u8) << 4;
+        }
+        byte
+    }
+
+    fn from_byte(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeErrorKind> {
+        let reserved = if version.is_v5() { 0xC0 } else { 0xFC };
+        if byte & reserved != 0 {
+            return Err(DecodeErrorKind::ReservedBitSet);
+        }
+        let qos = QoS::from_u8(byte & 0x03).ok_or(DecodeErrorKind::InvalidQoS)?;
+        let retain_handling = match (byte >> 4) & 0x03 {
+            0 => RetainHandling::SendOnSubscribe,
+            1 => RetainHandling::SendIfNew,
+            2 => RetainHandling::DoNotSend,
+            _ => return Err(DecodeErrorKind::InvalidRetainHandling),
+        };
+        Ok(Self {
+            qos,
+            no_local: byte & 0x04 != 0,
+            retain_as_published: byte & 0x08 != 0,
+            retain_handling,
+        })
+    }
+}
+
+/// One topic filter of a SUBSCRIBE with its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subscription<'a> {
+    /// The topic filter (wildcards allowed; `$share/{group}/...` for shared subscriptions).
+    pub filter: &'a str,
+    /// Its options.
+    pub options: SubscriptionOptions,
+}
+
+impl<'a> Subscription<'a> {
+    /// A subscription to `filter` at `qos`.
+    pub const fn new(filter: &'a str, qos: QoS) -> Self {
+        Self {
+            filter,
+            options: SubscriptionOptions::qos(qos),
+        }
+    }
+}
+
+fn read_filter<'a>(r: &mut Reader<'a>) -> Result<&'a str, DecodeError> {
+    let at = r.offset();
+    let filter = r.utf8()?;
+    facteur_topic::TopicFilter::new(filter)
+        .map_err(|e| r.error_at(DecodeErrorKind::InvalidTopicFilter(e), at))?;
+    Ok(filter)
+}
+
+fn check_filter(filter: &str) -> Result<usize, EncodeError> {
+    facteur_topic::TopicFilter::new(filter)
+        .map_err(|e| EncodeError::Invalid(DecodeErrorKind::InvalidTopicFilter(e)))?;
+    check_field(filter.len())
+}
+
+impl Sealed for Subscription<'_> {}
+
+impl<'a> Item<'a> for Subscription<'a> {
+    fn read(r: &mut Reader<'a>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let filter = read_filter(r)?;
+        let at = r.offset();
+        let options = SubscriptionOptions::from_byte(r.u8()?, version)
+            .map_err(|kind| r.error_at(kind, at))?;
+        Ok(Self { filter, options })
+    }
+
+    fn wire_len(&self, _version: ProtocolVersion) -> usize {
+        2 + self.filter.len() + 1
+    }
+
+    fn write<S: Sink + ?Sized>(&self, version: ProtocolVersion, out: &mut S) {
+        out.put_str(self.filter);
+        out.put_u8(self.options.to_byte(version));
+    }
+}
+
+impl Sealed for &str {}
+
+/// A topic filter of an UNSUBSCRIBE.
+impl<'a> Item<'a> for &'a str {
+    fn read(r: &mut Reader<'a>, _version: ProtocolVersion) -> Result<Self, DecodeError> {
+        read_filter(r)
+    }
+
+    fn wire_len(&self, _version: ProtocolVersion) -> usize {
+        2 + self.len()
+    }
+
+    fn write<S: Sink + ?Sized>(&self, _version: ProtocolVersion, out: &mut S) {
+        out.put_str(self);
+    }
+}
+
+/// Reads a non-empty list of items filling the rest of the packet.
+fn decode_items<'a, T: Item<'a>>(
+    r: &mut Reader<'a>,
+    version: ProtocolVersion,
+) -> Result<List<'a, T>, DecodeError> {
+    if r.is_empty() {
+        return Err(r.error(DecodeErrorKind::NoTopicFilters));
+    }
+    let bytes = r.clone().rest();
+    while !r.is_empty() {
+        T::read(r, version)?;
+    }
+    Ok(List::from_validated_wire(bytes, version))
+}
+
+/// Sizes a non-empty list of filters, checking each.
+fn plan_items<'a, T: Item<'a>>(
+    list: &List<'a, T>,
+    version: ProtocolVersion,
+    filter_of: impl Fn(&T) -> &str,
+) -> Result<usize, EncodeError> {
+    if list.is_empty() {
+        return Err(EncodeError::Invalid(DecodeErrorKind::NoTopicFilters));
+    }
+    if list.wire_bytes(version).is_none() {
+        for item in list.iter() {
+            check_filter(filter_of(&item))?;
+        }
+    }
+    Ok(list.wire_len(version))
+}
+
+/// A request to subscribe to one or more topic filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribe<'a> {
+    /// Packet identifier (non-zero), echoed by SUBACK.
+    pub packet_id: u16,
+    /// SUBSCRIBE properties (5.0): subscription identifier and user properties.
+    pub properties: Properties<'a>,
+    /// The filters (at least one).
+    pub subscriptions: List<'a, Subscription<'a>>,
+}
+
+impl<'a> Subscribe<'a> {
+    /// A SUBSCRIBE of these subscriptions.
+    pub const fn new(packet_id: u16, subscriptions: &'a [Subscription<'a>]) -> Self {
+        Self {
+            packet_id,
+            properties: Properties::EMPTY,
+            subscriptions: List::from_slice(subscriptions),
+        }
+    }
+
+    pub(crate) fn decode(
+        r: &mut Reader<'a>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        let packet_id = r.packet_id()?;
+        let properties = Properties::decode(r, version, PropertyContext::Subscribe)?;
+        let subscriptions = decode_items(r, version)?;
+        Ok(Self {
+            packet_id,
+            properties,
+            subscriptions,
+        })
+    }
+
+    pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        if self.packet_id == 0 {
+            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
+        }
+        let props = self.properties.validate(PropertyContext::Subscribe)?;
+        let items = plan_items(&self.subscriptions, version, |s| s.filter)?;
+        Ok(Plan::new(
+            2 + Properties::section_len(version, props) + items,
+            props,
+        ))
+    }
+
+    pub(crate) fn write<S: Sink + ?Sized>(
+        &self,
+        version: ProtocolVersion,
+        plan: &Plan,
+        out: &mut S,
+    ) {
+        out.put_u16(self.packet_id);
+        self.properties.write(version, plan.props, out);
+        self.subscriptions.write(version, out);
+    }
+}
+
+/// A request to remove one or more subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsubscribe<'a> {
+    /// Packet identifier (non-zero), echoed by UNSUBACK.
+    pub packet_id: u16,
+    /// UNSUBSCRIBE properties (5.0): user properties.
+    pub properties: Properties<'a>,
+    /// The filters to remove (at least one).
+    pub filters: List<'a, &'a str>,
+}
+
+impl<'a> Unsubscribe<'a> {
+    /// An UNSUBSCRIBE of these filters.
+    pub const fn new(packet_id: u16, filters: &'a [&'a str]) -> Self {
+        Self {
+            packet_id,
+            properties: Properties::EMPTY,
+            filters: List::from_slice(filters),
+        }
+    }
+
+    pub(crate) fn decode(
+        r: &mut Reader<'a>,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        let packet_id = r.packet_id()?;
+        let properties = Properties::decode(r, version, PropertyContext::Unsubscribe)?;
+        let filters = decode_items(r, version)?;
+        Ok(Self {
+            packet_id,
+            properties,
+            filters,
+        })
+    }
+
+    pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        if self.packet_id == 0 {
+            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
+        }
+        let props = self.properties.validate(PropertyContext::Unsubscribe)?;
+        let items = plan_items(&self.filters, version, |f| f)?;
+        Ok(Plan::new(
+            2 + Properties::section_len(version, props) + items,
+            props,
+        ))
+    }
+
+    pub(crate) fn write<S: Sink + ?Sized>(
+        &self,
+        version: ProtocolVersion,
+        plan: &Plan,
+        out: &mut S,
+    ) {
+        out.put_u16(self.packet_id);
+        self.properties.write(version, plan.props, out);
+        self.filters.write(version, out);
+    }
+}
