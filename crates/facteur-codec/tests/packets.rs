@@ -1,0 +1,886 @@
+//! Byte-level tests: exact bytes in, exact packet out, and the same bytes back out, for every
+//! packet type in every version; then exact errors for broken packets.
+
+use facteur_codec::*;
+use facteur_topic::TopicError;
+
+const V31: ProtocolVersion = ProtocolVersion::V3_1;
+const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const MAX: u32 = PROTOCOL_MAX_PACKET_SIZE;
+
+/// Decodes `bytes` (which must be exactly one packet), checks it equals `expected`, then
+/// encodes `expected` and checks the bytes are the same.
+#[track_caller]
+fn exact(version: ProtocolVersion, bytes: &[u8], expected: Packet<'_>) {
+    let decoded = match decode(bytes, version, MAX) {
+        Ok(Status::Complete(d)) => d,
+        other => panic!("decode of {bytes:02X?} gave {other:?}"),
+    };
+    assert_eq!(decoded.len, bytes.len(), "whole input used");
+    assert_eq!(decoded.packet, expected);
+    let mut out = vec![0u8; bytes.len()];
+    assert_eq!(expected.encoded_len(version), Ok(bytes.len()));
+    assert_eq!(expected.encode(version, &mut out), Ok(bytes.len()));
+    assert_eq!(out, bytes);
+    // The decoded packet re-encodes to the same bytes too.
+    assert_eq!(decoded.packet.encode(version, &mut out), Ok(bytes.len()));
+    assert_eq!(out, bytes);
+}
+
+#[track_caller]
+fn fails(version: ProtocolVersion, bytes: &[u8], kind: DecodeErrorKind, offset: usize) {
+    assert_eq!(
+        decode(bytes, version, MAX),
+        Err(DecodeError { kind, offset }),
+        "bytes {bytes:02X?}"
+    );
+}
+
+#[test]
+fn connect_3_1_1_with_will_and_credentials() {
+    #[rustfmt::skip]
+    let bytes = [
+        0x10, 0x1E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xEE, 0x00, 0x3C,
+        0x00, 0x02, b'i', b'd',
+        0x00, 0x03, b'w', b'/', b't', 0x00, 0x03, b'b', b'y', b'e',
+        0x00, 0x01, b'u', 0x00, 0x01, b'p',
+    ];
+    let connect = Connect {
+        protocol: V311,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: "id",
+        will: Some(Will {
+            topic: "w/t",
+            payload: b"bye",
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties::EMPTY,
+        }),
+        username: Some("u"),
+        password: Some(b"p"),
+        properties: Properties::EMPTY,
+    };
+    exact(V311, &bytes, Packet::Connect(connect));
+    // CONNECT carries its own version: the connection's version does not matter.
+    exact(V5, &bytes, Packet::Connect(connect));
+}
+
+#[test]
+fn connect_3_1_uses_mqisdp() {
+    #[rustfmt::skip]
+    let bytes = [
+        0x10, 0x11, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, 0x02, 0x00, 0x0A,
+        0x00, 0x03, b'a', b'b', b'c',
+    ];
+    let mut connect = Connect::new(V31, "abc");
+    connect.keep_alive = 10;
+    exact(V311, &bytes, Packet::Connect(connect));
+}
+
+#[test]
+fn connect_5_with_properties_and_will_properties() {
+    #[rustfmt::skip]
+    let bytes = [
+        0x10, 0x13, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3C,
+        0x05, 0x11, 0x00, 0x00, 0x00, 0x1E, 0x00, 0x01, b'c',
+    ];
+    let props = [Property::SessionExpiryInterval(30)];
+    let connect = Connect {
+        properties: Properties::from_slice(&props),
+        ..Connect::new(V5, "c")
+    };
+    exact(V5, &bytes, Packet::Connect(connect));
+
+    #[rustfmt::skip]
+    let with_will = [
+        0x10, 0x1A, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x06, 0x00, 0x3C,
+        0x00, 0x00, 0x01, b'c',
+        0x05, 0x18, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, b't', 0x00, 0x01, b'x',
+    ];
+    let will_props = [Property::WillDelayInterval(5)];
+    let connect = Connect {
+        will: Some(Will {
+            topic: "t",
+            payload: b"x",
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::from_slice(&will_props),
+        }),
+        ..Connect::new(V5, "c")
+    };
+    exact(V5, &with_will, Packet::Connect(connect));
+    let Ok(Status::Complete(d)) = decode(&with_will, V5, MAX) else {
+        panic!()
+    };
+    let Packet::Connect(c) = d.packet else {
+        panic!()
+    };
+    assert_eq!(c.will.unwrap().properties.will_delay_interval(), Some(5));
+}
+
+#[test]
+fn connack_every_version() {
+    let mut present = ConnAck::new(ReasonCode::Success);
+    present.session_present = true;
+    exact(V311, &[0x20, 0x02, 0x01, 0x00], Packet::ConnAck(present));
+    exact(
+        V31,
+        &[0x20, 0x02, 0x00, 0x05],
+        Packet::ConnAck(ConnAck::new(ReasonCode::NotAuthorized)),
+    );
+    exact(
+        V311,
+        &[0x20, 0x02, 0x00, 0x01],
+        Packet::ConnAck(ConnAck::new(ReasonCode::UnsupportedProtocolVersion)),
+    );
+    let props = [
+        Property::ReceiveMaximum(10),
+        Property::RetainAvailable(false),
+    ];
+    let with_props = ConnAck {
+        properties: Properties::from_slice(&props),
+        ..ConnAck::new(ReasonCode::Success)
+    };
+    exact(
+        V5,
+        &[0x20, 0x08, 0x00, 0x00, 0x05, 0x21, 0x00, 0x0A, 0x25, 0x00],
+        Packet::ConnAck(with_props),
+    );
+    exact(
+        V5,
+        &[0x20, 0x03, 0x00, 0x87, 0x00],
+        Packet::ConnAck(ConnAck::new(ReasonCode::NotAuthorized)),
+    );
+}
+
+#[test]
+fn connack_5_failure_maps_to_nearest_3_x_return_code() {
+    let mut out = [0u8; 4];
+    ConnAck::new(ReasonCode::Banned)
+        .encode(V311, &mut out)
+        .unwrap();
+    assert_eq!(out, [0x20, 0x02, 0x00, 0x05]);
+    ConnAck::new(ReasonCode::ServerBusy)
+        .encode(V311, &mut out)
+        .unwrap();
+    assert_eq!(out, [0x20, 0x02, 0x00, 0x03]);
+}
+
+#[test]
+fn publish_3_1_1_qos0_and_qos2_dup_retain() {
+    let bytes = [
+        0x30, 0x0A, 0x00, 0x03, b'a', b'/', b'b', b'h', b'e', b'l', b'l', b'o',
+    ];
+    exact(V311, &bytes, Packet::Publish(Publish::new("a/b", b"hello")));
+    exact(V31, &bytes, Packet::Publish(Publish::new("a/b", b"hello")));
+    let publish = Publish {
+        dup: true,
+        qos: QoS::ExactlyOnce,
+        retain: true,
+        packet_id: Some(10),
+        ..Publish::new("t", b"x")
+    };
+    exact(
+        V311,
+        &[0x3D, 0x06, 0x00, 0x01, b't', 0x00, 0x0A, b'x'],
+        Packet::Publish(publish),
+    );
+}
+
+#[test]
+fn publish_5_with_properties_and_alias_only_topic() {
+    let props = [
+        Property::PayloadFormatIndicator(PayloadFormat::Utf8),
+        Property::TopicAlias(5),
+        Property::UserProperty("k", "v"),
+    ];
+    let publish = Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(1),
+        properties: Properties::from_slice(&props),
+        ..Publish::new("t", b"hi")
+    };
+    #[rustfmt::skip]
+    let bytes = [
+        0x32, 0x14, 0x00, 0x01, b't', 0x00, 0x01,
+        0x0C, 0x01, 0x01, 0x23, 0x00, 0x05, 0x26, 0x00, 0x01, b'k', 0x00, 0x01, b'v',
+        b'h', b'i',
+    ];
+    exact(V5, &bytes, Packet::Publish(publish));
+
+    let alias = [Property::TopicAlias(5)];
+    let aliased = Publish {
+        properties: Properties::from_slice(&alias),
+        ..Publish::new("", b"z")
+    };
+    exact(
+        V5,
+        &[0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x05, b'z'],
+        Packet::Publish(aliased),
+    );
+}
+
+#[test]
+fn publish_5_encoded_for_3_1_1_drops_properties() {
+    let props = [Property::MessageExpiryInterval(9)];
+    let publish = Publish {
+        properties: Properties::from_slice(&props),
+        ..Publish::new("a/b", b"hello")
+    };
+    let mut out = [0u8; 12];
+    assert_eq!(publish.encode(V311, &mut out), Ok(12));
+    assert_eq!(
+        out,
+        [0x30, 0x0A, 0x00, 0x03, b'a', b'/', b'b', b'h', b'e', b'l', b'l', b'o']
+    );
+}
+
+#[test]
+fn publish_header_only_for_vectored_writes() {
+    let props = [Property::ContentType("text/plain")];
+    let publish = Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(3),
+        properties: Properties::from_slice(&props),
+        ..Publish::new("x/y", &[7u8; 300])
+    };
+    let mut head = [0u8; 32];
+    let n = publish.encode_header(V5, &mut head).unwrap();
+    let mut whole = vec![0u8; 400];
+    let m = publish.encode(V5, &mut whole).unwrap();
+    assert_eq!(n + 300, m);
+    assert_eq!([&head[..n], publish.payload].concat(), &whole[..m]);
+    assert_eq!(
+        publish.encode_header(V5, &mut head[..n - 1]),
+        Err(EncodeError::BufferTooSmall {
+            required: n,
+            available: n - 1
+        })
+    );
+}
+
+#[test]
+fn pub_responses_every_version_and_form() {
+    let ack = PubResponse::new(7);
+    exact(V311, &[0x40, 0x02, 0x00, 0x07], Packet::PubAck(ack));
+    exact(V5, &[0x40, 0x02, 0x00, 0x07], Packet::PubAck(ack));
+    exact(
+        V31,
+        &[0x50, 0x02, 0x00, 0x01],
+        Packet::PubRec(PubResponse::new(1)),
+    );
+    exact(
+        V311,
+        &[0x62, 0x02, 0x00, 0x01],
+        Packet::PubRel(PubResponse::new(1)),
+    );
+    exact(
+        V311,
+        &[0x70, 0x02, 0x00, 0x01],
+        Packet::PubComp(PubResponse::new(1)),
+    );
+    let no_match = PubResponse {
+        reason_code: ReasonCode::NoMatchingSubscribers,
+        ..PubResponse::new(7)
+    };
+    exact(
+        V5,
+        &[0x40, 0x03, 0x00, 0x07, 0x10],
+        Packet::PubAck(no_match),
+    );
+    exact(
+        V5,
+        &[0x50, 0x03, 0x00, 0x07, 0x10],
+        Packet::PubRec(no_match),
+    );
+    let not_found = PubResponse {
+        reason_code: ReasonCode::PacketIdentifierNotFound,
+        ..PubResponse::new(1)
+    };
+    exact(
+        V5,
+        &[0x62, 0x03, 0x00, 0x01, 0x92],
+        Packet::PubRel(not_found),
+    );
+    exact(
+        V5,
+        &[0x70, 0x03, 0x00, 0x01, 0x92],
+        Packet::PubComp(not_found),
+    );
+    let why = [Property::ReasonString("bad")];
+    let with_reason = PubResponse {
+        reason_code: ReasonCode::UnspecifiedError,
+        properties: Properties::from_slice(&why),
+        ..PubResponse::new(7)
+    };
+    #[rustfmt::skip]
+    let bytes = [0x40, 0x0A, 0x00, 0x07, 0x80, 0x06, 0x1F, 0x00, 0x03, b'b', b'a', b'd'];
+    exact(V5, &bytes, Packet::PubAck(with_reason));
+    // A 5.0 success code with an empty property section is accepted, and re-encoded short.
+    let Ok(Status::Complete(d)) = decode(&[0x40, 0x04, 0x00, 0x07, 0x00, 0x00], V5, MAX) else {
+        panic!()
+    };
+    assert_eq!(d.packet, Packet::PubAck(ack));
+}
+
+#[test]
+fn subscribe_and_suback() {
+    let subs = [
+        Subscription::new("a/#", QoS::AtLeastOnce),
+        Subscription::new("+", QoS::ExactlyOnce),
+    ];
+    #[rustfmt::skip]
+    let bytes = [
+        0x82, 0x0C, 0x00, 0x0A, 0x00, 0x03, b'a', b'/', b'#', 0x01, 0x00, 0x01, b'+', 0x02,
+    ];
+    exact(V311, &bytes, Packet::Subscribe(Subscribe::new(10, &subs)));
+    exact(V31, &bytes, Packet::Subscribe(Subscribe::new(10, &subs)));
+
+    let options = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        no_local: true,
+        retain_as_published: true,
+        retain_handling: RetainHandling::DoNotSend,
+    };
+    let subs5 = [Subscription {
+        filter: "a/#",
+        options,
+    }];
+    let id = [Property::SubscriptionIdentifier(5)];
+    let subscribe = Subscribe {
+        properties: Properties::from_slice(&id),
+        ..Subscribe::new(10, &subs5)
+    };
+    #[rustfmt::skip]
+    let bytes5 = [
+        0x82, 0x0B, 0x00, 0x0A, 0x02, 0x0B, 0x05, 0x00, 0x03, b'a', b'/', b'#', 0x2D,
+    ];
+    exact(V5, &bytes5, Packet::Subscribe(subscribe));
+
+    let codes = [ReasonCode::GrantedQoS1, ReasonCode::UnspecifiedError];
+    exact(
+        V311,
+        &[0x90, 0x04, 0x00, 0x0A, 0x01, 0x80],
+        Packet::SubAck(SubAck::new(10, &codes)),
+    );
+    let codes5 = [ReasonCode::GrantedQoS2, ReasonCode::NotAuthorized];
+    exact(
+        V5,
+        &[0x90, 0x05, 0x00, 0x0A, 0x00, 0x02, 0x87],
+        Packet::SubAck(SubAck::new(10, &codes5)),
+    );
+    // A 5.0-only failure becomes 0x80 in 3.1.1.
+    let mut out = [0u8; 6];
+    SubAck::new(10, &codes5).encode(V311, &mut out).unwrap();
+    assert_eq!(out, [0x90, 0x04, 0x00, 0x0A, 0x02, 0x80]);
+}
+
+#[test]
+fn unsubscribe_and_unsuback() {
+    let filters = ["a/b"];
+    exact(
+        V311,
+        &[0xA2, 0x07, 0x00, 0x0B, 0x00, 0x03, b'a', b'/', b'b'],
+        Packet::Unsubscribe(Unsubscribe::new(11, &filters)),
+    );
+    exact(
+        V5,
+        &[0xA2, 0x08, 0x00, 0x0B, 0x00, 0x00, 0x03, b'a', b'/', b'b'],
+        Packet::Unsubscribe(Unsubscribe::new(11, &filters)),
+    );
+    exact(
+        V311,
+        &[0xB0, 0x02, 0x00, 0x0B],
+        Packet::UnsubAck(UnsubAck::new(11, &[])),
+    );
+    let codes = [ReasonCode::NoSubscriptionExisted];
+    exact(
+        V5,
+        &[0xB0, 0x04, 0x00, 0x0B, 0x00, 0x11],
+        Packet::UnsubAck(UnsubAck::new(11, &codes)),
+    );
+}
+
+#[test]
+fn ping_disconnect_auth() {
+    for v in [V31, V311, V5] {
+        exact(v, &[0xC0, 0x00], Packet::PingReq);
+        exact(v, &[0xD0, 0x00], Packet::PingResp);
+        exact(
+            v,
+            &[0xE0, 0x00],
+            Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+        );
+    }
+    exact(
+        V5,
+        &[0xE0, 0x01, 0x8E],
+        Packet::Disconnect(Disconnect::new(ReasonCode::SessionTakenOver)),
+    );
+    let expiry = [Property::SessionExpiryInterval(0)];
+    let with_will = Disconnect {
+        properties: Properties::from_slice(&expiry),
+        ..Disconnect::new(ReasonCode::DisconnectWithWillMessage)
+    };
+    exact(
+        V5,
+        &[0xE0, 0x07, 0x04, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00],
+        Packet::Disconnect(with_will),
+    );
+    exact(
+        V5,
+        &[0xF0, 0x00],
+        Packet::Auth(Auth::new(ReasonCode::Success)),
+    );
+    let method = [Property::AuthenticationMethod("m")];
+    let auth = Auth {
+        properties: Properties::from_slice(&method),
+        ..Auth::new(ReasonCode::ContinueAuthentication)
+    };
+    exact(
+        V5,
+        &[0xF0, 0x06, 0x18, 0x04, 0x15, 0x00, 0x01, b'm'],
+        Packet::Auth(auth),
+    );
+    let mut out = [0u8; 8];
+    assert_eq!(
+        auth.encode(V311, &mut out),
+        Err(EncodeError::NotInVersion(PacketType::Auth))
+    );
+}
+
+#[test]
+fn malformed_headers_and_lengths() {
+    fails(
+        V311,
+        &[0x36, 0x03, 0x00, 0x01, b't'],
+        DecodeErrorKind::InvalidQoS,
+        0,
+    );
+    fails(
+        V311,
+        &[0x38, 0x03, 0x00, 0x01, b't'],
+        DecodeErrorKind::InvalidFlags {
+            packet: PacketType::Publish,
+            flags: 0x08,
+        },
+        0,
+    );
+    fails(
+        V311,
+        &[0x30, 0x80, 0x00],
+        DecodeErrorKind::VarIntNotMinimal,
+        1,
+    );
+    fails(
+        V311,
+        &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        DecodeErrorKind::VarIntTooLong,
+        1,
+    );
+    fails(
+        V311,
+        &[0x40, 0x03, 0x00, 0x01, 0x00],
+        DecodeErrorKind::TrailingBytes(1),
+        4,
+    );
+    fails(
+        V311,
+        &[0x10, 0x03, 0x00, 0x04, b'M'],
+        DecodeErrorKind::Truncated,
+        4,
+    );
+    fails(
+        V311,
+        &[0xF0, 0x00],
+        DecodeErrorKind::InvalidPacketType(15),
+        0,
+    );
+    fails(
+        V5,
+        &[0xC0, 0x01, 0x00],
+        DecodeErrorKind::TrailingBytes(1),
+        2,
+    );
+    fails(
+        V311,
+        &[0x00, 0x00],
+        DecodeErrorKind::InvalidPacketType(0),
+        0,
+    );
+    fails(
+        V311,
+        &[0x82, 0x02, 0x00, 0x01],
+        DecodeErrorKind::NoTopicFilters,
+        4,
+    );
+    fails(
+        V5,
+        &[0xA2, 0x03, 0x00, 0x01, 0x00],
+        DecodeErrorKind::NoTopicFilters,
+        5,
+    );
+}
+
+#[test]
+fn connect_rules() {
+    let base = |level: u8, flags: u8| -> Vec<u8> {
+        let mut b = vec![
+            0x10, 0x0C, 0x00, 0x04, b'M', b'Q', b'T', b'T', level, flags, 0x00, 0x3C, 0x00, 0x00,
+        ];
+        if level == 5 {
+            b.push(0x00);
+            b[1] += 1;
+        }
+        b
+    };
+    assert!(decode(&base(4, 0x02), V311, MAX).is_ok());
+    fails(
+        V311,
+        &base(6, 0x02),
+        DecodeErrorKind::UnsupportedProtocolVersion(6),
+        8,
+    );
+    assert_eq!(
+        decode(&base(6, 0x02), V311, MAX).unwrap_err().reason_code(),
+        ReasonCode::UnsupportedProtocolVersion
+    );
+    fails(V311, &base(4, 0x03), DecodeErrorKind::ReservedBitSet, 9);
+    fails(V311, &base(4, 0x18), DecodeErrorKind::InvalidQoS, 9);
+    // Will QoS without the will flag.
+    fails(V311, &base(4, 0x08), DecodeErrorKind::InconsistentFlags, 9);
+    // Password without user name is refused in 3.1.1 but allowed in 5.0.
+    fails(V311, &base(4, 0x40), DecodeErrorKind::InconsistentFlags, 9);
+    let mut v5 = base(5, 0x40);
+    v5.extend_from_slice(&[0x00, 0x01, b'p']);
+    v5[1] += 3;
+    assert!(decode(&v5, V5, MAX).is_ok());
+    let mut bad_name = base(4, 0x02);
+    bad_name[7] = b'X';
+    fails(V311, &bad_name, DecodeErrorKind::InvalidProtocolName, 2);
+}
+
+#[test]
+fn publish_rules() {
+    fails(
+        V311,
+        &[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'#'],
+        DecodeErrorKind::InvalidTopicName(TopicError::WildcardInName { at: 2 }),
+        2,
+    );
+    assert_eq!(
+        decode(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+'], V311, MAX)
+            .unwrap_err()
+            .reason_code(),
+        ReasonCode::TopicNameInvalid
+    );
+    fails(
+        V311,
+        &[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x00],
+        DecodeErrorKind::ZeroPacketIdentifier,
+        5,
+    );
+    fails(
+        V311,
+        &[0x30, 0x03, 0x00, 0x01, 0xFF],
+        DecodeErrorKind::InvalidUtf8,
+        4,
+    );
+    fails(
+        V311,
+        &[0x30, 0x03, 0x00, 0x01, 0x00],
+        DecodeErrorKind::NullCharacter,
+        4,
+    );
+    // U+D800 as three bytes: a surrogate, not valid UTF-8.
+    fails(
+        V311,
+        &[0x30, 0x05, 0x00, 0x03, 0xED, 0xA0, 0x80],
+        DecodeErrorKind::InvalidUtf8,
+        4,
+    );
+    fails(
+        V311,
+        &[0x30, 0x03, 0x00, 0x00, b'x'],
+        DecodeErrorKind::MissingTopic,
+        2,
+    );
+    fails(
+        V5,
+        &[0x30, 0x04, 0x00, 0x00, 0x00, b'x'],
+        DecodeErrorKind::MissingTopic,
+        2,
+    );
+    fails(
+        V5,
+        &[
+            0x30, 0x09, 0x00, 0x01, b't', 0x05, 0x11, 0x00, 0x00, 0x00, 0x01,
+        ],
+        DecodeErrorKind::PropertyNotAllowed(PropertyId::SessionExpiryInterval),
+        6,
+    );
+    fails(
+        V5,
+        &[0x30, 0x08, 0x00, 0x01, b't', 0x04, 0x23, 0x00, 0x01, 0x23],
+        DecodeErrorKind::Truncated,
+        10,
+    );
+    let dup = [
+        0x30, 0x0A, 0x00, 0x01, b't', 0x06, 0x23, 0x00, 0x01, 0x23, 0x00, 0x02,
+    ];
+    fails(
+        V5,
+        &dup,
+        DecodeErrorKind::DuplicateProperty(PropertyId::TopicAlias),
+        9,
+    );
+    assert_eq!(
+        decode(&dup, V5, MAX).unwrap_err().reason_code(),
+        ReasonCode::ProtocolError
+    );
+}
+
+#[test]
+fn subscribe_rules() {
+    // Reserved option bits: bit 2 is reserved in 3.1.1 but no-local in 5.0.
+    fails(
+        V311,
+        &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04],
+        DecodeErrorKind::ReservedBitSet,
+        7,
+    );
+    fails(
+        V5,
+        &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40],
+        DecodeErrorKind::ReservedBitSet,
+        8,
+    );
+    fails(
+        V5,
+        &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30],
+        DecodeErrorKind::InvalidRetainHandling,
+        8,
+    );
+    fails(
+        V311,
+        &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03],
+        DecodeErrorKind::InvalidQoS,
+        7,
+    );
+    fails(
+        V311,
+        &[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'#', 0x00],
+        DecodeErrorKind::InvalidTopicFilter(TopicError::WildcardNotWholeLevel { at: 1 }),
+        4,
+    );
+    assert_eq!(
+        decode(
+            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'#', 0x00],
+            V311,
+            MAX
+        )
+        .unwrap_err()
+        .reason_code(),
+        ReasonCode::TopicFilterInvalid
+    );
+    fails(
+        V311,
+        &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00],
+        DecodeErrorKind::ZeroPacketIdentifier,
+        2,
+    );
+}
+
+#[test]
+fn reason_codes_are_checked_per_packet() {
+    fails(
+        V311,
+        &[0x20, 0x02, 0x00, 0x06],
+        DecodeErrorKind::InvalidReasonCode(6),
+        3,
+    );
+    fails(
+        V311,
+        &[0x20, 0x02, 0x01, 0x05],
+        DecodeErrorKind::InconsistentFlags,
+        2,
+    );
+    fails(
+        V311,
+        &[0x20, 0x02, 0x02, 0x00],
+        DecodeErrorKind::ReservedBitSet,
+        2,
+    );
+    fails(
+        V5,
+        &[0x40, 0x03, 0x00, 0x01, 0x8E],
+        DecodeErrorKind::InvalidReasonCode(0x8E),
+        4,
+    );
+    fails(
+        V5,
+        &[0xE0, 0x01, 0x10],
+        DecodeErrorKind::InvalidReasonCode(0x10),
+        2,
+    );
+    fails(
+        V311,
+        &[0x90, 0x03, 0x00, 0x01, 0x87],
+        DecodeErrorKind::InvalidReasonCode(0x87),
+        4,
+    );
+    fails(
+        V5,
+        &[0x90, 0x04, 0x00, 0x01, 0x00, 0x11],
+        DecodeErrorKind::InvalidReasonCode(0x11),
+        5,
+    );
+}
+
+#[test]
+fn encode_refuses_invalid_packets_and_writes_nothing() {
+    let mut buf = [0xAAu8; 8];
+    let publish = Publish::new("a/b", b"hello");
+    assert_eq!(
+        publish.encode(V311, &mut buf),
+        Err(EncodeError::BufferTooSmall {
+            required: 12,
+            available: 8
+        })
+    );
+    assert_eq!(buf, [0xAA; 8], "nothing partially written");
+    let qos1_no_id = Publish {
+        qos: QoS::AtLeastOnce,
+        ..publish
+    };
+    assert_eq!(
+        qos1_no_id.encoded_len(V311),
+        Err(EncodeError::PacketIdMismatch)
+    );
+    let wildcard = Publish::new("a/#", b"");
+    assert_eq!(
+        wildcard.encoded_len(V311),
+        Err(EncodeError::Invalid(DecodeErrorKind::InvalidTopicName(
+            TopicError::WildcardInName { at: 2 }
+        )))
+    );
+    let not_allowed = [Property::ReceiveMaximum(1)];
+    let bad_props = Publish {
+        properties: Properties::from_slice(&not_allowed),
+        ..publish
+    };
+    assert_eq!(
+        bad_props.encoded_len(V5),
+        Err(EncodeError::Invalid(DecodeErrorKind::PropertyNotAllowed(
+            PropertyId::ReceiveMaximum
+        )))
+    );
+    assert_eq!(
+        Subscribe::new(1, &[]).encoded_len(V311),
+        Err(EncodeError::Invalid(DecodeErrorKind::NoTopicFilters))
+    );
+    let long = "a".repeat(70_000);
+    assert_eq!(
+        Publish::new(&long, b"").encoded_len(V311).unwrap_err(),
+        EncodeError::Invalid(DecodeErrorKind::InvalidTopicName(TopicError::TooLong {
+            len: 70_000
+        }))
+    );
+    assert_eq!(
+        Connect::new(V311, &long).encoded_len(V311),
+        Err(EncodeError::FieldTooLong)
+    );
+}
+
+#[test]
+fn many_user_properties_are_all_kept() {
+    let props: Vec<Property<'_>> = (0..1000)
+        .map(|_| Property::UserProperty("key", "value"))
+        .collect();
+    let publish = Publish {
+        properties: Properties::from_slice(&props),
+        ..Publish::new("t", b"")
+    };
+    let mut buf = vec![0u8; publish.encoded_len(V5).unwrap()];
+    publish.encode(V5, &mut buf).unwrap();
+    let Ok(Status::Complete(d)) = decode(&buf, V5, MAX) else {
+        panic!()
+    };
+    let Packet::Publish(p) = d.packet else {
+        panic!()
+    };
+    assert_eq!(p.properties.user_properties().count(), 1000);
+}
+
+#[test]
+fn size_limit_counts_the_whole_packet() {
+    let bytes = [
+        0x30, 0x0A, 0x00, 0x03, b'a', b'/', b'b', b'h', b'e', b'l', b'l', b'o',
+    ];
+    assert!(decode(&bytes, V311, 12).is_ok());
+    let err = decode(&bytes[..2], V311, 11).unwrap_err();
+    assert_eq!(
+        err.kind,
+        DecodeErrorKind::PacketTooLarge { size: 12, max: 11 }
+    );
+    assert_eq!(err.skip_len(), Some(12));
+}
+
+/// The worked examples of the specifications' CONNECT and PUBLISH variable headers.
+#[test]
+fn spec_examples() {
+    // MQTT 3.1.1 §3.1.2.10 / MQTT 5.0 §3.1.2.12: protocol name "MQTT", level 4 or 5, flags
+    // 0xCE (user name, password, will QoS 1, will, clean), keep alive 10; 5.0 adds a
+    // property section of length 5 holding Session Expiry Interval 10.
+    #[rustfmt::skip]
+    let v311 = [
+        0x10, 0x1B, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xCE, 0x00, 0x0A,
+        0x00, 0x01, b'c', 0x00, 0x01, b'w', 0x00, 0x01, b'x',
+        0x00, 0x02, b'u', b's', 0x00, 0x02, b'p', b'w',
+    ];
+    let Ok(Status::Complete(d)) = decode(&v311, V311, MAX) else {
+        panic!()
+    };
+    let Packet::Connect(c) = d.packet else {
+        panic!()
+    };
+    assert_eq!(
+        (c.keep_alive, c.clean_start, c.username, c.password),
+        (10, true, Some("us"), Some(&b"pw"[..]))
+    );
+    assert_eq!(
+        c.will.map(|w| (w.qos, w.retain, w.topic)),
+        Some((QoS::AtLeastOnce, false, "w"))
+    );
+    exact(V311, &v311, d.packet);
+
+    #[rustfmt::skip]
+    let v5 = [
+        0x10, 0x22, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0xCE, 0x00, 0x0A,
+        0x05, 0x11, 0x00, 0x00, 0x00, 0x0A,
+        0x00, 0x01, b'c', 0x00, 0x00, 0x01, b'w', 0x00, 0x01, b'x',
+        0x00, 0x02, b'u', b's', 0x00, 0x02, b'p', b'w',
+    ];
+    let Ok(Status::Complete(d)) = decode(&v5, V5, MAX) else {
+        panic!()
+    };
+    let Packet::Connect(c) = d.packet else {
+        panic!()
+    };
+    assert_eq!(c.properties.session_expiry_interval(), Some(10));
+    exact(V5, &v5, d.packet);
+
+    // MQTT 3.1.1 §3.3.2.3: PUBLISH variable header, topic "a/b", packet identifier 10.
+    let publish = [0x32, 0x07, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A];
+    exact(
+        V311,
+        &publish,
+        Packet::Publish(Publish {
+            qos: QoS::AtLeastOnce,
+            packet_id: Some(10),
+            ..Publish::new("a/b", b"")
+        }),
+    );
+}
