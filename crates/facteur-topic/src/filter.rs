@@ -30,6 +30,13 @@ impl<'a> TopicFilter<'a> {
         Ok(Self(filter))
     }
 
+    /// Wraps a string already known to be a valid filter.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn new_unchecked(filter: &'a str) -> Self {
+        debug_assert!(validate_filter(filter).is_ok());
+        Self(filter)
+    }
+
     /// The filter as a string.
     pub fn as_str(&self) -> &'a str {
         self.0
@@ -145,8 +152,18 @@ mod tests {
     #[test]
     fn accepts_spec_examples() {
         for ok in [
-            "#", "+", "+/+", "/+", "sport/#", "sport/tennis/#", "sport/+/player1", "+/tennis/#",
-            "a//b", "$SYS/#", "$share/g/a/#", "$share/g/#",
+            "#",
+            "+",
+            "+/+",
+            "/+",
+            "sport/#",
+            "sport/tennis/#",
+            "sport/+/player1",
+            "+/tennis/#",
+            "a//b",
+            "$SYS/#",
+            "$share/g/a/#",
+            "$share/g/#",
         ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok}");
         }
@@ -171,13 +188,28 @@ mod tests {
 
     #[test]
     fn shared_subscriptions() {
-        let shared = TopicFilter::new("$share/grp/a/+/c").unwrap().shared().unwrap();
+        let shared = TopicFilter::new("$share/grp/a/+/c")
+            .unwrap()
+            .shared()
+            .unwrap();
         assert_eq!(shared.group(), "grp");
         assert_eq!(shared.filter().as_str(), "a/+/c");
-        assert_eq!(TopicFilter::new("$share/grp"), Err(TopicError::MissingSharedFilter));
-        assert_eq!(TopicFilter::new("$share/grp/"), Err(TopicError::MissingSharedFilter));
-        assert_eq!(TopicFilter::new("$share//a"), Err(TopicError::InvalidShareName));
-        assert_eq!(TopicFilter::new("$share/+/a"), Err(TopicError::InvalidShareName));
+        assert_eq!(
+            TopicFilter::new("$share/grp"),
+            Err(TopicError::MissingSharedFilter)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/grp/"),
+            Err(TopicError::MissingSharedFilter)
+        );
+        assert_eq!(
+            TopicFilter::new("$share//a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            TopicFilter::new("$share/+/a"),
+            Err(TopicError::InvalidShareName)
+        );
         assert!(TopicFilter::new("$share/g+h/a").is_err());
         assert!(TopicFilter::new("$sharex/a").unwrap().shared().is_none());
     }

@@ -4,9 +4,17 @@
 //!
 //! * [`TopicName`] and [`TopicFilter`]: validated, borrowed topic strings (MQTT 3.1.1 §4.7 and
 //!   MQTT 5.0 §4.7), with [`SharedFilter`] for `$share/{group}/{filter}` subscriptions.
-//! * [`matches`]: does a filter match a name, without allocating.
+//! * [`matches()`]: does a filter match a name, without allocating.
 //!
-//! It is `#![no_std]` and needs no allocator.
+//! With the `alloc` feature (on by default through `std`):
+//!
+//! * [`OwnedTopicName`] and [`OwnedTopicFilter`]: the same, owning their string.
+//! * [`SubscriptionTree`]: a trie of subscriptions that finds every subscriber of a published
+//!   topic, shared subscriptions (`$share/{group}/{filter}`) included, with a [`Pick`] policy
+//!   per group ([`RoundRobin`] by default).
+//! * [`RetainedIndex`]: retained messages by topic name, looked up by filter.
+//!
+//! It is `#![no_std]`; without `alloc` it needs no allocator.
 //!
 //! ```
 //! use facteur_topic::{matches, TopicFilter, TopicName};
@@ -29,11 +37,25 @@ mod error;
 mod filter;
 mod matching;
 mod name;
+#[cfg(feature = "alloc")]
+mod owned;
+#[cfg(feature = "alloc")]
+mod retained;
+#[cfg(feature = "alloc")]
+mod tree;
+#[cfg(feature = "alloc")]
+mod vecmap;
 
 pub use error::TopicError;
 pub use filter::{SharedFilter, TopicFilter, SHARE_PREFIX};
 pub use matching::matches;
 pub use name::TopicName;
+#[cfg(feature = "alloc")]
+pub use owned::{OwnedTopicFilter, OwnedTopicName};
+#[cfg(feature = "alloc")]
+pub use retained::RetainedIndex;
+#[cfg(feature = "alloc")]
+pub use tree::{Pick, RoundRobin, SubscriptionTree};
 
 /// The longest topic name or filter MQTT can carry: its length travels as a 16-bit integer.
 pub const MAX_TOPIC_LEN: usize = 65_535;

@@ -46,14 +46,20 @@ mod tests {
     use super::*;
 
     fn m(filter: &str, name: &str) -> bool {
-        matches(TopicFilter::new(filter).unwrap(), TopicName::new(name).unwrap())
+        matches(
+            TopicFilter::new(filter).unwrap(),
+            TopicName::new(name).unwrap(),
+        )
     }
 
     #[test]
     fn spec_examples() {
         assert!(m("sport/tennis/player1/#", "sport/tennis/player1"));
         assert!(m("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
-        assert!(m("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon"));
+        assert!(m(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/score/wimbledon"
+        ));
         assert!(m("sport/#", "sport"));
         assert!(m("sport/tennis/+", "sport/tennis/player1"));
         assert!(!m("sport/tennis/+", "sport/tennis/player1/ranking"));

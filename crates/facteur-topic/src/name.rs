@@ -23,6 +23,13 @@ impl<'a> TopicName<'a> {
         Ok(Self(name))
     }
 
+    /// Wraps a string already known to be a valid name.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn new_unchecked(name: &'a str) -> Self {
+        debug_assert!(validate_name(name).is_ok());
+        Self(name)
+    }
+
     /// The topic as a string.
     pub fn as_str(&self) -> &'a str {
         self.0
@@ -81,9 +88,18 @@ mod tests {
     #[test]
     fn rejects_wildcards_empty_and_nul() {
         assert_eq!(TopicName::new(""), Err(TopicError::Empty));
-        assert_eq!(TopicName::new("a/+"), Err(TopicError::WildcardInName { at: 2 }));
-        assert_eq!(TopicName::new("#"), Err(TopicError::WildcardInName { at: 0 }));
-        assert_eq!(TopicName::new("a\0b"), Err(TopicError::NullCharacter { at: 1 }));
+        assert_eq!(
+            TopicName::new("a/+"),
+            Err(TopicError::WildcardInName { at: 2 })
+        );
+        assert_eq!(
+            TopicName::new("#"),
+            Err(TopicError::WildcardInName { at: 0 })
+        );
+        assert_eq!(
+            TopicName::new("a\0b"),
+            Err(TopicError::NullCharacter { at: 1 })
+        );
     }
 
     #[test]
@@ -91,6 +107,9 @@ mod tests {
         let long = "a".repeat(super::super::MAX_TOPIC_LEN);
         assert!(TopicName::new(&long).is_ok());
         let longer = "a".repeat(super::super::MAX_TOPIC_LEN + 1);
-        assert_eq!(TopicName::new(&longer), Err(TopicError::TooLong { len: 65_536 }));
+        assert_eq!(
+            TopicName::new(&longer),
+            Err(TopicError::TooLong { len: 65_536 })
+        );
     }
 }
