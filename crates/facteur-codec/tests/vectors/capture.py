@@ -13,7 +13,8 @@ What it does:
 * starts an in-process recording TCP proxy on another 127.0.0.1 port that
   forwards to the broker and records both byte streams of every connection;
 * runs the scenarios below with mosquitto_pub / mosquitto_sub (and, for the few
-  things those clients cannot do, the helper `paho_v5.py`) pointed at the proxy,
+  things those clients cannot do, the paho-mqtt helper `paho_helper.py`)
+  pointed at the proxy,
   each client with a bounded timeout;
 * splits each recorded byte stream into MQTT packets using only the fixed
   header (type byte + variable byte integer remaining length) and writes one
@@ -38,6 +39,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOST = "127.0.0.1"
+HELPER = os.path.join(HERE, "paho_helper.py")
 CLIENT_TIMEOUT = 15.0  # hard upper bound for any single client process
 WAIT_TIMEOUT = 10.0  # upper bound when waiting for a packet to show up
 
@@ -109,6 +111,21 @@ def split_packets(stream):
         packets.append((pos, i + length))
         pos = i + length
     return packets, n - pos
+
+
+def describe(direction, pkt, protocol):
+    """Short label for the per-connection summary comment, e.g. s2c:CONNACK(0x87).
+
+    Shows the CONNACK return / reason code and a DISCONNECT reason code when
+    present (only the fixed header and the first bytes are looked at)."""
+    t = pkt[0] >> 4
+    name = "%s:%s" % (direction, PACKET_TYPES.get(t, "?"))
+    _, pos = read_varint(pkt, 1)
+    if t == 2 and len(pkt) >= pos + 2:
+        name += "(0x%02x)" % pkt[pos + 1]
+    elif t == 14 and len(pkt) > pos:
+        name += "(0x%02x)" % pkt[pos]
+    return name
 
 
 def read_utf8(buf, pos):
@@ -534,13 +551,12 @@ class Context:
     def write(self, sc, conns):
         lines = []
         lines.append("# facteur-codec MQTT test vector: %s" % sc.name)
-        lines.append("# Captured by capture.py in this directory (re-run from the repository root:")
-        lines.append("#   python3 crates/facteur-codec/tests/vectors/capture.py)")
+        lines.append("# Captured by capture.py in this directory.")
         lines.append("# broker:  %s  (mosquitto -h | head -1)" % self.broker_version)
         lines.append("# clients: %s" % self.pub_version)
         lines.append("#          %s" % self.sub_version)
-        if any("paho_v5.py" in c for c in sc.commands):
-            lines.append("#          paho-mqtt %s (helper paho_v5.py)" % self.paho_version)
+        if any("paho_helper.py" in c for c in sc.commands):
+            lines.append("#          paho-mqtt %s (helper paho_helper.py)" % self.paho_version)
         lines.append("# broker config (plus a `user` line when run as root):")
         for cl in sc.broker.config_lines:
             cl = cl.replace(str(sc.broker.port), "<port>")
@@ -557,19 +573,15 @@ class Context:
         for n in sc.notes:
             lines.append("# Note: %s" % n)
         lines.append("#")
-        lines.append("# Format: one MQTT packet per line: <direction> <protocol> <hex>")
-        lines.append("#   direction: c2s (client to broker) or s2c (broker to client)")
-        lines.append("#   protocol:  3.1, 3.1.1 or 5.0 (from the CONNECT's protocol level)")
-        lines.append("#   hex:       the complete packet, fixed header included, lowercase")
-        lines.append("# Packets of one connection are contiguous, in arrival order across")
-        lines.append("# both directions; each connection starts with a `# connection` comment.")
+        lines.append("# Format (see README.md): one packet per line, `<c2s|s2c> <3.1|3.1.1|5.0> <hex>`;")
+        lines.append("# each connection's packets follow its `# connection` comment, in arrival order.")
         summary = {}
         for n, conn in enumerate(conns, 1):
             packets, leftovers = conn.packets()
             protocol, client_id = conn.info()
             if protocol is None:
                 protocol = "unknown"
-            names = [("%s:%s" % (d, PACKET_TYPES.get(p[0] >> 4, "?"))) for d, p in packets]
+            names = [describe(d, p, protocol) for d, p in packets]
             lines.append("#")
             lines.append(
                 "# connection %d: client id %r, MQTT %s, %d packets"
@@ -579,7 +591,10 @@ class Context:
                 lines.append("#   " + " ".join(names[i : i + 6]))
             for d, left in leftovers.items():
                 if left:
-                    lines.append("#   WARNING: %d trailing %s bytes do not form a complete packet" % (left, d))
+                    raise CaptureError(
+                        "%s: connection %d: %d trailing %s bytes do not form a complete packet"
+                        % (sc.name, n, left, d)
+                    )
             for d, p in packets:
                 t = p[0] >> 4
                 if t not in PACKET_TYPES:
@@ -641,7 +656,8 @@ def scenario_retained(ctx, V, proto, suffix):
     sc.run(sub(V, "ret-sub-%s" % suffix, "-q", "1", "-t", flt, "-C", "1", "-W", "10", "-v"))
     sc.run(pub(V, "ret-clr-%s" % suffix, "-q", "1", "-r", "-n", "-t", topic))
     sc.run(sub(V, "ret-chk-%s" % suffix, "-q", "1", "-t", flt, "-W", "2", "-v"), expect=27)
-    sc.note("mosquitto_sub exits with status 27 when -W times out; it still sends DISCONNECT.")
+    sc.note("mosquitto_sub exits with status 27 when -W times out; it still sends a DISCONNECT"
+            " (with MQTT 5 that DISCONNECT has reason code 0x04, disconnect with will message).")
     sc.finish()
 
 
@@ -790,10 +806,12 @@ def scenario_v5_session_takeover(ctx):
         ctx,
         "v5_session_takeover",
         """MQTT 5.0 session takeover: a subscriber with client id `dup` is connected
-        when a publisher connects with the same client id, so the broker sends the
-        subscriber a DISCONNECT with reason code 0x8e (session taken over).
-        mosquitto_sub reconnects by itself (taking the id back once the publisher
-        has gone) and exits when -W expires.""",
+        when a publisher connects with the same client id. MQTT 5 allows the
+        broker to send the old connection a DISCONNECT with reason code 0x8e
+        (session taken over); mosquitto 2.0.11 does not, it just closes the old
+        socket, so the first connection below ends without any DISCONNECT.
+        mosquitto_sub reconnects by itself (taking the id back once the
+        publisher has gone) and exits when -W expires.""",
     )
     s = sc.start(sub("mqttv5", "dup", "-q", "0", "-t", "dup/#", "-W", "4"))
     sc.wait_for("dup", "s2c", "SUBACK")
@@ -803,7 +821,6 @@ def scenario_v5_session_takeover(ctx):
 
 
 def scenario_v5_paho(ctx):
-    helper = os.path.join(HERE, "paho_v5.py")
     if ctx.paho_version is None:
         print("paho-mqtt not importable: skipping v5_subscription_options", flush=True)
         return
@@ -815,37 +832,48 @@ def scenario_v5_paho(ctx):
         will message). mosquitto_sub 2.0.11 has --retain-as-published but no
         no-local or retain-handling switch, no subscription identifier and no way
         to choose a DISCONNECT reason code, so this scenario uses the paho-mqtt
-        helper paho_v5.py (see its docstring for the exact sequence). A
+        helper paho_helper.py (see its docstring for the exact sequence). A
         mosquitto_sub watches the will topic.""",
     )
     w = sc.start(sub("mqttv5", "so-watch", "-q", "1", "-t", "so/will", "-C", "1", "-W", "12", "-v"))
     sc.wait_for("so-watch", "s2c", "SUBACK")
-    sc.run([sys.executable, helper, HOST, "$PORT"])
+    sc.run([sys.executable, HELPER, HOST, "$PORT", "subopts"])
     sc.wait(w)
     sc.note("the broker assigns a random client identifier (auto-...) to the empty-id client.")
     sc.finish()
 
 
 def scenario_refused(ctx, V, proto, suffix):
-    v5 = V == "mqttv5"
     sc = Scenario(
         ctx,
         "connect_refused_%s" % suffix,
-        """MQTT %s CONNECTs refused by a broker with allow_anonymous false, a
-        password file (user alice, password s3cret) and clientid_prefixes ok-:
-        1) client id without the ok- prefix: identifier rejected;
-        2) anonymous (no username): not authorized;
-        3) wrong password: bad user name or password;
-        4) correct credentials: accepted, QoS 0 publish.
-        In each refused case the broker closes the connection after the CONNACK."""
-        % proto,
+        """MQTT %s CONNECTs to a refusing broker (allow_anonymous false, a password
+        file with user alice / password s3cret, clientid_prefixes ok-,
+        allow_zero_length_clientid false):
+        1) client id without the ok- prefix;
+        2) anonymous (no username);
+        3) wrong password;
+        4) correct credentials: accepted, then a QoS 0 publish;
+        %s
+        The CONNACK codes mosquitto actually sent are given in each connection's
+        comment. In each refused case the broker closes the connection right
+        after the CONNACK."""
+        % (
+            proto,
+            "5) zero-length client id (paho-mqtt helper; mosquitto_pub cannot send one)."
+            if V != "mqttv31" and ctx.paho_version
+            else "(no zero-length client id case: mosquitto_pub cannot send one and paho-mqtt\n"
+            "replaces an empty MQTT 3.1 client id with a random one)",
+        ),
         broker=ctx.brokers["auth"],
     )
     sc.run(pub(V, "bad-%s" % suffix, "-u", "alice", "-P", "s3cret", "-t", "x", "-m", "x"), expect=None)
     sc.run(pub(V, "ok-anon-%s" % suffix, "-t", "x", "-m", "x"), expect=None)
     sc.run(pub(V, "ok-badpw-%s" % suffix, "-u", "alice", "-P", "wrong", "-t", "x", "-m", "x"), expect=None)
     sc.run(pub(V, "ok-good-%s" % suffix, "-u", "alice", "-P", "s3cret", "-t", "auth/%s" % suffix, "-m", "welcome"))
-    sc.note("mosquitto_pub exits non-zero for the three refused connections.")
+    if V != "mqttv31" and ctx.paho_version:
+        sc.run([sys.executable, HELPER, HOST, "$PORT", "empty-id", proto])
+    sc.note("mosquitto_pub exits non-zero for the refused connections.")
     sc.finish()
 
 
@@ -872,7 +900,12 @@ def main():
         os.chmod(pwfile, 0o600)
         ctx.add_broker(
             "auth",
-            ["allow_anonymous false", "password_file %s" % pwfile, "clientid_prefixes ok-"],
+            [
+                "allow_anonymous false",
+                "password_file %s" % pwfile,
+                "clientid_prefixes ok-",
+                "allow_zero_length_clientid false",
+            ],
         )
         # Keep the temp path out of the vector files.
         ctx.brokers["auth"].config_lines = [
@@ -881,6 +914,7 @@ def main():
             "allow_anonymous false",
             "password_file <file with alice:s3cret, made by mosquitto_passwd -b -c>",
             "clientid_prefixes ok-",
+            "allow_zero_length_clientid false",
         ]
 
         for V, proto, suffix in VERSIONS:

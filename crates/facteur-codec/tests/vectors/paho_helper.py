@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""paho-mqtt (2.x) helper for capture.py: the MQTT 5.0 features that
+"""paho-mqtt (2.x) helper for capture.py: the few things that
 mosquitto_pub / mosquitto_sub 2.0.11 cannot produce.
 
-Usage: python3 paho_v5.py HOST PORT   (capture.py runs it against its proxy)
+Usage (capture.py runs it against its recording proxy):
+  python3 paho_helper.py HOST PORT subopts
+  python3 paho_helper.py HOST PORT empty-id 3.1.1|5.0
 
-Sequence:
+`empty-id`: one CONNECT with a zero-length client identifier (clean session /
+clean start), to be refused by a broker with `allow_zero_length_clientid false`;
+exits 0 unless the connect was accepted.
+
+`subopts` sequence:
   client `so-sub` (MQTT 5.0, will on so/will at QoS 1):
     1. publishes retained QoS 1 messages to so/rh1/x and so/rh2/x;
     2. SUBSCRIBE (subscription identifier 7, user property sub=opts) with
@@ -57,17 +63,19 @@ class Waiter:
             while sum(1 for k, _ in self.events if k == kind) < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise SystemExit("paho_v5.py: timed out waiting for %s" % kind)
+                    raise SystemExit("paho_helper.py: timed out waiting for %s" % kind)
                 self.cond.wait(left)
             return [v for k, v in self.events if k == kind][n - 1]
 
 
-def make_client(client_id, w):
+def make_client(client_id, w, protocol=mqtt.MQTTv5):
+    kw = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
     c = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=mqtt.MQTTv5,
+        protocol=protocol,
         reconnect_on_failure=False,
+        **kw,
     )
     c.on_connect = lambda cl, ud, flags, rc, props: w.push("connack", (rc, props))
     c.on_subscribe = lambda cl, ud, mid, rcs, props: w.push("suback", rcs)
@@ -84,9 +92,32 @@ def props(packet_type, **kw):
     return p
 
 
-def main():
-    host, port = sys.argv[1], int(sys.argv[2])
+def empty_id(host, port, version):
+    protocol = {"3.1.1": mqtt.MQTTv311, "5.0": mqtt.MQTTv5}[version]
+    w = Waiter()
+    c = make_client("", w, protocol)
+    if protocol == mqtt.MQTTv5:
+        c.connect(host, port, keepalive=60, clean_start=True)
+    else:
+        c.connect(host, port, keepalive=60)
+    c.loop_start()
+    try:
+        # paho does not always report a refused MQTT 3.1.1 CONNACK through
+        # on_connect (the broker closes the socket right after it), so wait for
+        # the disconnect and only check that no successful CONNACK came first.
+        w.wait("disconnect")
+    finally:
+        c.loop_stop()
+    with w.cond:
+        connacks = [v for k, v in w.events if k == "connack"]
+    for rc, _ in connacks:
+        value = rc.value if hasattr(rc, "value") else int(rc)
+        print("CONNACK code %#04x (%s)" % (value, rc))
+        if value == 0:
+            raise SystemExit("paho_helper.py: empty client id was accepted")
 
+
+def subopts(host, port):
     w = Waiter()
     c = make_client("so-sub", w)
     c.will_set("so/will", b"gone", qos=1, retain=False)
@@ -95,7 +126,7 @@ def main():
     try:
         rc, _ = w.wait("connack")
         if rc != 0:
-            raise SystemExit("paho_v5.py: connect refused: %s" % rc)
+            raise SystemExit("paho_helper.py: connect refused: %s" % rc)
         for t, m in (("so/rh1/x", b"r1"), ("so/rh2/x", b"r2")):
             c.publish(t, m, qos=1, retain=True).wait_for_publish(TIMEOUT)
         c.subscribe(
@@ -136,7 +167,7 @@ def main():
     try:
         rc, p = w2.wait("connack")
         if rc != 0:
-            raise SystemExit("paho_v5.py: connect refused: %s" % rc)
+            raise SystemExit("paho_helper.py: connect refused: %s" % rc)
         print("assigned client id: %s" % getattr(p, "AssignedClientIdentifier", None))
         for t in ("so/rh1/x", "so/rh2/x", "so/rap"):
             c2.publish(t, b"", qos=1, retain=True).wait_for_publish(TIMEOUT)
@@ -144,6 +175,16 @@ def main():
         w2.wait("disconnect")
     finally:
         c2.loop_stop()
+
+
+def main():
+    host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if mode == "subopts":
+        subopts(host, port)
+    elif mode == "empty-id":
+        empty_id(host, port, sys.argv[4])
+    else:
+        raise SystemExit("paho_helper.py: unknown mode %r" % mode)
 
 
 if __name__ == "__main__":
