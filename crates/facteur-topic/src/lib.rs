@@ -35,8 +35,11 @@ extern crate std;
 
 mod error;
 mod filter;
+#[cfg(feature = "alloc")]
+mod level;
 mod matching;
 mod name;
+mod scan;
 #[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "alloc")]
@@ -50,6 +53,8 @@ pub use error::TopicError;
 pub use filter::{SharedFilter, TopicFilter, SHARE_PREFIX};
 pub use matching::matches;
 pub use name::TopicName;
+#[doc(hidden)]
+pub use scan::find_any_of3;
 #[cfg(feature = "alloc")]
 pub use owned::{OwnedTopicFilter, OwnedTopicName};
 #[cfg(feature = "alloc")]
@@ -72,7 +77,7 @@ fn check_common(topic: &str) -> Result<(), TopicError> {
     if topic.len() > MAX_TOPIC_LEN {
         return Err(TopicError::TooLong { len: topic.len() });
     }
-    if let Some(at) = topic.bytes().position(|b| b == 0) {
+    if let Some(at) = scan::find_any_of3(topic.as_bytes(), 0, 0, 0) {
         return Err(TopicError::NullCharacter { at });
     }
     Ok(())

@@ -64,13 +64,18 @@ pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() {
         return Err(TopicError::Empty);
     }
-    check_common(name)?;
-    match name
-        .bytes()
-        .position(|b| b == SINGLE_LEVEL_WILDCARD as u8 || b == MULTI_LEVEL_WILDCARD as u8)
-    {
-        Some(at) => Err(TopicError::WildcardInName { at }),
+    if name.len() > crate::MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong { len: name.len() });
+    }
+    // One pass for the three bytes a name must not hold.
+    let wildcards = (SINGLE_LEVEL_WILDCARD as u8, MULTI_LEVEL_WILDCARD as u8);
+    match crate::scan::find_any_of3(name.as_bytes(), 0, wildcards.0, wildcards.1) {
         None => Ok(()),
+        Some(_) => {
+            check_common(name)?;
+            let at = crate::scan::find_any_of3(name.as_bytes(), wildcards.0, wildcards.1, wildcards.1);
+            Err(TopicError::WildcardInName { at: at.unwrap_or(0) })
+        }
     }
 }
 

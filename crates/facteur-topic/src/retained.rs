@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::mem::size_of;
 
+use crate::level::Level;
 use crate::tree::{NodeId, END, NONE, ROOT};
 use crate::vecmap::VecMap;
 use crate::{TopicFilter, TopicName};
@@ -24,7 +25,7 @@ struct Entry<V> {
 struct Node<V> {
     /// [`NONE`] for the root and free slots.
     parent: NodeId,
-    children: VecMap<Box<str>, NodeId>,
+    children: VecMap<Level, NodeId>,
     value: Option<Box<Entry<V>>>,
 }
 
@@ -122,6 +123,20 @@ impl<V> RetainedIndex<V> {
         *self = Self::new();
     }
 
+    /// Gives back the spare capacity of the node arena, which grows by doubling: after a bulk
+    /// load up to half of it can be unused. Slots freed by removals in the middle of the arena
+    /// stay allocated, to be reused by later inserts.
+    pub fn shrink_to_fit(&mut self) {
+        // Free slots at the end of the arena can go; the root (slot 0) is never free.
+        self.free.sort_unstable();
+        while self.free.last().map(|&id| id as usize) == Some(self.nodes.len() - 1) {
+            self.free.pop();
+            self.nodes.pop();
+        }
+        self.nodes.shrink_to_fit();
+        self.free.shrink_to_fit();
+    }
+
     /// An estimate of the bytes the index uses: node arena (at its capacity), level strings,
     /// topic names and `size_of::<V>()` per value, but not what `V` points to. O(nodes).
     pub fn memory_usage(&self) -> usize {
@@ -129,7 +144,7 @@ impl<V> RetainedIndex<V> {
             .nodes
             .iter()
             .map(|n| {
-                let keys: usize = n.children.iter().map(|(k, _)| k.len()).sum();
+                let keys: usize = n.children.iter().map(|(k, _)| k.heap_bytes()).sum();
                 let value = n
                     .value
                     .as_ref()
@@ -151,13 +166,13 @@ impl<V> RetainedIndex<V> {
     pub fn insert(&mut self, name: TopicName<'_>, value: V) -> Option<V> {
         let mut node = ROOT;
         for level in name.levels() {
-            node = match self.nodes[node as usize].children.get(level) {
+            node = match self.nodes[node as usize].children.get(level.as_bytes()) {
                 Some(&child) => child,
                 None => {
                     let child = self.allocate(node);
                     self.nodes[node as usize]
                         .children
-                        .insert(level.into(), child);
+                        .insert(Level::new(level), child);
                     child
                 }
             };
@@ -189,7 +204,9 @@ impl<V> RetainedIndex<V> {
             }
             let parent = n.parent;
             let level = levels.next().unwrap_or_default();
-            self.nodes[parent as usize].children.remove(level);
+            self.nodes[parent as usize]
+                .children
+                .remove(level.as_bytes());
             self.nodes[node as usize] = Node::new(NONE);
             self.free.push(node);
             node = parent;
@@ -231,7 +248,7 @@ impl<V> RetainedIndex<V> {
         while let Some((id, pos)) = stack.pop() {
             let node = &self.nodes[id as usize];
             // At the root, wildcards skip `$` topics.
-            let visible = |level: &str| id != ROOT || !level.starts_with('$');
+            let visible = |level: &Level| id != ROOT || !level.is_dollar();
             if pos == ALL || pos == END {
                 emit(node);
                 if pos == ALL {
@@ -256,7 +273,7 @@ impl<V> RetainedIndex<V> {
                     stack.extend(children.map(|(_, &c)| (c, next)));
                 }
                 exact => {
-                    if let Some(&child) = node.children.get(exact) {
+                    if let Some(&child) = node.children.get(exact.as_bytes()) {
                         stack.push((child, next));
                     }
                 }
@@ -277,7 +294,7 @@ impl<V> RetainedIndex<V> {
     fn find(&self, name: TopicName<'_>) -> Option<NodeId> {
         let mut node = ROOT;
         for level in name.levels() {
-            node = *self.nodes[node as usize].children.get(level)?;
+            node = *self.nodes[node as usize].children.get(level.as_bytes())?;
         }
         Some(node)
     }
@@ -367,6 +384,9 @@ mod tests {
         assert_eq!(index.remove(n("a/b")), None);
         assert_eq!(index.remove(n("a/b/c")), Some(3));
         assert_eq!(index.node_count(), 1);
+        index.shrink_to_fit();
+        assert_eq!(index.nodes.len(), 2);
+        assert_eq!(index.get(n("a")), Some(&12));
         assert_eq!(index.remove(n("a")), Some(12));
         assert_eq!(index.node_count(), 0);
         assert!(index.is_empty());

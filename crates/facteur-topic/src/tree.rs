@@ -7,6 +7,7 @@ use core::fmt;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::level::Level;
 use crate::vecmap::VecMap;
 use crate::{TopicFilter, TopicName};
 
@@ -206,7 +207,7 @@ struct Node<K, V, P> {
     /// The child reached through a `+` level.
     plus: NodeId,
     /// Children reached through an exact level.
-    children: VecMap<Box<str>, NodeId>,
+    children: VecMap<Level, NodeId>,
     /// Subscriptions whose filter ends at this node.
     here: Option<Box<Subscribers<K, V, P>>>,
     /// Subscriptions whose filter ends with `/#` after this node (`#` alone for the root).
@@ -234,7 +235,7 @@ impl<K: Ord, V, P> Node<K, V, P> {
         if level == "+" {
             Some(self.plus).filter(|&c| c != NONE)
         } else {
-            self.children.get(level).copied()
+            self.children.get(level.as_bytes()).copied()
         }
     }
 }
@@ -353,6 +354,20 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
         *self = Self::with_pick();
     }
 
+    /// Gives back the spare capacity of the node arena, which grows by doubling: after a bulk
+    /// load up to half of it can be unused. Slots freed by removals in the middle of the arena
+    /// stay allocated, to be reused by later inserts.
+    pub fn shrink_to_fit(&mut self) {
+        // Free slots at the end of the arena can go; the root (slot 0) is never free.
+        self.free.sort_unstable();
+        while self.free.last().map(|&id| id as usize) == Some(self.nodes.len() - 1) {
+            self.free.pop();
+            self.nodes.pop();
+        }
+        self.nodes.shrink_to_fit();
+        self.free.shrink_to_fit();
+    }
+
     /// An estimate of the heap and inline bytes the tree uses: the node arena (at its capacity),
     /// level strings, subscriber maps and groups. It counts `size_of::<K>()` and
     /// `size_of::<V>()` per subscription but not what `K` or `V` themselves point to, and
@@ -366,7 +381,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
             .nodes
             .iter()
             .map(|n| {
-                let keys: usize = n.children.iter().map(|(k, _)| k.len()).sum();
+                let keys: usize = n.children.iter().map(|(k, _)| k.heap_bytes()).sum();
                 n.children.heap_bytes() + keys + subs(&n.here) + subs(&n.multi)
             })
             .sum();
@@ -466,7 +481,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
                 Some(i) => (&rest[..i], pos + i as u32 + 1),
                 None => (rest, END),
             };
-            if let Some(&child) = n.children.get(level) {
+            if let Some(&child) = n.children.get(level.as_bytes()) {
                 stack.push(Frame {
                     node: child,
                     pos: next,
@@ -499,7 +514,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
         if level == "+" {
             p.plus = child;
         } else {
-            p.children.insert(level.into(), child);
+            p.children.insert(Level::new(level), child);
         }
         child
     }
@@ -528,7 +543,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
             if level == "+" {
                 p.plus = NONE;
             } else {
-                p.children.remove(level);
+                p.children.remove(level.as_bytes());
             }
             // Drop whatever capacity the slot kept.
             self.nodes[node as usize] = Node::new(NONE);
@@ -683,6 +698,14 @@ mod tests {
         }
         assert_eq!(tree.node_count(), 1);
         assert!(tree.nodes.len() <= 5);
+        let before = tree.memory_usage();
+        tree.shrink_to_fit();
+        assert_eq!(tree.nodes.len(), 2);
+        assert!(tree.memory_usage() < before);
+        assert_eq!(matched(&tree, "keep"), [0]);
+        tree.insert(f("x/y"), 1, 0);
+        assert_eq!(tree.node_count(), 3);
+        assert_eq!(matched(&tree, "x/y"), [1]);
     }
 
     #[test]

@@ -8,9 +8,16 @@ use facteur_topic::{matches, RetainedIndex, SubscriptionTree, TopicFilter, Topic
 use proptest::prelude::*;
 
 /// Few distinct levels so that filters and names collide often; `$s` makes `$` topics when it
-/// comes first.
+/// comes first, and the long one is stored out of line in the tries.
 fn name_level() -> impl Strategy<Value = &'static str> {
-    prop_oneof![Just("a"), Just("b"), Just("c"), Just(""), Just("$s")]
+    prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("c"),
+        Just(""),
+        Just("$s"),
+        Just("a-level-longer-than-22-bytes"),
+    ]
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -145,6 +152,11 @@ proptest! {
                 expected_nodes(model.keys().map(|(filter, _)| inner(filter)))
             );
         }
+        tree.shrink_to_fit();
+        prop_assert_eq!(
+            tree.node_count(),
+            expected_nodes(model.keys().map(|(filter, _)| inner(filter)))
+        );
         for ((filter, k), v) in &model {
             prop_assert_eq!(tree.get(f(filter), k), Some(v));
         }
