@@ -39,11 +39,11 @@ mod filter;
 mod level;
 mod matching;
 mod name;
-mod scan;
 #[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "alloc")]
 mod retained;
+mod scan;
 #[cfg(feature = "alloc")]
 mod tree;
 #[cfg(feature = "alloc")]
@@ -53,12 +53,12 @@ pub use error::TopicError;
 pub use filter::{SharedFilter, TopicFilter, SHARE_PREFIX};
 pub use matching::matches;
 pub use name::TopicName;
-#[doc(hidden)]
-pub use scan::find_any_of3;
 #[cfg(feature = "alloc")]
 pub use owned::{OwnedTopicFilter, OwnedTopicName};
 #[cfg(feature = "alloc")]
 pub use retained::RetainedIndex;
+#[doc(hidden)]
+pub use scan::find_any_of3;
 #[cfg(feature = "alloc")]
 pub use tree::{Pick, RoundRobin, SubscriptionTree};
 

@@ -750,6 +750,13 @@ mod tests {
     }
 
     #[test]
+    fn matching_needs_only_a_shared_borrow() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SubscriptionTree<u32, u8>>();
+        send_sync::<crate::RetainedIndex<u8>>();
+    }
+
+    #[test]
     fn shared_subscriptions_honour_the_dollar_rule() {
         let mut tree = SubscriptionTree::<u32, u8>::new();
         tree.insert(f("$share/g/#"), 1, 0);
