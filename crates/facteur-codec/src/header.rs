@@ -140,6 +140,7 @@ fn more(n: usize) -> Status<FixedHeader> {
 /// assert!(matches!(frame(&[0x30], u32::MAX)?, Status::Incomplete(_)));
 /// # Ok::<(), facteur_codec::DecodeError>(())
 /// ```
+#[inline]
 pub fn frame(buf: &[u8], max_packet_size: u32) -> Result<Status<FixedHeader>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(more(2));

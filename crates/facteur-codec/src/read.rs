@@ -106,6 +106,16 @@ impl<'a> Reader<'a> {
         check_utf8(raw).map_err(|(kind, i)| self.error_at(kind, at + i))
     }
 
+    /// A string that is valid UTF-8, leaving the U+0000 check to the caller: topic validation
+    /// looks for U+0000 and wildcards in one pass.
+    #[inline]
+    pub(crate) fn utf8_without_nul_check(&mut self) -> Result<&'a str, DecodeError> {
+        let at = self.offset() + 2;
+        let raw = self.binary()?;
+        core::str::from_utf8(raw)
+            .map_err(|e| self.error_at(DecodeErrorKind::InvalidUtf8, at + e.valid_up_to()))
+    }
+
     /// Everything left.
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         let out = &self.buf[self.pos..];
@@ -133,7 +143,7 @@ impl<'a> Reader<'a> {
 #[inline]
 pub(crate) fn check_utf8(raw: &[u8]) -> Result<&str, (DecodeErrorKind, usize)> {
     match core::str::from_utf8(raw) {
-        Ok(s) => match raw.iter().position(|&b| b == 0) {
+        Ok(s) => match facteur_topic::find_any_of3(raw, 0, 0, 0) {
             Some(i) => Err((DecodeErrorKind::NullCharacter, i)),
             None => Ok(s),
         },

@@ -44,9 +44,10 @@ impl Sink for SliceWriter<'_> {
 
     #[inline]
     fn put_slice(&mut self, bytes: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + bytes.len()) {
-            dst.copy_from_slice(bytes);
-            self.pos += bytes.len();
+        let end = self.pos + bytes.len();
+        if end <= self.buf.len() {
+            self.buf[self.pos..end].copy_from_slice(bytes);
+            self.pos = end;
         }
     }
 

@@ -64,7 +64,10 @@ fn captured_traffic_decodes_and_reencodes_byte_for_byte() {
                 .or_default() += 1;
         }
     }
-    assert!(files >= 20, "expected the captured vector files, found {files}");
+    assert!(
+        files >= 20,
+        "expected the captured vector files, found {files}"
+    );
     // Every packet type a 3.1.1 and a 5.0 session exchanges without AUTH shows up.
     for v in ["3.1", "3.1.1", "5.0"] {
         for kind in [

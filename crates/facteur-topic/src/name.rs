@@ -73,8 +73,11 @@ pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
         None => Ok(()),
         Some(_) => {
             check_common(name)?;
-            let at = crate::scan::find_any_of3(name.as_bytes(), wildcards.0, wildcards.1, wildcards.1);
-            Err(TopicError::WildcardInName { at: at.unwrap_or(0) })
+            let at =
+                crate::scan::find_any_of3(name.as_bytes(), wildcards.0, wildcards.1, wildcards.1);
+            Err(TopicError::WildcardInName {
+                at: at.unwrap_or(0),
+            })
         }
     }
 }

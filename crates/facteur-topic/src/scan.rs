@@ -17,20 +17,35 @@ const fn has_zero_byte(word: u64) -> u64 {
 #[inline]
 pub fn find_any_of3(bytes: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
     let (wa, wb, wc) = (ONES * a as u64, ONES * b as u64, ONES * c as u64);
-    let mut start = 0;
-    for chunk in bytes.chunks_exact(8) {
+    let hit = |chunk: &[u8]| {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
-        if has_zero_byte(word ^ wa) | has_zero_byte(word ^ wb) | has_zero_byte(word ^ wc) != 0 {
-            break;
+        has_zero_byte(word ^ wa) | has_zero_byte(word ^ wb) | has_zero_byte(word ^ wc) != 0
+    };
+    let scalar = |from: usize| {
+        bytes[from..]
+            .iter()
+            .position(|&x| x == a || x == b || x == c)
+            .map(|i| from + i)
+    };
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(8) {
+        if hit(chunk) {
+            return scalar(start);
         }
         start += 8;
     }
-    bytes[start..]
-        .iter()
-        .position(|&x| x == a || x == b || x == c)
-        .map(|i| start + i)
+    // The tail: one more word, overlapping bytes already seen, instead of a byte loop.
+    if start < bytes.len() && bytes.len() >= 8 {
+        let last = bytes.len() - 8;
+        return if hit(&bytes[last..]) {
+            scalar(start)
+        } else {
+            None
+        };
+    }
+    scalar(start)
 }
 
 #[cfg(test)]

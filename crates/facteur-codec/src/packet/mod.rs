@@ -100,6 +100,7 @@ pub struct Decoded<'a> {
 /// assert!(matches!(decode(&bytes[..4], ProtocolVersion::V3_1_1, 1024)?, Status::Incomplete(_)));
 /// # Ok::<(), facteur_codec::DecodeError>(())
 /// ```
+#[inline]
 pub fn decode(
     buf: &[u8],
     version: ProtocolVersion,
@@ -116,6 +117,7 @@ pub fn decode(
 
 /// Decodes one packet's body, given its fixed header (from [`frame`]) and exactly its
 /// `remaining_len` bytes.
+#[inline]
 pub fn decode_frame<'a>(
     header: &FixedHeader,
     body: &'a [u8],
@@ -235,7 +237,64 @@ pub trait Encode {
     ) -> Result<usize, EncodeError>;
 }
 
-impl Packet<'_> {
+/// What every packet type tells the one generic encoder.
+trait Body {
+    fn packet_type(&self) -> PacketType;
+    fn flags(&self) -> u8 {
+        self.packet_type().required_flags().unwrap_or(0)
+    }
+    /// The version the packet is written in: CONNECT's own, else the connection's.
+    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
+        version
+    }
+    fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError>;
+    fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S);
+}
+
+#[inline]
+fn encoded_len_of<B: Body>(packet: &B, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    packet_len(packet.plan(packet.effective_version(version))?.body)
+}
+
+#[inline]
+fn encode_body<B: Body, S: Sink + ?Sized>(
+    packet: &B,
+    version: ProtocolVersion,
+    out: &mut S,
+) -> Result<usize, EncodeError> {
+    let version = packet.effective_version(version);
+    let plan = packet.plan(version)?;
+    let len = packet_len(plan.body)?;
+    if out.room() < len {
+        return Err(EncodeError::BufferTooSmall {
+            required: len,
+            available: out.room(),
+        });
+    }
+    write_fixed_header(packet.packet_type(), packet.flags(), plan.body, out);
+    packet.write_body(version, &plan, out);
+    Ok(len)
+}
+
+impl Body for Packet<'_> {
+    fn packet_type(&self) -> PacketType {
+        Packet::packet_type(self)
+    }
+
+    fn flags(&self) -> u8 {
+        match self {
+            Self::Publish(p) => p.flags(),
+            _ => self.packet_type().required_flags().unwrap_or(0),
+        }
+    }
+
+    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
+        match self {
+            Self::Connect(connect) => connect.protocol,
+            _ => version,
+        }
+    }
+
     fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
         match self {
             Self::Connect(p) => p.plan(),
@@ -252,13 +311,6 @@ impl Packet<'_> {
             Self::Disconnect(p) => p.plan(version),
             Self::Auth(p) if version.is_v5() => p.plan(version),
             Self::Auth(_) => Err(EncodeError::NotInVersion(PacketType::Auth)),
-        }
-    }
-
-    fn flags(&self) -> u8 {
-        match self {
-            Self::Publish(p) => p.flags(),
-            _ => self.packet_type().required_flags().unwrap_or(0),
         }
     }
 
@@ -279,19 +331,11 @@ impl Packet<'_> {
             Self::Auth(p) => p.write(version, plan, out),
         }
     }
-
-    /// The version a packet is written in: CONNECT's own, else the connection's.
-    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
-        match self {
-            Self::Connect(connect) => connect.protocol,
-            _ => version,
-        }
-    }
 }
 
 impl Encode for Packet<'_> {
     fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        packet_len(self.plan(self.effective_version(version))?.body)
+        encoded_len_of(self, version)
     }
 
     fn encode_to<S: Sink + ?Sized>(
@@ -299,26 +343,45 @@ impl Encode for Packet<'_> {
         version: ProtocolVersion,
         out: &mut S,
     ) -> Result<usize, EncodeError> {
-        let version = self.effective_version(version);
-        let plan = self.plan(version)?;
-        let len = packet_len(plan.body)?;
-        if out.room() < len {
-            return Err(EncodeError::BufferTooSmall {
-                required: len,
-                available: out.room(),
-            });
-        }
-        write_fixed_header(self.packet_type(), self.flags(), plan.body, out);
-        self.write_body(version, &plan, out);
-        Ok(len)
+        encode_body(self, version, out)
     }
 }
 
-macro_rules! encode_via_packet {
-    ($($ty:ident => $variant:ident),* $(,)?) => {$(
+/// Packet types that encode on their own (not through a copy into [`Packet`]).
+macro_rules! standalone_body {
+    ($($ty:ident => $kind:ident $(, $flags:ident)?;)*) => {$(
+        impl Body for $ty<'_> {
+            fn packet_type(&self) -> PacketType {
+                PacketType::$kind
+            }
+            $(fn flags(&self) -> u8 {
+                $ty::$flags(self)
+            })?
+            fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
+                $ty::plan(self, version)
+            }
+            fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S) {
+                $ty::write(self, version, plan, out)
+            }
+        }
+    )*};
+}
+
+standalone_body! {
+    Publish => Publish, flags;
+    ConnAck => ConnAck;
+    Subscribe => Subscribe;
+    SubAck => SubAck;
+    Unsubscribe => Unsubscribe;
+    UnsubAck => UnsubAck;
+    Disconnect => Disconnect;
+}
+
+macro_rules! encode_impls {
+    ($($ty:ident => $variant:ident, $how:ident;)*) => {$(
         impl Encode for $ty<'_> {
             fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-                Packet::$variant(*self).encoded_len(version)
+                encoded_len_of(encode_impls!(@target $how, self, $variant), version)
             }
 
             fn encode_to<S: Sink + ?Sized>(
@@ -326,7 +389,7 @@ macro_rules! encode_via_packet {
                 version: ProtocolVersion,
                 out: &mut S,
             ) -> Result<usize, EncodeError> {
-                Packet::$variant(*self).encode_to(version, out)
+                encode_body(encode_impls!(@target $how, self, $variant), version, out)
             }
         }
 
@@ -336,16 +399,18 @@ macro_rules! encode_via_packet {
             }
         }
     )*};
+    (@target direct, $self:ident, $variant:ident) => { $self };
+    (@target via_packet, $self:ident, $variant:ident) => { &Packet::$variant(*$self) };
 }
 
-encode_via_packet! {
-    Connect => Connect,
-    ConnAck => ConnAck,
-    Publish => Publish,
-    Subscribe => Subscribe,
-    SubAck => SubAck,
-    Unsubscribe => Unsubscribe,
-    UnsubAck => UnsubAck,
-    Disconnect => Disconnect,
-    Auth => Auth,
+encode_impls! {
+    Connect => Connect, via_packet;
+    ConnAck => ConnAck, direct;
+    Publish => Publish, direct;
+    Subscribe => Subscribe, direct;
+    SubAck => SubAck, direct;
+    Unsubscribe => Unsubscribe, direct;
+    UnsubAck => UnsubAck, direct;
+    Disconnect => Disconnect, direct;
+    Auth => Auth, via_packet;
 }

@@ -55,6 +55,7 @@ impl<'a> Publish<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn decode(
         header: &FixedHeader,
         r: &mut Reader<'a>,
@@ -74,7 +75,7 @@ impl<'a> Publish<'a> {
             ));
         }
         let topic_at = r.offset();
-        let topic = r.utf8()?;
+        let topic = r.utf8_without_nul_check()?;
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -85,9 +86,14 @@ impl<'a> Publish<'a> {
             if !version.is_v5() || properties.topic_alias().is_none() {
                 return Err(r.error_at(DecodeErrorKind::MissingTopic, topic_at));
             }
-        } else {
-            facteur_topic::TopicName::new(topic)
-                .map_err(|e| r.error_at(DecodeErrorKind::InvalidTopicName(e), topic_at))?;
+        } else if let Err(e) = facteur_topic::TopicName::new(topic) {
+            // U+0000 is a string error wherever it is; the rest are topic rules.
+            return Err(match e {
+                facteur_topic::TopicError::NullCharacter { at } => {
+                    r.error_at(DecodeErrorKind::NullCharacter, topic_at + 2 + at)
+                }
+                e => r.error_at(DecodeErrorKind::InvalidTopicName(e), topic_at),
+            });
         }
         Ok(Self {
             dup,

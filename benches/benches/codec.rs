@@ -1,0 +1,261 @@
+//! facteur-codec against rumqttc's codec, on the same bytes, in the same run.
+//!
+//! Every case encodes one packet with facteur, then measures:
+//! * decode: facteur `decode` over the bytes (zero-copy borrow) vs rumqttc `Packet::read` over a
+//!   `BytesMut` holding the same bytes (its input is prepared outside the timed part);
+//! * encode: facteur `encode` into a reused `[u8]` vs rumqttc `write` into a reused `BytesMut`,
+//!   each from a packet value built beforehand.
+//!
+//! Also a PUBLISH decoder written with nom, for the hand-written vs nom comparison that
+//! docs/performance.md records.
+//!
+//! Run: `cargo bench -p facteur-benches --bench codec`
+
+use bytes::BytesMut;
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use facteur_codec::{
+    decode, Connect, Encode, Packet, Properties, Property, ProtocolVersion, PubResponse, Publish,
+    QoS, Status, Subscribe, Subscription, Will, PROTOCOL_MAX_PACKET_SIZE,
+};
+
+const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const TOPIC: &str = "maison/etage1/salon/temperature";
+
+fn encode_vec(packet: &Packet<'_>, v: ProtocolVersion) -> Vec<u8> {
+    let mut buf = vec![0u8; packet.encoded_len(v).unwrap()];
+    packet.encode(v, &mut buf).unwrap();
+    buf
+}
+
+/// One benchmark case: a packet, its version, and rumqttc's view of the same bytes.
+struct Case<'a> {
+    name: String,
+    version: ProtocolVersion,
+    packet: Packet<'a>,
+}
+
+fn rumqttc_read(v: ProtocolVersion, buf: &mut BytesMut) -> usize {
+    if v.is_v5() {
+        let p = rumqttc::v5::mqttbytes::v5::Packet::read(buf, None).unwrap();
+        black_box(&p);
+        p.size()
+    } else {
+        let p = rumqttc::mqttbytes::v4::Packet::read(buf, usize::MAX).unwrap();
+        black_box(&p);
+        p.size()
+    }
+}
+
+enum RumqttcPacket {
+    V4(rumqttc::mqttbytes::v4::Packet),
+    V5(rumqttc::v5::mqttbytes::v5::Packet),
+}
+
+impl RumqttcPacket {
+    fn from_bytes(v: ProtocolVersion, bytes: &[u8]) -> Self {
+        let mut buf = BytesMut::from(bytes);
+        if v.is_v5() {
+            Self::V5(rumqttc::v5::mqttbytes::v5::Packet::read(&mut buf, None).unwrap())
+        } else {
+            Self::V4(rumqttc::mqttbytes::v4::Packet::read(&mut buf, usize::MAX).unwrap())
+        }
+    }
+
+    fn write(&self, out: &mut BytesMut) -> usize {
+        match self {
+            Self::V4(p) => p.write(out, usize::MAX).unwrap(),
+            Self::V5(p) => p.write(out, None).unwrap(),
+        }
+    }
+}
+
+fn facteur_decode(bytes: &[u8], v: ProtocolVersion) -> usize {
+    match decode(bytes, v, PROTOCOL_MAX_PACKET_SIZE) {
+        Ok(Status::Complete(d)) => {
+            black_box(&d.packet);
+            d.len
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn bench_case(c: &mut Criterion, case: &Case<'_>) {
+    let v = case.version;
+    let bytes = encode_vec(&case.packet, v);
+    // Both codecs must agree on these bytes before they are timed.
+    let theirs = RumqttcPacket::from_bytes(v, &bytes);
+    let mut check = BytesMut::new();
+    assert_eq!(theirs.write(&mut check), bytes.len(), "{}", case.name);
+
+    let mut group = c.benchmark_group(format!("decode/{}", case.name));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("facteur", |b| b.iter(|| facteur_decode(black_box(&bytes), v)));
+    group.bench_function("rumqttc", |b| {
+        b.iter_batched_ref(
+            || BytesMut::from(&bytes[..]),
+            |buf| rumqttc_read(v, buf),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("encode/{}", case.name));
+    group.throughput(Throughput::Elements(1));
+    let mut out = vec![0u8; bytes.len()];
+    group.bench_function("facteur", |b| {
+        b.iter(|| black_box(&case.packet).encode(v, &mut out).unwrap())
+    });
+    let mut their_out = BytesMut::with_capacity(bytes.len() * 2);
+    group.bench_function("rumqttc", |b| {
+        b.iter(|| {
+            their_out.clear();
+            black_box(&theirs).write(&mut their_out)
+        })
+    });
+    group.finish();
+}
+
+/// A PUBLISH (3.1.1) decoder written with nom, checking what facteur checks on that path:
+/// flags, QoS, length, UTF-8, topic rules, non-zero packet id.
+mod with_nom {
+    use nom::bytes::complete::take;
+    use nom::number::complete::{be_u16, u8 as byte};
+    use nom::IResult;
+
+    pub struct NomPublish<'a> {
+        pub qos: u8,
+        pub topic: &'a str,
+        pub packet_id: Option<u16>,
+        pub payload: &'a [u8],
+    }
+
+    fn varint(mut input: &[u8]) -> IResult<&[u8], u32> {
+        let mut value = 0u32;
+        for i in 0..4 {
+            let (rest, b) = byte(input)?;
+            input = rest;
+            value |= u32::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    break;
+                }
+                return Ok((input, value));
+            }
+        }
+        Err(nom::Err::Failure(nom::error::Error::new(input, nom::error::ErrorKind::Verify)))
+    }
+
+    fn fail<T>(input: &[u8]) -> IResult<&[u8], T> {
+        Err(nom::Err::Failure(nom::error::Error::new(input, nom::error::ErrorKind::Verify)))
+    }
+
+    pub fn publish(input: &[u8]) -> IResult<&[u8], NomPublish<'_>> {
+        let (input, first) = byte(input)?;
+        let qos = (first >> 1) & 3;
+        if first >> 4 != 3 || qos == 3 || (qos == 0 && first & 0x08 != 0) {
+            return fail(input);
+        }
+        let (input, len) = varint(input)?;
+        let (rest, body) = take(len)(input)?;
+        let (body, topic_len) = be_u16(body)?;
+        let (body, topic) = take(topic_len)(body)?;
+        let Ok(topic) = core::str::from_utf8(topic) else { return fail(body) };
+        if facteur_topic::TopicName::new(topic).is_err() {
+            return fail(body);
+        }
+        let (payload, packet_id) = if qos > 0 {
+            let (b, id) = be_u16(body)?;
+            if id == 0 {
+                return fail(b);
+            }
+            (b, Some(id))
+        } else {
+            (body, None)
+        };
+        Ok((rest, NomPublish { qos, topic, packet_id, payload }))
+    }
+}
+
+fn bench_nom(c: &mut Criterion) {
+    for size in [64usize, 1024] {
+        let payload = vec![0x5Au8; size];
+        let publish = Publish {
+            qos: QoS::AtLeastOnce,
+            packet_id: Some(42),
+            ..Publish::new(TOPIC, &payload)
+        };
+        let bytes = encode_vec(&Packet::Publish(publish), V311);
+        let mut group = c.benchmark_group(format!("parser/publish-{size}B-3.1.1"));
+        group.bench_function("hand-written", |b| b.iter(|| facteur_decode(black_box(&bytes), V311)));
+        group.bench_function("nom", |b| {
+            b.iter(|| {
+                let (_, p) = with_nom::publish(black_box(&bytes)).unwrap();
+                black_box((p.qos, p.topic, p.packet_id, p.payload.len()))
+            })
+        });
+        group.finish();
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let small = vec![0x5Au8; 64];
+    let large = vec![0x5Au8; 1024];
+    let props = [
+        Property::MessageExpiryInterval(3600),
+        Property::ContentType("application/json"),
+        Property::UserProperty("unit", "celsius"),
+    ];
+    let publish = |payload: &'static [u8], props: Properties<'static>| Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(42),
+        properties: props,
+        ..Publish::new(TOPIC, payload)
+    };
+    let small: &'static [u8] = Box::leak(small.into_boxed_slice());
+    let large: &'static [u8] = Box::leak(large.into_boxed_slice());
+    let props: &'static [Property<'static>] = Box::leak(Box::new(props));
+    let will = Will {
+        topic: "devices/sensor-42/status",
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Properties::EMPTY,
+    };
+    let connect = Connect {
+        will: Some(will),
+        username: Some("sensor-42"),
+        password: Some(b"correct horse battery staple"),
+        ..Connect::new(V311, "sensor-42")
+    };
+    let subs = [
+        Subscription::new("maison/+/temperature", QoS::AtLeastOnce),
+        Subscription::new("maison/etage1/#", QoS::AtMostOnce),
+        Subscription::new("owntracks/+/+", QoS::ExactlyOnce),
+    ];
+    let cases = [
+        Case { name: "publish-64B-3.1.1".into(), version: V311, packet: Packet::Publish(publish(small, Properties::EMPTY)) },
+        Case { name: "publish-1KiB-3.1.1".into(), version: V311, packet: Packet::Publish(publish(large, Properties::EMPTY)) },
+        Case { name: "publish-64B-5.0-props".into(), version: V5, packet: Packet::Publish(publish(small, Properties::from_slice(props))) },
+        Case { name: "publish-1KiB-5.0-props".into(), version: V5, packet: Packet::Publish(publish(large, Properties::from_slice(props))) },
+        Case { name: "connect-3.1.1".into(), version: V311, packet: Packet::Connect(connect) },
+        Case { name: "connect-5.0".into(), version: V5, packet: Packet::Connect(Connect { protocol: V5, ..connect }) },
+        Case { name: "subscribe-3.1.1".into(), version: V311, packet: Packet::Subscribe(Subscribe::new(7, &subs)) },
+        Case { name: "subscribe-5.0".into(), version: V5, packet: Packet::Subscribe(Subscribe::new(7, &subs)) },
+        Case { name: "puback-3.1.1".into(), version: V311, packet: Packet::PubAck(PubResponse::new(42)) },
+        Case { name: "puback-5.0".into(), version: V5, packet: Packet::PubAck(PubResponse::new(42)) },
+    ];
+    for case in &cases {
+        bench_case(c, case);
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(30);
+    targets = codec, bench_nom
+}
+criterion_main!(benches);
