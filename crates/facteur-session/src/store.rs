@@ -1,0 +1,332 @@
+//! Where a session keeps its state: one trait, [`Store`], naming the containers, with a
+//! fixed-capacity implementation ([`HeaplessStore`], no allocator) and a growable one
+//! ([`AllocStore`], with the `alloc` feature). The state machine is written once, generic over
+//! the store.
+
+use core::ops::{Deref, DerefMut};
+
+use facteur_codec::{QoS, ReasonCode};
+
+use crate::{Event, Instant, MessageId};
+
+/// Owned bytes: a message's topic and payload, or a topic alone.
+pub trait OwnedBytes: AsRef<[u8]> + Sized {
+    /// `first` followed by `second`, or `None` if they do not fit.
+    fn from_parts(first: &[u8], second: &[u8]) -> Option<Self>;
+}
+
+/// An ordered sequence with room for a bounded or unbounded number of items: a slice that can
+/// grow at the end and shrink anywhere, keeping order.
+pub trait Seq<T>: Default + Deref<Target = [T]> + DerefMut {
+    /// Appends `item`, or gives it back if the sequence is full.
+    fn try_push(&mut self, item: T) -> Result<(), T>;
+    /// Removes and returns the item at `index`, shifting the later ones down.
+    ///
+    /// # Panics
+    /// If `index` is out of bounds.
+    fn remove_at(&mut self, index: usize) -> T;
+    /// How many items it can hold at most (`usize::MAX` when it grows).
+    fn max_len(&self) -> usize;
+}
+
+/// A first-in first-out queue, bounded or not.
+pub trait Fifo<T>: Default {
+    /// Appends `item` at the back, or gives it back if the queue is full.
+    fn push_back(&mut self, item: T) -> Result<(), T>;
+    /// Removes the item at the front.
+    fn pop_front(&mut self) -> Option<T>;
+    /// The item at the front.
+    fn front(&self) -> Option<&T>;
+    /// How many items are queued.
+    fn len(&self) -> usize;
+    /// True if nothing is queued.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The containers a [`Session`](crate::Session) keeps its state in.
+///
+/// The implementing type is only a name for the set of container types; it is never built.
+/// Use [`HeaplessStore`] (fixed capacity, no allocator) or [`AllocStore`] (growable).
+pub trait Store {
+    /// A message's topic and payload.
+    type Bytes: OwnedBytes;
+    /// Messages accepted by [`publish`](crate::Session::publish) and not yet sent.
+    type Queue: Fifo<Message<Self::Bytes>>;
+    /// Outgoing QoS 1 and 2 messages sent and not yet completed, in the order first sent.
+    type Inflight: Seq<Inflight<Self::Bytes>>;
+    /// Identifiers of incoming QoS 2 messages received and not yet released (PUBREL).
+    type Received: Seq<u16>;
+    /// Acknowledgements (PUBACK, PUBREC, PUBCOMP) to send, in order.
+    type Acks: Seq<Ack>;
+    /// A topic alias table (one per direction).
+    type Aliases: Seq<Alias<Self::Bytes>>;
+    /// Events not yet polled.
+    type Events: Fifo<Event>;
+}
+
+/// An outgoing message held by the session, topic and payload in one buffer.
+#[derive(Debug, Clone)]
+pub struct Message<B> {
+    pub(crate) id: MessageId,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    /// Message Expiry Interval in seconds: as given while queued, as sent once in flight.
+    pub(crate) expiry: Option<u32>,
+    pub(crate) queued_at: Instant,
+    pub(crate) topic_len: usize,
+    pub(crate) bytes: B,
+}
+
+impl<B: AsRef<[u8]>> Message<B> {
+    pub(crate) fn topic(&self) -> &str {
+        // The bytes were copied from a `&str` of exactly this length.
+        core::str::from_utf8(&self.bytes.as_ref()[..self.topic_len]).unwrap_or_default()
+    }
+
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.bytes.as_ref()[self.topic_len..]
+    }
+}
+
+/// Where an outgoing QoS 1 or 2 message is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// QoS 1, PUBLISH sent, waiting for PUBACK.
+    Qos1Sent,
+    /// QoS 2, PUBLISH sent, waiting for PUBREC.
+    Qos2Sent,
+    /// QoS 2, PUBREC received, PUBREL sent (or to send), waiting for PUBCOMP.
+    Released,
+}
+
+/// An outgoing QoS 1 or 2 message that has a packet identifier.
+#[derive(Debug, Clone)]
+pub struct Inflight<B> {
+    pub(crate) packet_id: u16,
+    pub(crate) stage: Stage,
+    /// The packet of this stage (PUBLISH with DUP, or PUBREL) must be (re)sent.
+    pub(crate) resend: bool,
+    pub(crate) message: Message<B>,
+}
+
+/// Which acknowledgement an [`Ack`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckKind {
+    /// PUBACK.
+    Ack,
+    /// PUBREC.
+    Rec,
+    /// PUBCOMP.
+    Comp,
+}
+
+/// An acknowledgement waiting to be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub(crate) kind: AckKind,
+    pub(crate) packet_id: u16,
+    pub(crate) reason: ReasonCode,
+}
+
+/// One entry of a topic alias table.
+#[derive(Debug, Clone)]
+pub struct Alias<B> {
+    pub(crate) alias: u16,
+    pub(crate) topic: B,
+}
+
+impl<B: AsRef<[u8]>> Alias<B> {
+    pub(crate) fn topic(&self) -> &str {
+        core::str::from_utf8(self.topic.as_ref()).unwrap_or_default()
+    }
+}
+
+/// The number of events a [`HeaplessStore`] session holds between polls.
+pub const HEAPLESS_EVENTS: usize = 8;
+
+/// Fixed-capacity storage on `heapless`: no allocator, every bound a const generic.
+///
+/// * `INFLIGHT`: outgoing QoS 1/2 messages in flight, and as many incoming QoS 2 identifiers
+///   and pending acknowledgements; the session's receive maximum in both directions is at
+///   most this.
+/// * `QUEUE`: messages accepted and not yet sent.
+/// * `BYTES`: the largest topic plus payload of one message (and the largest aliased topic).
+/// * `ALIASES`: entries of each topic alias table.
+///
+/// Events beyond [`HEAPLESS_EVENTS`] between two polls are counted and dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaplessStore<
+    const INFLIGHT: usize,
+    const QUEUE: usize,
+    const BYTES: usize,
+    const ALIASES: usize = 0,
+>;
+
+impl<const INFLIGHT: usize, const QUEUE: usize, const BYTES: usize, const ALIASES: usize> Store
+    for HeaplessStore<INFLIGHT, QUEUE, BYTES, ALIASES>
+{
+    type Bytes = heapless::Vec<u8, BYTES>;
+    type Queue = heapless::Deque<Message<Self::Bytes>, QUEUE>;
+    type Inflight = heapless::Vec<Inflight<Self::Bytes>, INFLIGHT>;
+    type Received = heapless::Vec<u16, INFLIGHT>;
+    type Acks = heapless::Vec<Ack, INFLIGHT>;
+    type Aliases = heapless::Vec<Alias<Self::Bytes>, ALIASES>;
+    type Events = heapless::Deque<Event, HEAPLESS_EVENTS>;
+}
+
+impl<const N: usize> OwnedBytes for heapless::Vec<u8, N> {
+    fn from_parts(first: &[u8], second: &[u8]) -> Option<Self> {
+        let mut v = Self::new();
+        v.extend_from_slice(first).ok()?;
+        v.extend_from_slice(second).ok()?;
+        Some(v)
+    }
+}
+
+impl<T, const N: usize> Seq<T> for heapless::Vec<T, N> {
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item)
+    }
+
+    fn remove_at(&mut self, index: usize) -> T {
+        self.remove(index)
+    }
+
+    fn max_len(&self) -> usize {
+        N
+    }
+}
+
+impl<T, const N: usize> Fifo<T> for heapless::Deque<T, N> {
+    fn push_back(&mut self, item: T) -> Result<(), T> {
+        heapless::Deque::push_back(self, item)
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        heapless::Deque::pop_front(self)
+    }
+
+    fn front(&self) -> Option<&T> {
+        heapless::Deque::front(self)
+    }
+
+    fn len(&self) -> usize {
+        heapless::Deque::len(self)
+    }
+}
+
+#[cfg(feature = "alloc")]
+pub use growable::AllocStore;
+
+#[cfg(feature = "alloc")]
+mod growable {
+    extern crate alloc;
+
+    use alloc::collections::VecDeque;
+    use alloc::vec::Vec;
+
+    use super::{Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Seq, Store};
+    use crate::Event;
+
+    /// Growable storage on `alloc`'s `Vec` and `VecDeque`: nothing is bounded but the
+    /// session's receive maximum and the peer's.
+    #[derive(Debug, Clone, Copy)]
+    pub struct AllocStore;
+
+    impl Store for AllocStore {
+        type Bytes = Vec<u8>;
+        type Queue = VecDeque<Message<Vec<u8>>>;
+        type Inflight = Vec<Inflight<Vec<u8>>>;
+        type Received = Vec<u16>;
+        type Acks = Vec<Ack>;
+        type Aliases = Vec<Alias<Vec<u8>>>;
+        type Events = VecDeque<Event>;
+    }
+
+    impl OwnedBytes for Vec<u8> {
+        fn from_parts(first: &[u8], second: &[u8]) -> Option<Self> {
+            let mut v = Vec::with_capacity(first.len() + second.len());
+            v.extend_from_slice(first);
+            v.extend_from_slice(second);
+            Some(v)
+        }
+    }
+
+    impl<T> Seq<T> for Vec<T> {
+        fn try_push(&mut self, item: T) -> Result<(), T> {
+            self.push(item);
+            Ok(())
+        }
+
+        fn remove_at(&mut self, index: usize) -> T {
+            self.remove(index)
+        }
+
+        fn max_len(&self) -> usize {
+            usize::MAX
+        }
+    }
+
+    impl<T> Fifo<T> for VecDeque<T> {
+        fn push_back(&mut self, item: T) -> Result<(), T> {
+            VecDeque::push_back(self, item);
+            Ok(())
+        }
+
+        fn pop_front(&mut self) -> Option<T> {
+            VecDeque::pop_front(self)
+        }
+
+        fn front(&self) -> Option<&T> {
+            VecDeque::front(self)
+        }
+
+        fn len(&self) -> usize {
+            VecDeque::len(self)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise<S: Seq<u16>>(mut s: S) {
+        for i in 0..3 {
+            s.try_push(i).unwrap();
+        }
+        assert_eq!(s.remove_at(1), 1);
+        assert_eq!(&*s, &[0, 2]);
+    }
+
+    #[test]
+    fn heapless_seq_is_bounded() {
+        let mut v: heapless::Vec<u16, 3> = Default::default();
+        exercise(v.clone());
+        for i in 0..3 {
+            v.try_push(i).unwrap();
+        }
+        assert_eq!(v.try_push(9), Err(9));
+        assert_eq!(v.max_len(), 3);
+        assert!(<heapless::Vec<u8, 4>>::from_parts(b"ab", b"cde").is_none());
+        assert_eq!(
+            <heapless::Vec<u8, 5>>::from_parts(b"ab", b"cde").unwrap(),
+            b"abcde"[..]
+        );
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn alloc_seq_grows() {
+        extern crate alloc;
+        exercise(alloc::vec::Vec::new());
+        let mut q = alloc::collections::VecDeque::new();
+        for i in 0..1000u16 {
+            Fifo::push_back(&mut q, i).unwrap();
+        }
+        assert_eq!(Fifo::len(&q), 1000);
+        assert_eq!(Fifo::pop_front(&mut q), Some(0));
+    }
+}
