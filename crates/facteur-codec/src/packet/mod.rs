@@ -179,6 +179,50 @@ impl Plan {
     }
 }
 
+/// The head that SUBSCRIBE, UNSUBSCRIBE, SUBACK and UNSUBACK share: a non-zero packet
+/// identifier, then the properties; their list follows.
+pub(crate) fn decode_id_and_properties<'a>(
+    r: &mut Reader<'a>,
+    version: ProtocolVersion,
+    context: crate::property::PropertyContext,
+) -> Result<(u16, crate::Properties<'a>), DecodeError> {
+    let packet_id = r.packet_id()?;
+    let properties = crate::Properties::decode(r, version, context)?;
+    Ok((packet_id, properties))
+}
+
+/// Sizes a packet of that shape whose list takes `list_len` bytes.
+pub(crate) fn plan_id_and_properties(
+    packet_id: u16,
+    properties: &crate::Properties<'_>,
+    version: ProtocolVersion,
+    context: crate::property::PropertyContext,
+    list_len: usize,
+) -> Result<Plan, EncodeError> {
+    if packet_id == 0 {
+        return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
+    }
+    let props = properties.validate(context)?;
+    Ok(Plan::new(
+        2 + crate::Properties::section_len(version, props) + list_len,
+        props,
+    ))
+}
+
+/// Writes a packet of that shape.
+pub(crate) fn write_id_properties_list<'a, T: crate::Item<'a>, S: Sink + ?Sized>(
+    packet_id: u16,
+    properties: &crate::Properties<'_>,
+    list: &crate::List<'a, T>,
+    version: ProtocolVersion,
+    plan: &Plan,
+    out: &mut S,
+) {
+    out.put_u16(packet_id);
+    properties.write(version, plan.props, out);
+    list.write(version, out);
+}
+
 /// Checks that a string or binary field fits its 16-bit length; returns its wire size.
 pub(crate) fn check_field(len: usize) -> Result<usize, EncodeError> {
     if len > usize::from(u16::MAX) {

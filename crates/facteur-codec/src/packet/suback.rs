@@ -1,10 +1,10 @@
 //! SUBACK (§3.9) and UNSUBACK (§3.11): one reason code per filter.
 
-use super::Plan;
+use super::{decode_id_and_properties, plan_id_and_properties, write_id_properties_list, Plan};
 use crate::list::{Item, Sealed};
 use crate::property::PropertyContext;
 use crate::read::Reader;
-use crate::write::{Sink, SinkExt};
+use crate::write::Sink;
 use crate::{
     DecodeError, DecodeErrorKind, EncodeError, List, PacketType, Properties, ProtocolVersion,
     ReasonCode,
@@ -102,8 +102,8 @@ impl<'a> SubAck<'a> {
         r: &mut Reader<'a>,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        let packet_id = r.packet_id()?;
-        let properties = Properties::decode(r, version, PropertyContext::SubAck)?;
+        let (packet_id, properties) =
+            decode_id_and_properties(r, version, PropertyContext::SubAck)?;
         let reason_codes = decode_codes(r, version, PacketType::SubAck)?;
         Ok(Self {
             packet_id,
@@ -113,15 +113,14 @@ impl<'a> SubAck<'a> {
     }
 
     pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
-        }
-        let props = self.properties.validate(PropertyContext::SubAck)?;
-        let codes = plan_codes(&self.reason_codes, PacketType::SubAck)?;
-        Ok(Plan::new(
-            2 + Properties::section_len(version, props) + codes,
-            props,
-        ))
+        let list_len = plan_codes(&self.reason_codes, PacketType::SubAck)?;
+        plan_id_and_properties(
+            self.packet_id,
+            &self.properties,
+            version,
+            PropertyContext::SubAck,
+            list_len,
+        )
     }
 
     pub(crate) fn write<S: Sink + ?Sized>(
@@ -130,9 +129,14 @@ impl<'a> SubAck<'a> {
         plan: &Plan,
         out: &mut S,
     ) {
-        out.put_u16(self.packet_id);
-        self.properties.write(version, plan.props, out);
-        self.reason_codes.write(version, out);
+        write_id_properties_list(
+            self.packet_id,
+            &self.properties,
+            &self.reason_codes,
+            version,
+            plan,
+            out,
+        );
     }
 }
 
@@ -162,8 +166,8 @@ impl<'a> UnsubAck<'a> {
         r: &mut Reader<'a>,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        let packet_id = r.packet_id()?;
-        let properties = Properties::decode(r, version, PropertyContext::UnsubAck)?;
+        let (packet_id, properties) =
+            decode_id_and_properties(r, version, PropertyContext::UnsubAck)?;
         let reason_codes = if version.is_v5() {
             decode_codes(r, version, PacketType::UnsubAck)?
         } else {
@@ -178,18 +182,18 @@ impl<'a> UnsubAck<'a> {
     }
 
     pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
-        }
-        if !version.is_v5() {
-            return Ok(Plan::new(2, 0));
-        }
-        let props = self.properties.validate(PropertyContext::UnsubAck)?;
-        let codes = plan_codes(&self.reason_codes, PacketType::UnsubAck)?;
-        Ok(Plan::new(
-            2 + Properties::section_len(version, props) + codes,
-            props,
-        ))
+        let list_len = if version.is_v5() {
+            plan_codes(&self.reason_codes, PacketType::UnsubAck)?
+        } else {
+            0
+        };
+        plan_id_and_properties(
+            self.packet_id,
+            &self.properties,
+            version,
+            PropertyContext::UnsubAck,
+            list_len,
+        )
     }
 
     pub(crate) fn write<S: Sink + ?Sized>(
@@ -198,10 +202,11 @@ impl<'a> UnsubAck<'a> {
         plan: &Plan,
         out: &mut S,
     ) {
-        out.put_u16(self.packet_id);
-        if version.is_v5() {
-            self.properties.write(version, plan.props, out);
-            self.reason_codes.write(version, out);
-        }
+        let codes = if version.is_v5() {
+            self.reason_codes
+        } else {
+            List::EMPTY
+        };
+        write_id_properties_list(self.packet_id, &self.properties, &codes, version, plan, out);
     }
 }

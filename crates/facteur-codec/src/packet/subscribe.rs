@@ -1,6 +1,8 @@
 //! SUBSCRIBE (§3.8) and UNSUBSCRIBE (§3.10).
 
-use super::{check_field, Plan};
+use super::{
+    check_field, decode_id_and_properties, plan_id_and_properties, write_id_properties_list, Plan,
+};
 use crate::list::{Item, Sealed};
 use crate::property::PropertyContext;
 use crate::read::Reader;
@@ -203,8 +205,8 @@ impl<'a> Subscribe<'a> {
         r: &mut Reader<'a>,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        let packet_id = r.packet_id()?;
-        let properties = Properties::decode(r, version, PropertyContext::Subscribe)?;
+        let (packet_id, properties) =
+            decode_id_and_properties(r, version, PropertyContext::Subscribe)?;
         let subscriptions = decode_items(r, version)?;
         Ok(Self {
             packet_id,
@@ -214,15 +216,14 @@ impl<'a> Subscribe<'a> {
     }
 
     pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
-        }
-        let props = self.properties.validate(PropertyContext::Subscribe)?;
-        let items = plan_items(&self.subscriptions, version, |s| s.filter)?;
-        Ok(Plan::new(
-            2 + Properties::section_len(version, props) + items,
-            props,
-        ))
+        let list_len = plan_items(&self.subscriptions, version, |s| s.filter)?;
+        plan_id_and_properties(
+            self.packet_id,
+            &self.properties,
+            version,
+            PropertyContext::Subscribe,
+            list_len,
+        )
     }
 
     pub(crate) fn write<S: Sink + ?Sized>(
@@ -231,9 +232,14 @@ impl<'a> Subscribe<'a> {
         plan: &Plan,
         out: &mut S,
     ) {
-        out.put_u16(self.packet_id);
-        self.properties.write(version, plan.props, out);
-        self.subscriptions.write(version, out);
+        write_id_properties_list(
+            self.packet_id,
+            &self.properties,
+            &self.subscriptions,
+            version,
+            plan,
+            out,
+        );
     }
 }
 
@@ -262,8 +268,8 @@ impl<'a> Unsubscribe<'a> {
         r: &mut Reader<'a>,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        let packet_id = r.packet_id()?;
-        let properties = Properties::decode(r, version, PropertyContext::Unsubscribe)?;
+        let (packet_id, properties) =
+            decode_id_and_properties(r, version, PropertyContext::Unsubscribe)?;
         let filters = decode_items(r, version)?;
         Ok(Self {
             packet_id,
@@ -273,15 +279,14 @@ impl<'a> Unsubscribe<'a> {
     }
 
     pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
-        }
-        let props = self.properties.validate(PropertyContext::Unsubscribe)?;
-        let items = plan_items(&self.filters, version, |f| f)?;
-        Ok(Plan::new(
-            2 + Properties::section_len(version, props) + items,
-            props,
-        ))
+        let list_len = plan_items(&self.filters, version, |f| f)?;
+        plan_id_and_properties(
+            self.packet_id,
+            &self.properties,
+            version,
+            PropertyContext::Unsubscribe,
+            list_len,
+        )
     }
 
     pub(crate) fn write<S: Sink + ?Sized>(
@@ -290,8 +295,13 @@ impl<'a> Unsubscribe<'a> {
         plan: &Plan,
         out: &mut S,
     ) {
-        out.put_u16(self.packet_id);
-        self.properties.write(version, plan.props, out);
-        self.filters.write(version, out);
+        write_id_properties_list(
+            self.packet_id,
+            &self.properties,
+            &self.filters,
+            version,
+            plan,
+            out,
+        );
     }
 }
