@@ -27,12 +27,13 @@
 
 mod event;
 mod ids;
-#[allow(dead_code)] // used by the session, next
+mod session;
 mod store;
 mod time;
 
 pub use event::{Event, MessageId};
 pub use ids::PacketIds;
+pub use session::{Config, Connection, PublishError, Role, Session};
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
 pub use store::{

@@ -1,0 +1,792 @@
+//! The session state machine.
+
+use facteur_codec::{
+    Disconnect, Encode, EncodeError, Packet, Properties, Property, ProtocolVersion, PubResponse,
+    Publish, QoS, ReasonCode,
+};
+use facteur_topic::{TopicError, TopicName};
+
+use crate::store::{Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Seq, Stage, Store};
+use crate::{Event, Instant, MessageId, PacketIds};
+
+/// Which end of the connection the session is: the few behaviours that differ follow it.
+///
+/// * A client sends PINGREQ after `keep_alive` of silence; a server answers PINGREQ with
+///   PINGRESP.
+/// * A server in MQTT 5 sends DISCONNECT (Keep Alive timeout) when the client went silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The client end.
+    Client,
+    /// The server (broker) end.
+    Server,
+}
+
+/// What a session keeps for its whole life, across connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Client or server.
+    pub role: Role,
+    /// How many incoming QoS 1 and 2 messages may be unacknowledged at once: the Receive
+    /// Maximum this side announced (MQTT 5; also bounded by the store's capacity in every
+    /// version). 0 is taken as 1.
+    pub receive_maximum: u16,
+    /// The highest incoming topic alias accepted: the Topic Alias Maximum this side announced
+    /// (MQTT 5; also bounded by the store's alias capacity). 0 disables incoming aliases.
+    pub topic_alias_maximum: u16,
+}
+
+impl Config {
+    /// `role`, Receive Maximum 65,535 (the store's capacity decides), no incoming aliases.
+    pub const fn new(role: Role) -> Self {
+        Self {
+            role,
+            receive_maximum: u16::MAX,
+            topic_alias_maximum: 0,
+        }
+    }
+}
+
+/// What one connection agreed on (from CONNECT and CONNACK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The connection's protocol version.
+    pub version: ProtocolVersion,
+    /// Keep alive in seconds (the Server Keep Alive if the server sent one); 0 disables it.
+    pub keep_alive: u16,
+    /// The peer's Receive Maximum (MQTT 5; 65,535 when absent).
+    pub peer_receive_maximum: u16,
+    /// The peer's Topic Alias Maximum (MQTT 5; 0 when absent: no outgoing aliases).
+    pub peer_topic_alias_maximum: u16,
+}
+
+impl Connection {
+    /// A connection in `version` with `keep_alive` seconds and the peer's defaults: Receive
+    /// Maximum 65,535, no topic aliases.
+    pub const fn new(version: ProtocolVersion, keep_alive: u16) -> Self {
+        Self {
+            version,
+            keep_alive,
+            peer_receive_maximum: u16::MAX,
+            peer_topic_alias_maximum: 0,
+        }
+    }
+}
+
+/// Why [`Session::publish`] refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishError {
+    /// The topic is not a valid topic name (empty, wildcards, U+0000, too long).
+    InvalidTopic(TopicError),
+    /// Topic and payload do not fit the store's message buffer.
+    TooLarge,
+    /// The store's queue of unsent messages is full.
+    QueueFull,
+}
+
+impl core::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::InvalidTopic(e) => write!(f, "invalid topic name: {e}"),
+            Self::TooLarge => f.write_str("topic and payload do not fit the message buffer"),
+            Self::QueueFull => f.write_str("the queue of unsent messages is full"),
+        }
+    }
+}
+
+impl core::error::Error for PublishError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No connection: nothing is sent, nothing received.
+    Down,
+    /// Connected.
+    Up,
+    /// The connection is ending (protocol error, keep alive timeout, DISCONNECT): at most a
+    /// DISCONNECT is still sent, nothing is received.
+    Closing,
+}
+
+/// One MQTT session, one side of it: the QoS 1 and 2 flows in both directions, packet
+/// identifiers, Receive Maximum, keep alive and topic aliases, with no I/O and no clock.
+///
+/// A session outlives connections: call [`on_connect`](Self::on_connect) when one is
+/// established (after CONNECT/CONNACK, which the caller handles),
+/// [`on_connection_lost`](Self::on_connection_lost) when it ends, and
+/// [`on_reconnect`](Self::on_reconnect) (or `on_connect`) for the next one: unacknowledged
+/// PUBLISH packets are then resent with DUP set and PUBREL packets are resent, in order.
+///
+/// ```
+/// use facteur_codec::{decode, Packet, ProtocolVersion, Publish, QoS, Status};
+/// use facteur_session::{Config, Connection, Event, HeaplessStore, Instant, Role, Session};
+///
+/// type Store = HeaplessStore<4, 4, 64>;
+/// let now = Instant::from_millis(0);
+/// let v = ProtocolVersion::V3_1_1;
+/// let mut client = Session::<Store>::new(Config::new(Role::Client));
+/// let mut server = Session::<Store>::new(Config::new(Role::Server));
+/// client.on_connect(now, Connection::new(v, 60));
+/// server.on_connect(now, Connection::new(v, 60));
+///
+/// let mut message = Publish::new("a/b", b"hi");
+/// message.qos = QoS::AtLeastOnce;
+/// let id = client.publish(&message, now)?;
+///
+/// let mut buf = [0u8; 64];
+/// let n = client.poll_transmit(now, &mut buf)?.unwrap(); // the PUBLISH
+/// let Status::Complete(d) = decode(&buf[..n], v, 1024)? else { unreachable!() };
+/// let delivered = server.handle(d.packet, now).unwrap();
+/// assert_eq!(delivered.payload, b"hi");
+///
+/// let n = server.poll_transmit(now, &mut buf)?.unwrap(); // the PUBACK
+/// assert_eq!(&buf[..n], &[0x40, 0x02, 0x00, 0x01]);
+/// let Status::Complete(d) = decode(&buf[..n], v, 1024)? else { unreachable!() };
+/// assert!(client.handle(d.packet, now).is_none());
+/// assert!(matches!(client.poll_event(), Some(Event::Acknowledged { message, .. }) if message == id));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Session<S: Store> {
+    config: Config,
+    connection: Connection,
+    link: Link,
+    ids: PacketIds,
+    next_message: u32,
+    queue: S::Queue,
+    inflight: S::Inflight,
+    received: S::Received,
+    acks: S::Acks,
+    out_aliases: S::Aliases,
+    in_aliases: S::Aliases,
+    events: S::Events,
+    events_dropped: u32,
+    last_sent: Instant,
+    last_received: Instant,
+    send_pingresp: bool,
+    disconnect: Option<ReasonCode>,
+}
+
+impl<S: Store> core::fmt::Debug for Session<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("config", &self.config)
+            .field("connection", &self.connection)
+            .field("link", &self.link)
+            .field("queued", &self.queue.len())
+            .field("inflight", &self.inflight.len())
+            .field("received", &self.received.len())
+            .field("acks", &self.acks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Session<S> {
+    /// A session with no connection yet and empty state.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            connection: Connection::new(ProtocolVersion::V5, 0),
+            link: Link::Down,
+            ids: PacketIds::new(),
+            next_message: 0,
+            queue: Default::default(),
+            inflight: Default::default(),
+            received: Default::default(),
+            acks: Default::default(),
+            out_aliases: Default::default(),
+            in_aliases: Default::default(),
+            events: Default::default(),
+            events_dropped: 0,
+            last_sent: Instant::default(),
+            last_received: Instant::default(),
+            send_pingresp: false,
+            disconnect: None,
+        }
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current (or last) connection's parameters.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// True between [`on_connect`](Self::on_connect) and the end of the connection (a
+    /// protocol error, a keep alive timeout, the peer's DISCONNECT or
+    /// [`on_connection_lost`](Self::on_connection_lost)).
+    pub fn is_connected(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Messages accepted and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Outgoing QoS 1 and 2 messages sent and not yet completed.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Incoming QoS 2 identifiers received and not yet released.
+    pub fn received(&self) -> usize {
+        self.received.len()
+    }
+
+    /// Events dropped because the store's event queue was full (see
+    /// [`HEAPLESS_EVENTS`](crate::HEAPLESS_EVENTS)).
+    pub fn events_dropped(&self) -> u32 {
+        self.events_dropped
+    }
+
+    /// A connection is established with the parameters `connection`: sending and receiving
+    /// start, and unacknowledged PUBLISH (DUP set) and PUBREL packets are resent first.
+    pub fn on_connect(&mut self, now: Instant, connection: Connection) {
+        if self.link != Link::Down {
+            self.on_connection_lost();
+        }
+        self.connection = connection;
+        self.link = Link::Up;
+        self.last_sent = now;
+        self.last_received = now;
+    }
+
+    /// A new connection with the same parameters as the last one: see
+    /// [`on_connect`](Self::on_connect).
+    pub fn on_reconnect(&mut self, now: Instant) {
+        self.on_connect(now, self.connection);
+    }
+
+    /// The connection is gone. Everything in flight is resent on the next connection
+    /// (PUBLISH with DUP set, PUBREL); topic aliases, which belong to a connection, are
+    /// forgotten. Queued messages and pending acknowledgements are kept.
+    pub fn on_connection_lost(&mut self) {
+        self.link = Link::Down;
+        for f in self.inflight.iter_mut() {
+            f.resend = true;
+        }
+        self.out_aliases = Default::default();
+        self.in_aliases = Default::default();
+        self.send_pingresp = false;
+        self.disconnect = None;
+    }
+
+    /// Discards the session state (the peer has none: clean start, or CONNACK said no session
+    /// present): queued and in-flight messages, received identifiers and pending
+    /// acknowledgements go, without events. Configuration and connection stay.
+    pub fn clear_session_state(&mut self) {
+        self.queue = Default::default();
+        self.inflight = Default::default();
+        self.received = Default::default();
+        self.acks = Default::default();
+    }
+
+    /// Accepts a message to send: its topic, payload, QoS, retain flag and Message Expiry
+    /// Interval are copied into the store (other properties, the DUP flag and the packet
+    /// identifier are not: the session assigns identifiers when it sends). Messages are sent
+    /// in the order accepted, QoS 1 and 2 ones only while the peer's Receive Maximum allows.
+    ///
+    /// Accepted while disconnected too: it is sent on the next connection.
+    pub fn publish(
+        &mut self,
+        message: &Publish<'_>,
+        now: Instant,
+    ) -> Result<MessageId, PublishError> {
+        TopicName::new(message.topic).map_err(PublishError::InvalidTopic)?;
+        let bytes = S::Bytes::from_parts(message.topic.as_bytes(), message.payload)
+            .ok_or(PublishError::TooLarge)?;
+        let id = MessageId(self.next_message);
+        let queued = Message {
+            id,
+            qos: message.qos,
+            retain: message.retain,
+            expiry: message.properties.message_expiry_interval(),
+            queued_at: now,
+            topic_len: message.topic.len(),
+            bytes,
+        };
+        self.queue
+            .push_back(queued)
+            .map_err(|_| PublishError::QueueFull)?;
+        self.next_message = self.next_message.wrapping_add(1);
+        Ok(id)
+    }
+
+    /// Takes a packet received on the connection at `now`, and returns the message to deliver
+    /// to the application, if this packet carries one (its topic resolved if it came as a
+    /// topic alias). A QoS 2 message is returned once: the PUBLISH again before its PUBREL is
+    /// acknowledged and not returned.
+    ///
+    /// CONNECT, CONNACK, SUBSCRIBE and the other packets that are not the session's are
+    /// ignored; so is everything while not connected. Afterwards, poll for packets to send
+    /// and events.
+    pub fn handle<'p>(&'p mut self, packet: Packet<'p>, now: Instant) -> Option<Publish<'p>> {
+        if self.link != Link::Up {
+            return None;
+        }
+        self.last_received = now;
+        match packet {
+            Packet::Publish(publish) => return self.on_publish(publish),
+            Packet::PubAck(r) => self.on_outgoing_ack(r, Stage::Qos1Sent),
+            Packet::PubRec(r) => self.on_pubrec(r),
+            Packet::PubRel(r) => self.on_pubrel(r),
+            Packet::PubComp(r) => self.on_outgoing_ack(r, Stage::Released),
+            Packet::PingReq => self.send_pingresp = self.config.role == Role::Server,
+            Packet::Disconnect(d) => {
+                self.link = Link::Closing;
+                self.event(Event::Disconnected {
+                    reason: d.reason_code,
+                });
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Encodes the next packet to send into `buf` and returns its length, or `None` when
+    /// there is nothing to send now. Call until `None`.
+    ///
+    /// Order: a DISCONNECT the session decided on, acknowledgements, resent PUBLISH/PUBREL,
+    /// PINGRESP, PINGREQ, then queued messages (QoS 1 and 2 within the peer's Receive
+    /// Maximum). Expired queued messages are dropped here ([`Event::Expired`]).
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferTooSmall`] if `buf` cannot hold the packet: nothing is written and
+    /// the packet stays first in line, to retry with a larger buffer.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, EncodeError> {
+        let version = self.connection.version;
+        match self.link {
+            Link::Down => return Ok(None),
+            Link::Closing => {
+                let Some(reason) = self.disconnect else {
+                    return Ok(None);
+                };
+                let n = Disconnect::new(reason).encode(version, buf)?;
+                self.disconnect = None;
+                return Ok(Some(self.sent(now, n)));
+            }
+            Link::Up => {}
+        }
+        if let Some(ack) = self.acks.first() {
+            let r = PubResponse {
+                packet_id: ack.packet_id,
+                reason_code: ack.reason,
+                properties: Properties::EMPTY,
+            };
+            let packet = match ack.kind {
+                AckKind::Ack => Packet::PubAck(r),
+                AckKind::Rec => Packet::PubRec(r),
+                AckKind::Comp => Packet::PubComp(r),
+            };
+            let n = packet.encode(version, buf)?;
+            self.acks.remove_at(0);
+            return Ok(Some(self.sent(now, n)));
+        }
+        if let Some(i) = self.inflight.iter().position(|f| f.resend) {
+            let f = &self.inflight[i];
+            let n = if f.stage == Stage::Released {
+                Packet::PubRel(PubResponse::new(f.packet_id)).encode(version, buf)?
+            } else {
+                let expiry = f.message.expiry.map(Property::MessageExpiryInterval);
+                let props = expiry.as_slice();
+                let publish = Publish {
+                    dup: true,
+                    qos: f.message.qos,
+                    retain: f.message.retain,
+                    topic: f.message.topic(),
+                    packet_id: Some(f.packet_id),
+                    properties: Properties::from_slice(props),
+                    payload: f.message.payload(),
+                };
+                publish.encode(version, buf)?
+            };
+            self.inflight[i].resend = false;
+            return Ok(Some(self.sent(now, n)));
+        }
+        if self.send_pingresp {
+            let n = Packet::PingResp.encode(version, buf)?;
+            self.send_pingresp = false;
+            return Ok(Some(self.sent(now, n)));
+        }
+        if let Some(due) = self.ping_due() {
+            if now >= due {
+                let n = Packet::PingReq.encode(version, buf)?;
+                return Ok(Some(self.sent(now, n)));
+            }
+        }
+        self.transmit_queued(now, buf)
+    }
+
+    /// Sends the first queued message that has not expired, if the Receive Maximum allows.
+    fn transmit_queued(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, EncodeError> {
+        let version = self.connection.version;
+        loop {
+            let Some(m) = self.queue.front() else {
+                return Ok(None);
+            };
+            let mut expiry = m.expiry;
+            if let Some(secs) = m.expiry {
+                let waited = now.millis_since(m.queued_at);
+                if waited >= u64::from(secs) * 1000 {
+                    let id = m.id;
+                    self.queue.pop_front();
+                    self.event(Event::Expired { message: id });
+                    continue;
+                }
+                expiry = Some(secs - (waited / 1000) as u32);
+            }
+            if m.qos != QoS::AtMostOnce && self.inflight.len() >= self.send_quota() {
+                return Ok(None);
+            }
+            // On a copy of the allocator: an identifier is only used up if the packet is written.
+            let mut ids = self.ids.clone();
+            let packet_id = if m.qos == QoS::AtMostOnce {
+                None
+            } else {
+                let inflight = &self.inflight;
+                let Some(id) = ids.allocate(|id| inflight.iter().any(|f| f.packet_id == id)) else {
+                    return Ok(None);
+                };
+                Some(id)
+            };
+            // Topic alias: reuse the topic's, or set up the next one while there is room.
+            let (mut alias, mut new_alias) = (None, false);
+            let alias_max = usize::from(self.connection.peer_topic_alias_maximum)
+                .min(self.out_aliases.max_len());
+            if version.is_v5() && alias_max > 0 {
+                alias = self
+                    .out_aliases
+                    .iter()
+                    .find(|a| a.topic() == m.topic())
+                    .map(|a| a.alias);
+                if alias.is_none() && self.out_aliases.len() < alias_max {
+                    alias = u16::try_from(self.out_aliases.len() + 1).ok();
+                    new_alias = true;
+                }
+            }
+            let mut props = [Property::TopicAlias(1); 2];
+            let mut n_props = 0;
+            if let Some(secs) = expiry {
+                props[n_props] = Property::MessageExpiryInterval(secs);
+                n_props += 1;
+            }
+            if let Some(a) = alias {
+                props[n_props] = Property::TopicAlias(a);
+                n_props += 1;
+            }
+            let publish = Publish {
+                dup: false,
+                qos: m.qos,
+                retain: m.retain,
+                topic: if alias.is_some() && !new_alias {
+                    ""
+                } else {
+                    m.topic()
+                },
+                packet_id,
+                properties: Properties::from_slice(&props[..n_props]),
+                payload: m.payload(),
+            };
+            let n = publish.encode(version, buf)?;
+            self.ids = ids;
+            let Some(mut message) = self.queue.pop_front() else {
+                return Ok(None);
+            };
+            if let (Some(alias), true) = (alias, new_alias) {
+                if let Some(topic) = S::Bytes::from_parts(message.topic().as_bytes(), &[]) {
+                    // Cannot fail: there was room.
+                    let _ = self.out_aliases.try_push(Alias { alias, topic });
+                }
+            }
+            match packet_id {
+                None => self.event(Event::Sent {
+                    message: message.id,
+                }),
+                Some(packet_id) => {
+                    message.expiry = expiry;
+                    let stage = if message.qos == QoS::AtLeastOnce {
+                        Stage::Qos1Sent
+                    } else {
+                        Stage::Qos2Sent
+                    };
+                    // Cannot fail: the quota is at most the capacity.
+                    let _ = self.inflight.try_push(Inflight {
+                        packet_id,
+                        stage,
+                        resend: false,
+                        message,
+                    });
+                }
+            }
+            return Ok(Some(self.sent(now, n)));
+        }
+    }
+
+    /// The next event, if any. Call until `None`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) (and then
+    /// [`poll_transmit`](Self::poll_transmit)) should next be called: the client's next
+    /// PINGREQ or the keep alive deadline for hearing from the peer. `None` when no timer
+    /// runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dead = self.dead_at();
+        match (dead, self.ping_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the timers at `now`: if nothing was received for 1.5 times the keep alive, the
+    /// peer is considered gone ([`Event::KeepAliveTimeout`]; a server in MQTT 5 also queues
+    /// DISCONNECT with reason Keep Alive timeout). A due PINGREQ is sent by the next
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(dead) = self.dead_at() {
+            if now >= dead {
+                self.link = Link::Closing;
+                if self.connection.version.is_v5() && self.config.role == Role::Server {
+                    self.disconnect = Some(ReasonCode::KeepAliveTimeout);
+                }
+                self.event(Event::KeepAliveTimeout);
+            }
+        }
+    }
+
+    fn keep_alive_ms(&self) -> Option<u64> {
+        match (self.link, self.connection.keep_alive) {
+            (Link::Up, ka) if ka > 0 => Some(u64::from(ka) * 1000),
+            _ => None,
+        }
+    }
+
+    fn dead_at(&self) -> Option<Instant> {
+        self.keep_alive_ms()
+            .map(|ka| self.last_received.add_millis(ka + ka / 2))
+    }
+
+    fn ping_due(&self) -> Option<Instant> {
+        match self.config.role {
+            Role::Client => self.keep_alive_ms().map(|ka| self.last_sent.add_millis(ka)),
+            Role::Server => None,
+        }
+    }
+
+    fn sent(&mut self, now: Instant, n: usize) -> usize {
+        self.last_sent = now;
+        n
+    }
+
+    fn event(&mut self, event: Event) {
+        if self.events.push_back(event).is_err() {
+            self.events_dropped = self.events_dropped.wrapping_add(1);
+        }
+    }
+
+    /// The peer broke the protocol: report it, say so in MQTT 5, stop the connection.
+    fn protocol_error(&mut self, reason: ReasonCode) {
+        self.link = Link::Closing;
+        if self.connection.version.is_v5() {
+            self.disconnect = Some(reason);
+        }
+        self.event(Event::ProtocolError { reason });
+    }
+
+    /// How many outgoing QoS 1/2 messages may be in flight.
+    fn send_quota(&self) -> usize {
+        let peer = if self.connection.version.is_v5() {
+            self.connection.peer_receive_maximum
+        } else {
+            u16::MAX
+        };
+        usize::from(peer.max(1)).min(self.inflight.max_len())
+    }
+
+    /// How many incoming QoS 1/2 messages may be unacknowledged.
+    fn receive_quota(&self) -> usize {
+        let ours = if self.connection.version.is_v5() {
+            self.config.receive_maximum
+        } else {
+            u16::MAX
+        };
+        usize::from(ours.max(1))
+            .min(self.received.max_len())
+            .min(self.acks.max_len())
+    }
+
+    /// Incoming QoS 1/2 messages the peer still counts against our Receive Maximum: QoS 2
+    /// ones not released, and those whose PUBACK or PUBCOMP is not sent yet.
+    fn unacknowledged(&self) -> usize {
+        self.received.len() + self.acks.iter().filter(|a| a.kind != AckKind::Rec).count()
+    }
+
+    /// Queues an acknowledgement unless the same one is already queued; false if full.
+    fn queue_ack(&mut self, kind: AckKind, packet_id: u16, reason: ReasonCode) -> bool {
+        if self
+            .acks
+            .iter()
+            .any(|a| a.kind == kind && a.packet_id == packet_id)
+        {
+            return true;
+        }
+        self.acks
+            .try_push(Ack {
+                kind,
+                packet_id,
+                reason,
+            })
+            .is_ok()
+    }
+
+    fn on_publish<'p>(&'p mut self, publish: Publish<'p>) -> Option<Publish<'p>> {
+        let mut aliased = None;
+        if self.connection.version.is_v5() {
+            if let Some(alias) = publish.properties.topic_alias() {
+                let max =
+                    usize::from(self.config.topic_alias_maximum).min(self.in_aliases.max_len());
+                if usize::from(alias) > max {
+                    self.protocol_error(ReasonCode::TopicAliasInvalid);
+                    return None;
+                }
+                let known = self.in_aliases.iter().position(|a| a.alias == alias);
+                if publish.topic.is_empty() {
+                    if known.is_none() {
+                        self.protocol_error(ReasonCode::TopicAliasInvalid);
+                        return None;
+                    }
+                    aliased = known;
+                } else {
+                    let Some(topic) = S::Bytes::from_parts(publish.topic.as_bytes(), &[]) else {
+                        self.protocol_error(ReasonCode::ImplementationSpecificError);
+                        return None;
+                    };
+                    match known {
+                        Some(i) => self.in_aliases[i].topic = topic,
+                        None => {
+                            if self.in_aliases.try_push(Alias { alias, topic }).is_err() {
+                                self.protocol_error(ReasonCode::TopicAliasInvalid);
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let deliver = match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) | (_, None) => true,
+            (QoS::AtLeastOnce, Some(id)) => {
+                if self
+                    .acks
+                    .iter()
+                    .any(|a| a.kind == AckKind::Ack && a.packet_id == id)
+                {
+                    false // a resend of one whose PUBACK is not even sent yet
+                } else if self.unacknowledged() >= self.receive_quota()
+                    || !self.queue_ack(AckKind::Ack, id, ReasonCode::Success)
+                {
+                    self.protocol_error(ReasonCode::ReceiveMaximumExceeded);
+                    return None;
+                } else {
+                    true
+                }
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                if self.received.contains(&id) {
+                    // Already delivered: acknowledge again, deliver not.
+                    self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    false
+                } else if self.unacknowledged() >= self.receive_quota()
+                    || self.acks.len() >= self.acks.max_len()
+                    || self.received.try_push(id).is_err()
+                {
+                    self.protocol_error(ReasonCode::ReceiveMaximumExceeded);
+                    return None;
+                } else {
+                    self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    true
+                }
+            }
+        };
+        if !deliver {
+            return None;
+        }
+        let topic = match aliased {
+            Some(i) => self.in_aliases[i].topic(),
+            None => publish.topic,
+        };
+        Some(Publish { topic, ..publish })
+    }
+
+    /// PUBACK (for a message at `Qos1Sent`) or PUBCOMP (at `Released`): the message is done.
+    fn on_outgoing_ack(&mut self, r: PubResponse<'_>, stage: Stage) {
+        let Some(i) = self
+            .inflight
+            .iter()
+            .position(|f| f.packet_id == r.packet_id && f.stage == stage)
+        else {
+            return;
+        };
+        self.complete(i, r.reason_code);
+    }
+
+    fn complete(&mut self, i: usize, reason: ReasonCode) {
+        let f = self.inflight.remove_at(i);
+        self.event(Event::Acknowledged {
+            message: f.message.id,
+            packet_id: f.packet_id,
+            qos: f.message.qos,
+            reason,
+        });
+    }
+
+    fn on_pubrec(&mut self, r: PubResponse<'_>) {
+        let Some(i) = self
+            .inflight
+            .iter()
+            .position(|f| f.packet_id == r.packet_id && f.stage != Stage::Qos1Sent)
+        else {
+            return;
+        };
+        if self.inflight[i].stage == Stage::Qos2Sent && r.reason_code.is_error() {
+            self.complete(i, r.reason_code);
+            return;
+        }
+        let f = &mut self.inflight[i];
+        f.stage = Stage::Released;
+        f.resend = true;
+    }
+
+    fn on_pubrel(&mut self, r: PubResponse<'_>) {
+        let id = r.packet_id;
+        let found = self.received.iter().position(|&x| x == id);
+        if let Some(i) = found {
+            self.received.remove_at(i);
+        }
+        if let Some(i) = self
+            .acks
+            .iter()
+            .position(|a| a.kind == AckKind::Rec && a.packet_id == id)
+        {
+            self.acks.remove_at(i);
+        }
+        let reason = if found.is_none() && self.connection.version.is_v5() {
+            ReasonCode::PacketIdentifierNotFound
+        } else {
+            ReasonCode::Success
+        };
+        // If there is no room the peer resends PUBREL on the next connection.
+        self.queue_ack(AckKind::Comp, id, reason);
+    }
+}
