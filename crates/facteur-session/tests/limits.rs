@@ -1,0 +1,346 @@
+//! MQTT 5 Receive Maximum (outgoing), keep alive, topic aliases both ways, message expiry.
+
+mod common;
+
+use common::*;
+use facteur_codec::{decode, Packet, Properties, Property, QoS, ReasonCode, Status};
+use facteur_session::{
+    AllocStore, Config, Connection, Event, HeaplessStore, Instant, Role, Session, Store,
+};
+
+type Fixed = HeaplessStore<8, 16, 256, 4>;
+
+fn connected<S: Store>(config: Config, connection: Connection) -> Session<S> {
+    let mut s = Session::new(config);
+    s.on_connect(at(0), connection);
+    s
+}
+
+/// (topic, topic alias, message expiry) of a PUBLISH frame in 5.0.
+fn publish_fields(frame: &[u8]) -> (String, Option<u16>, Option<u32>) {
+    let Status::Complete(d) = decode(frame, V5, 1 << 20).unwrap() else {
+        panic!()
+    };
+    let Packet::Publish(p) = d.packet else {
+        panic!("not a PUBLISH: {frame:?}")
+    };
+    (
+        p.topic.to_owned(),
+        p.properties.topic_alias(),
+        p.properties.message_expiry_interval(),
+    )
+}
+
+fn peer_receive_maximum_limits_messages_in_flight<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_receive_maximum = 2;
+    let mut c = connected::<S>(Config::new(Role::Client), connection);
+    for (i, qos) in [
+        QoS::AtLeastOnce,
+        QoS::ExactlyOnce,
+        QoS::AtLeastOnce,
+        QoS::AtMostOnce,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.publish(&message(&format!("t/{i}"), b"", qos), at(0))
+            .unwrap();
+    }
+    assert_eq!(
+        kinds(&drain(&mut c, at(0)), V5),
+        ["PUBLISH1 #1", "PUBLISH2 #2"]
+    );
+    assert_eq!((c.inflight(), c.queued()), (2, 2));
+    // PUBREC does not free a slot (PUBCOMP does); PUBACK does.
+    feed(&mut c, &[0x50, 0x02, 0x00, 0x02], V5, at(1));
+    assert_eq!(kinds(&drain(&mut c, at(1)), V5), ["PUBREL #2"]);
+    feed(&mut c, &[0x40, 0x02, 0x00, 0x01], V5, at(2));
+    // The QoS 0 message behind keeps its place in line.
+    assert_eq!(
+        kinds(&drain(&mut c, at(2)), V5),
+        ["PUBLISH1 #3", "PUBLISH0"]
+    );
+    // On reconnect everything in flight is resent even if the new maximum is lower.
+    connection.peer_receive_maximum = 1;
+    c.on_connection_lost();
+    c.publish(&message("t/late", b"", QoS::AtLeastOnce), at(3))
+        .unwrap();
+    c.on_connect(at(3), connection);
+    assert_eq!(
+        kinds(&drain(&mut c, at(3)), V5),
+        ["PUBREL #2", "PUBLISH1 dup #3"]
+    );
+    feed(&mut c, &[0x70, 0x02, 0x00, 0x02], V5, at(4));
+    assert!(
+        drain(&mut c, at(4)).is_empty(),
+        "3 still in flight, maximum 1"
+    );
+    feed(&mut c, &[0x40, 0x02, 0x00, 0x03], V5, at(4));
+    assert_eq!(kinds(&drain(&mut c, at(4)), V5), ["PUBLISH1 #4"]);
+}
+
+/// Before 5.0 there is no Receive Maximum: only the store bounds what is in flight.
+#[test]
+fn heapless_inflight_capacity_bounds_sending_in_v3() {
+    let mut c = session::<HeaplessStore<2, 8, 64>>(Role::Client, V3);
+    for _ in 0..3 {
+        c.publish(&message("t", b"", QoS::AtLeastOnce), at(0))
+            .unwrap();
+    }
+    assert_eq!(drain(&mut c, at(0)).len(), 2);
+    feed(&mut c, &[0x40, 0x02, 0x00, 0x02], V3, at(0));
+    assert_eq!(kinds(&drain(&mut c, at(0)), V3), ["PUBLISH1 #3"]);
+}
+
+fn client_pings_after_keep_alive_of_silence<S: Store>() {
+    let mut c = connected::<S>(Config::new(Role::Client), Connection::new(V3, 10));
+    assert_eq!(c.poll_timeout(), Some(at(10_000)));
+    c.handle_timeout(at(9_999));
+    assert!(drain(&mut c, at(9_999)).is_empty());
+    c.handle_timeout(at(10_000));
+    assert_eq!(drain(&mut c, at(10_000)), [vec![0xC0, 0x00]]);
+    // Next: the dead-peer deadline (1.5 × 10 s after the last packet received at 0).
+    assert_eq!(c.poll_timeout(), Some(at(15_000)));
+    feed(&mut c, &[0xD0, 0x00], V3, at(10_040)); // PINGRESP
+    assert_eq!(c.poll_timeout(), Some(at(20_000)));
+    // Anything we send resets the ping timer.
+    c.publish(&message("t", b"", QoS::AtMostOnce), at(12_000))
+        .unwrap();
+    drain(&mut c, at(12_000));
+    assert_eq!(c.poll_timeout(), Some(at(22_000)));
+    assert!(events(&mut c)
+        .iter()
+        .all(|e| matches!(e, Event::Sent { .. })));
+}
+
+fn silent_peer_is_reported_after_one_and_a_half_keep_alive<S: Store>() {
+    let mut c = connected::<S>(Config::new(Role::Client), Connection::new(V5, 10));
+    feed(&mut c, &[0xD0, 0x00], V5, at(1_000));
+    c.handle_timeout(at(15_999));
+    assert!(events(&mut c).is_empty());
+    c.handle_timeout(at(16_000));
+    assert_eq!(events(&mut c), [Event::KeepAliveTimeout]);
+    assert!(!c.is_connected());
+    assert_eq!(c.poll_timeout(), None);
+    // A client sends no DISCONNECT for it (0x8D is the server's).
+    assert!(drain(&mut c, at(16_000)).is_empty());
+    c.handle_timeout(at(30_000));
+    assert!(events(&mut c).is_empty(), "reported once");
+
+    let mut s = connected::<S>(Config::new(Role::Server), Connection::new(V5, 10));
+    assert_eq!(s.poll_timeout(), Some(at(15_000)), "servers do not ping");
+    s.handle_timeout(at(15_000));
+    assert_eq!(events(&mut s), [Event::KeepAliveTimeout]);
+    assert_eq!(drain(&mut s, at(15_000)), [vec![0xE0, 0x01, 0x8D]]);
+}
+
+fn server_answers_pingreq<S: Store>() {
+    let mut s = connected::<S>(Config::new(Role::Server), Connection::new(V3, 0));
+    feed(&mut s, &[0xC0, 0x00], V3, at(0));
+    assert_eq!(drain(&mut s, at(0)), [vec![0xD0, 0x00]]);
+    assert_eq!(s.poll_timeout(), None, "keep alive 0: no timers");
+    let mut c = connected::<S>(Config::new(Role::Client), Connection::new(V3, 0));
+    feed(&mut c, &[0xC0, 0x00], V3, at(0));
+    assert!(
+        drain(&mut c, at(0)).is_empty(),
+        "a client does not answer PINGREQ"
+    );
+}
+
+fn peer_disconnect_is_reported<S: Store>() {
+    let mut c = connected::<S>(Config::new(Role::Client), Connection::new(V5, 0));
+    feed(&mut c, &[0xE0, 0x01, 0x8B], V5, at(0));
+    assert_eq!(
+        events(&mut c),
+        [Event::Disconnected {
+            reason: ReasonCode::ServerShuttingDown
+        }]
+    );
+    assert!(!c.is_connected());
+}
+
+fn outgoing_topic_aliases_up_to_the_peer_maximum<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_topic_alias_maximum = 2;
+    let mut c = connected::<S>(Config::new(Role::Client), connection);
+    for topic in ["a", "b", "c", "a", "b", "c"] {
+        c.publish(&message(topic, b"x", QoS::AtMostOnce), at(0))
+            .unwrap();
+    }
+    let out = drain(&mut c, at(0));
+    let fields: Vec<_> = out.iter().map(|f| publish_fields(f)).collect();
+    assert_eq!(
+        fields,
+        [
+            ("a".into(), Some(1), None),
+            ("b".into(), Some(2), None),
+            ("c".into(), None, None),
+            ("".into(), Some(1), None),
+            ("".into(), Some(2), None),
+            ("c".into(), None, None),
+        ]
+    );
+    // Exact bytes of an aliased PUBLISH: empty topic, property 0x23 = 1.
+    assert_eq!(
+        out[3],
+        [0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, b'x']
+    );
+    // Aliases belong to the connection: set up again after a reconnect.
+    c.on_connection_lost();
+    c.on_reconnect(at(1));
+    c.publish(&message("b", b"x", QoS::AtMostOnce), at(1))
+        .unwrap();
+    let out = drain(&mut c, at(1));
+    assert_eq!(publish_fields(&out[0]), ("b".into(), Some(1), None));
+    // Not in 3.1.1, and not if the peer allows none.
+    let mut c = session::<S>(Role::Client, V5);
+    c.publish(&message("a", b"x", QoS::AtMostOnce), at(0))
+        .unwrap();
+    c.publish(&message("a", b"x", QoS::AtMostOnce), at(0))
+        .unwrap();
+    for f in drain(&mut c, at(0)) {
+        assert_eq!(publish_fields(&f), ("a".into(), None, None));
+    }
+}
+
+/// A resend after reconnect always carries the full topic.
+fn resend_never_uses_an_alias<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_topic_alias_maximum = 4;
+    let mut c = connected::<S>(Config::new(Role::Client), connection);
+    c.publish(&message("a", b"1", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    c.publish(&message("a", b"2", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let out = drain(&mut c, at(0));
+    assert_eq!(publish_fields(&out[1]), ("".into(), Some(1), None));
+    c.on_connection_lost();
+    c.on_reconnect(at(1));
+    for f in drain(&mut c, at(1)) {
+        assert_eq!(publish_fields(&f), ("a".into(), None, None));
+    }
+}
+
+fn incoming_topic_aliases_resolve<S: Store>() {
+    let mut config = Config::new(Role::Server);
+    config.topic_alias_maximum = 3;
+    let mut s = connected::<S>(config, Connection::new(V5, 0));
+    // "x/y" with alias 1, then alias 1 alone.
+    let set = [
+        0x30, 0x0A, 0x00, 0x03, b'x', b'/', b'y', 0x03, 0x23, 0x00, 0x01, b'1',
+    ];
+    let use_ = [0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, b'2'];
+    assert_eq!(feed(&mut s, &set, V5, at(0)).unwrap().topic, "x/y");
+    let got = feed(&mut s, &use_, V5, at(0)).unwrap();
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_slice()),
+        ("x/y", &b"2"[..])
+    );
+    // Re-pointing alias 1.
+    let repoint = [0x30, 0x08, 0x00, 0x01, b'z', 0x03, 0x23, 0x00, 0x01, b'3'];
+    assert_eq!(feed(&mut s, &repoint, V5, at(0)).unwrap().topic, "z");
+    assert_eq!(feed(&mut s, &use_, V5, at(0)).unwrap().topic, "z");
+    assert!(events(&mut s).is_empty());
+    // Forgotten with the connection.
+    s.on_connection_lost();
+    s.on_reconnect(at(1));
+    assert_eq!(feed(&mut s, &use_, V5, at(1)), None);
+    assert_eq!(
+        events(&mut s),
+        [Event::ProtocolError {
+            reason: ReasonCode::TopicAliasInvalid
+        }]
+    );
+    assert_eq!(drain(&mut s, at(1)), [vec![0xE0, 0x01, 0x94]]);
+}
+
+fn incoming_alias_above_our_maximum_is_refused<S: Store>() {
+    let mut config = Config::new(Role::Server);
+    config.topic_alias_maximum = 3;
+    let mut s = connected::<S>(config, Connection::new(V5, 0));
+    let set4 = [0x30, 0x08, 0x00, 0x01, b'z', 0x03, 0x23, 0x00, 0x04, b'3'];
+    assert_eq!(feed(&mut s, &set4, V5, at(0)), None);
+    assert_eq!(
+        events(&mut s),
+        [Event::ProtocolError {
+            reason: ReasonCode::TopicAliasInvalid
+        }]
+    );
+    assert_eq!(drain(&mut s, at(0)), [vec![0xE0, 0x01, 0x94]]);
+}
+
+fn with_expiry(topic: &str, qos: QoS, secs: u32) -> facteur_codec::Publish<'static> {
+    let props: &'static [Property<'static>] =
+        Box::leak(vec![Property::MessageExpiryInterval(secs)].into_boxed_slice());
+    let mut p = message(topic, b"x", qos);
+    p.properties = Properties::from_slice(props);
+    p
+}
+
+fn message_expiry_counts_time_in_the_queue<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_receive_maximum = 1;
+    let mut c = connected::<S>(Config::new(Role::Client), connection);
+    c.publish(&message("block", b"", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let short = c
+        .publish(&with_expiry("short", QoS::AtLeastOnce, 2), at(0))
+        .unwrap();
+    c.publish(&with_expiry("long", QoS::AtLeastOnce, 10), at(0))
+        .unwrap();
+    assert_eq!(drain(&mut c, at(0)).len(), 1);
+    feed(&mut c, &[0x40, 0x02, 0x00, 0x01], V5, at(3_500));
+    let out = drain(&mut c, at(3_500));
+    // "short" waited 3.5 s of its 2: dropped. "long" waited 3.5 s of its 10: 7 s left
+    // (whole seconds waited are subtracted).
+    assert_eq!(out.len(), 1);
+    assert_eq!(publish_fields(&out[0]), ("long".into(), None, Some(7)));
+    let evs = events(&mut c);
+    assert!(evs.contains(&Event::Expired { message: short }));
+    // A resend carries the interval as first sent: DUP differs in the first byte only.
+    c.on_connection_lost();
+    c.on_reconnect(at(9_000));
+    let resent = drain(&mut c, at(9_000));
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0][0], out[0][0] | 0x08);
+    assert_eq!(resent[0][1..], out[0][1..]);
+}
+
+/// Expiry is checked when the message would go out, also at QoS 0 and while disconnected.
+fn expired_while_disconnected<S: Store>() {
+    let mut c = session::<S>(Role::Client, V5);
+    c.on_connection_lost();
+    let id = c
+        .publish(&with_expiry("t", QoS::AtMostOnce, 1), at(0))
+        .unwrap();
+    c.on_reconnect(at(1_000));
+    assert!(drain(&mut c, at(1_000)).is_empty());
+    assert_eq!(events(&mut c), [Event::Expired { message: id }]);
+    let _ = Instant::default();
+}
+
+macro_rules! for_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod heapless_store {
+            $( #[test] fn $name() { super::$name::<super::Fixed>() } )*
+        }
+        mod alloc_store {
+            $( #[test] fn $name() { super::$name::<super::AllocStore>() } )*
+        }
+    };
+}
+
+for_both_stores!(
+    peer_receive_maximum_limits_messages_in_flight,
+    client_pings_after_keep_alive_of_silence,
+    silent_peer_is_reported_after_one_and_a_half_keep_alive,
+    server_answers_pingreq,
+    peer_disconnect_is_reported,
+    outgoing_topic_aliases_up_to_the_peer_maximum,
+    resend_never_uses_an_alias,
+    incoming_topic_aliases_resolve,
+    incoming_alias_above_our_maximum_is_refused,
+    message_expiry_counts_time_in_the_queue,
+    expired_while_disconnected,
+);
