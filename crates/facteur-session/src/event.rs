@@ -31,11 +31,6 @@ pub enum Event {
         /// The peer's reason code (always `Success` before MQTT 5).
         reason: ReasonCode,
     },
-    /// A QoS 0 message was written by [`poll_transmit`](crate::Session::poll_transmit).
-    Sent {
-        /// The handle [`publish`](crate::Session::publish) returned.
-        message: MessageId,
-    },
     /// A queued message's Message Expiry Interval ran out before it could be sent; it was
     /// dropped.
     Expired {

@@ -36,7 +36,5 @@ pub use ids::PacketIds;
 pub use session::{Config, Connection, PublishError, Role, Session};
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
-pub use store::{
-    Ack, Alias, Fifo, HeaplessStore, Inflight, Message, OwnedBytes, Seq, Store, HEAPLESS_EVENTS,
-};
+pub use store::{Ack, Alias, Fifo, HeaplessStore, Inflight, Message, OwnedBytes, Seq, Store};
 pub use time::Instant;

@@ -220,6 +220,23 @@ impl<S: Store> Session<S> {
         self.link == Link::Up
     }
 
+    /// The Receive Maximum to announce in CONNECT or CONNACK (MQTT 5): the configured one,
+    /// lowered to what the store can hold.
+    pub fn receive_maximum(&self) -> u16 {
+        let cap = self.received.max_len().min(self.acks.max_len());
+        self.config
+            .receive_maximum
+            .max(1)
+            .min(u16::try_from(cap).unwrap_or(u16::MAX))
+    }
+
+    /// The Topic Alias Maximum to announce in CONNECT or CONNACK (MQTT 5): the configured
+    /// one, lowered to what the store's alias table holds.
+    pub fn topic_alias_maximum(&self) -> u16 {
+        let cap = u16::try_from(self.in_aliases.max_len()).unwrap_or(u16::MAX);
+        self.config.topic_alias_maximum.min(cap)
+    }
+
     /// Messages accepted and not yet sent.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -236,7 +253,7 @@ impl<S: Store> Session<S> {
     }
 
     /// Events dropped because the store's event queue was full (see
-    /// [`HEAPLESS_EVENTS`](crate::HEAPLESS_EVENTS)).
+    /// [`HeaplessStore`](crate::HeaplessStore)).
     pub fn events_dropped(&self) -> u32 {
         self.events_dropped
     }
@@ -508,25 +525,21 @@ impl<S: Store> Session<S> {
                     let _ = self.out_aliases.try_push(Alias { alias, topic });
                 }
             }
-            match packet_id {
-                None => self.event(Event::Sent {
-                    message: message.id,
-                }),
-                Some(packet_id) => {
-                    message.expiry = expiry;
-                    let stage = if message.qos == QoS::AtLeastOnce {
-                        Stage::Qos1Sent
-                    } else {
-                        Stage::Qos2Sent
-                    };
-                    // Cannot fail: the quota is at most the capacity.
-                    let _ = self.inflight.try_push(Inflight {
-                        packet_id,
-                        stage,
-                        resend: false,
-                        message,
-                    });
-                }
+            // A QoS 0 message is done once written.
+            if let Some(packet_id) = packet_id {
+                message.expiry = expiry;
+                let stage = if message.qos == QoS::AtLeastOnce {
+                    Stage::Qos1Sent
+                } else {
+                    Stage::Qos2Sent
+                };
+                // Cannot fail: the quota is at most the capacity.
+                let _ = self.inflight.try_push(Inflight {
+                    packet_id,
+                    stage,
+                    resend: false,
+                    message,
+                });
             }
             return Ok(Some(self.sent(now, n)));
         }

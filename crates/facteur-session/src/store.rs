@@ -143,9 +143,6 @@ impl<B: AsRef<[u8]>> Alias<B> {
     }
 }
 
-/// The number of events a [`HeaplessStore`] session holds between polls.
-pub const HEAPLESS_EVENTS: usize = 8;
-
 /// Fixed-capacity storage on `heapless`: no allocator, every bound a const generic.
 ///
 /// * `INFLIGHT`: outgoing QoS 1/2 messages in flight, and as many incoming QoS 2 identifiers
@@ -154,18 +151,27 @@ pub const HEAPLESS_EVENTS: usize = 8;
 /// * `QUEUE`: messages accepted and not yet sent.
 /// * `BYTES`: the largest topic plus payload of one message (and the largest aliased topic).
 /// * `ALIASES`: entries of each topic alias table.
-///
-/// Events beyond [`HEAPLESS_EVENTS`] between two polls are counted and dropped.
+/// * `EVENTS`: events held between two [`poll_event`](crate::Session::poll_event) drains;
+///   beyond that they are dropped and counted
+///   ([`events_dropped`](crate::Session::events_dropped)). Each received packet and each
+///   expired message makes at most one event, so draining after every `handle` and every
+///   `poll_transmit` loop needs few.
 #[derive(Debug, Clone, Copy)]
 pub struct HeaplessStore<
     const INFLIGHT: usize,
     const QUEUE: usize,
     const BYTES: usize,
     const ALIASES: usize = 0,
+    const EVENTS: usize = 8,
 >;
 
-impl<const INFLIGHT: usize, const QUEUE: usize, const BYTES: usize, const ALIASES: usize> Store
-    for HeaplessStore<INFLIGHT, QUEUE, BYTES, ALIASES>
+impl<
+        const INFLIGHT: usize,
+        const QUEUE: usize,
+        const BYTES: usize,
+        const ALIASES: usize,
+        const EVENTS: usize,
+    > Store for HeaplessStore<INFLIGHT, QUEUE, BYTES, ALIASES, EVENTS>
 {
     type Bytes = heapless::Vec<u8, BYTES>;
     type Queue = heapless::Deque<Message<Self::Bytes>, QUEUE>;
@@ -173,7 +179,7 @@ impl<const INFLIGHT: usize, const QUEUE: usize, const BYTES: usize, const ALIASE
     type Received = heapless::Vec<u16, INFLIGHT>;
     type Acks = heapless::Vec<Ack, INFLIGHT>;
     type Aliases = heapless::Vec<Alias<Self::Bytes>, ALIASES>;
-    type Events = heapless::Deque<Event, HEAPLESS_EVENTS>;
+    type Events = heapless::Deque<Event, EVENTS>;
 }
 
 impl<const N: usize> OwnedBytes for heapless::Vec<u8, N> {

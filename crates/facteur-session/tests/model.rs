@@ -91,7 +91,6 @@ impl<S: Store> Side<S> {
                     );
                     *self.acknowledged.entry(message.get()).or_default() += 1;
                 }
-                Event::Sent { .. } => {}
                 other => panic!("unexpected event {other:?}"),
             }
         }
