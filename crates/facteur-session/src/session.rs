@@ -278,12 +278,17 @@ impl<S: Store> Session<S> {
 
     /// The connection is gone. Everything in flight is resent on the next connection
     /// (PUBLISH with DUP set, PUBREL); topic aliases, which belong to a connection, are
-    /// forgotten. Queued messages and pending acknowledgements are kept.
+    /// forgotten. Queued messages are kept.
+    ///
+    /// Acknowledgements not yet written are dropped: the peer resends what they answer
+    /// (PUBLISH, PUBREL) on the next connection and gets exactly one answer then. Keeping
+    /// them would risk a stale PUBACK reaching the peer after it reused the identifier.
     pub fn on_connection_lost(&mut self) {
         self.link = Link::Down;
         for f in self.inflight.iter_mut() {
             f.resend = true;
         }
+        self.acks = Default::default();
         self.out_aliases = Default::default();
         self.in_aliases = Default::default();
         self.send_pingresp = false;
