@@ -11,11 +11,70 @@
 //! * [`Session::poll_event`] returns the next [`Event`];
 //! * [`Session::poll_timeout`] says when [`Session::handle_timeout`] is due.
 //!
-//! Call each `poll_*` until it returns `None` after every input.
+//! Call each `poll_*` until it returns `None` after every input. Connections come and go
+//! around the session: [`Session::on_connect`], [`Session::on_connection_lost`],
+//! [`Session::on_reconnect`]. CONNECT, CONNACK, SUBSCRIBE and the rest are the caller's.
+//!
+//! # What it does
+//!
+//! * **Outgoing QoS 1 and 2** ([`Session::publish`]): packet identifiers from [`PacketIds`]
+//!   (never one still in flight); PUBLISH → PUBACK, PUBLISH → PUBREC → PUBREL → PUBCOMP; on
+//!   a new connection unacknowledged PUBLISH packets are resent with DUP set and PUBREL
+//!   packets are resent, in their original order, before anything new.
+//! * **Incoming QoS 1 and 2**: QoS 1 is delivered and acknowledged; QoS 2 is delivered once
+//!   and its identifier kept until PUBREL, so a replayed PUBLISH is acknowledged (PUBREC) and
+//!   not delivered again. The identifiers kept are bounded: past the Receive Maximum (and the
+//!   store's capacity) the peer is refused ([`Event::ProtocolError`] with
+//!   `ReceiveMaximumExceeded`, and DISCONNECT 0x93 in MQTT 5).
+//! * **MQTT 5 Receive Maximum** both ways, **keep alive** (client PINGREQ after a keep alive
+//!   of silence; peer gone after 1.5 × keep alive: [`Event::KeepAliveTimeout`]), **topic
+//!   aliases** both ways, **message expiry** (the time spent queued is subtracted; expired
+//!   messages are dropped before sending: [`Event::Expired`]).
+//!
+//! # Storage
 //!
 //! All state lives in containers named by a [`Store`]: [`HeaplessStore`] has fixed
 //! capacities and needs no allocator; [`AllocStore`] (feature `alloc`) grows. The state
 //! machine is the same code for both.
+//!
+//! ```
+//! use facteur_codec::{decode, ProtocolVersion, Publish, QoS, Status};
+//! use facteur_session::{Config, Connection, HeaplessStore, Instant, Role, Session};
+//!
+//! // 4 messages in flight each way, 8 queued, 128 bytes of topic + payload each, 2 aliases.
+//! type Store = HeaplessStore<4, 8, 128, 2>;
+//! let mut server = Session::<Store>::new(Config::new(Role::Server));
+//! server.on_connect(Instant::from_millis(0), Connection::new(ProtocolVersion::V3_1_1, 30));
+//!
+//! // A QoS 2 PUBLISH arrives twice (the second time as a resend): delivered once.
+//! let bytes = [0x34, 0x07, 0x00, 0x01, b't', 0x00, 0x05, b'o', b'k'];
+//! let mut delivered = 0;
+//! let mut out = [0u8; 64];
+//! for now in [10, 20] {
+//!     let now = Instant::from_millis(now);
+//!     let Status::Complete(d) = decode(&bytes, ProtocolVersion::V3_1_1, 1024)? else {
+//!         unreachable!()
+//!     };
+//!     if let Some(message) = server.handle(d.packet, now) {
+//!         assert_eq!(message.payload, b"ok");
+//!         delivered += 1;
+//!     }
+//!     // PUBREC both times.
+//!     let n = server.poll_transmit(now, &mut out)?.unwrap();
+//!     assert_eq!(&out[..n], &[0x50, 0x02, 0x00, 0x05]);
+//!     assert_eq!(server.poll_transmit(now, &mut out)?, None);
+//! }
+//! assert_eq!(delivered, 1);
+//! // Nothing heard for 45 s (1.5 × 30): the client is gone.
+//! assert_eq!(server.poll_timeout(), Some(Instant::from_millis(20 + 45_000)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Not covered
+//!
+//! Only the topic, payload, QoS, retain flag and Message Expiry Interval of an outgoing
+//! message are stored (other MQTT 5 properties are not); the peer's Maximum Packet Size and
+//! Maximum QoS are not enforced; SUBSCRIBE/UNSUBSCRIBE identifiers are not managed here.
 //!
 //! # Features
 //!
