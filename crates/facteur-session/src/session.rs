@@ -259,7 +259,9 @@ impl<S: Store> Session<S> {
     }
 
     /// A connection is established with the parameters `connection`: sending and receiving
-    /// start, and unacknowledged PUBLISH (DUP set) and PUBREL packets are resent first.
+    /// start, and unacknowledged PUBLISH (DUP set) and PUBREL packets are resent first, in
+    /// their original order (PUBLISH packets within the peer's Receive Maximum, which starts
+    /// afresh with each connection).
     pub fn on_connect(&mut self, now: Instant, connection: Connection) {
         if self.link != Link::Down {
             self.on_connection_lost();
@@ -287,6 +289,7 @@ impl<S: Store> Session<S> {
         self.link = Link::Down;
         for f in self.inflight.iter_mut() {
             f.resend = true;
+            f.counted = false;
         }
         self.acks = Default::default();
         self.out_aliases = Default::default();
@@ -410,7 +413,20 @@ impl<S: Store> Session<S> {
             self.acks.remove_at(0);
             return Ok(Some(self.sent(now, n)));
         }
+        // Resends first, in order; a PUBLISH only within the peer's Receive Maximum, and
+        // nothing new while one waits.
+        let mut resend_waits = false;
         if let Some(i) = self.inflight.iter().position(|f| f.resend) {
+            let f = &self.inflight[i];
+            let is_publish = f.stage != Stage::Released;
+            resend_waits = is_publish && !self.publish_allowed();
+        }
+        if let Some(i) = self
+            .inflight
+            .iter()
+            .position(|f| f.resend)
+            .filter(|_| !resend_waits)
+        {
             let f = &self.inflight[i];
             let n = if f.stage == Stage::Released {
                 Packet::PubRel(PubResponse::new(f.packet_id)).encode(version, buf)?
@@ -428,7 +444,11 @@ impl<S: Store> Session<S> {
                 };
                 publish.encode(version, buf)?
             };
-            self.inflight[i].resend = false;
+            let f = &mut self.inflight[i];
+            f.resend = false;
+            if f.stage != Stage::Released {
+                f.counted = true;
+            }
             return Ok(Some(self.sent(now, n)));
         }
         if self.send_pingresp {
@@ -441,6 +461,9 @@ impl<S: Store> Session<S> {
                 let n = Packet::PingReq.encode(version, buf)?;
                 return Ok(Some(self.sent(now, n)));
             }
+        }
+        if resend_waits {
+            return Ok(None);
         }
         self.transmit_queued(now, buf)
     }
@@ -467,6 +490,9 @@ impl<S: Store> Session<S> {
                 }
                 expiry = Some(secs - (waited / 1000) as u32);
             }
+            // New messages: everything in flight counts, whichever connection it was sent on,
+            // so a peer that bounds its unreleased QoS 2 identifiers across connections (as
+            // this crate does) is never overrun.
             if m.qos != QoS::AtMostOnce && self.inflight.len() >= self.send_quota() {
                 return Ok(None);
             }
@@ -543,6 +569,7 @@ impl<S: Store> Session<S> {
                     packet_id,
                     stage,
                     resend: false,
+                    counted: true,
                     message,
                 });
             }
@@ -622,7 +649,7 @@ impl<S: Store> Session<S> {
         self.event(Event::ProtocolError { reason });
     }
 
-    /// How many outgoing QoS 1/2 messages may be in flight.
+    /// How many outgoing QoS 1/2 messages may be in flight, across connections.
     fn send_quota(&self) -> usize {
         let peer = if self.connection.version.is_v5() {
             self.connection.peer_receive_maximum
@@ -630,6 +657,16 @@ impl<S: Store> Session<S> {
             u16::MAX
         };
         usize::from(peer.max(1)).min(self.inflight.max_len())
+    }
+
+    /// True if one more QoS 1/2 PUBLISH may be resent on this connection: fewer than the
+    /// peer's Receive Maximum are unacknowledged on it (MQTT 5; no limit before).
+    fn publish_allowed(&self) -> bool {
+        if !self.connection.version.is_v5() {
+            return true;
+        }
+        let counted = self.inflight.iter().filter(|f| f.counted).count();
+        counted < usize::from(self.connection.peer_receive_maximum.max(1))
     }
 
     /// How many incoming QoS 1/2 messages may be unacknowledged.

@@ -108,6 +108,9 @@ pub struct Inflight<B> {
     pub(crate) stage: Stage,
     /// The packet of this stage (PUBLISH with DUP, or PUBREL) must be (re)sent.
     pub(crate) resend: bool,
+    /// Its PUBLISH was written on this connection and is not acknowledged: it counts against
+    /// the peer's Receive Maximum, which is per connection.
+    pub(crate) counted: bool,
     pub(crate) message: Message<B>,
 }
 

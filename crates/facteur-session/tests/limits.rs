@@ -61,7 +61,7 @@ fn peer_receive_maximum_limits_messages_in_flight<S: Store>() {
         kinds(&drain(&mut c, at(2)), V5),
         ["PUBLISH1 #3", "PUBLISH0"]
     );
-    // On reconnect everything in flight is resent even if the new maximum is lower.
+    // On reconnect: PUBREL #2 does not count against the new maximum of 1, DUP #3 does.
     connection.peer_receive_maximum = 1;
     c.on_connection_lost();
     c.publish(&message("t/late", b"", QoS::AtLeastOnce), at(3))
@@ -78,6 +78,39 @@ fn peer_receive_maximum_limits_messages_in_flight<S: Store>() {
     );
     feed(&mut c, &[0x40, 0x02, 0x00, 0x03], V5, at(4));
     assert_eq!(kinds(&drain(&mut c, at(4)), V5), ["PUBLISH1 #4"]);
+}
+
+/// The Receive Maximum is per connection and applies to resent PUBLISH packets too: after a
+/// reconnect with a lower maximum they go out one acknowledgement at a time, in order, and
+/// nothing new overtakes them.
+fn peer_receive_maximum_applies_to_resends<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_receive_maximum = 3;
+    let mut c = connected::<S>(Config::new(Role::Client), connection);
+    for _ in 0..3 {
+        c.publish(&message("t", b"", QoS::AtLeastOnce), at(0))
+            .unwrap();
+    }
+    c.publish(&message("t", b"", QoS::AtMostOnce), at(0))
+        .unwrap();
+    assert_eq!(drain(&mut c, at(0)).len(), 4);
+    c.publish(&message("t", b"", QoS::AtMostOnce), at(0))
+        .unwrap();
+    c.on_connection_lost();
+    connection.peer_receive_maximum = 1;
+    c.on_connect(at(1), connection);
+    for id in 1..=2u8 {
+        assert_eq!(
+            kinds(&drain(&mut c, at(1)), V5),
+            [format!("PUBLISH1 dup #{id}")]
+        );
+        feed(&mut c, &[0x40, 0x02, 0x00, id], V5, at(1));
+    }
+    // QoS 0 needs no quota, but waits for the resends before it.
+    assert_eq!(
+        kinds(&drain(&mut c, at(1)), V5),
+        ["PUBLISH1 dup #3", "PUBLISH0"]
+    );
 }
 
 /// Before 5.0 there is no Receive Maximum: only the store bounds what is in flight.
@@ -395,6 +428,7 @@ macro_rules! for_both_stores {
 
 for_both_stores!(
     peer_receive_maximum_limits_messages_in_flight,
+    peer_receive_maximum_applies_to_resends,
     client_pings_after_keep_alive_of_silence,
     silent_peer_is_reported_after_one_and_a_half_keep_alive,
     server_answers_pingreq,
