@@ -37,6 +37,12 @@ pub enum Event {
         /// The handle [`publish`](crate::Session::publish) returned.
         message: MessageId,
     },
+    /// A queued message was dropped unsent: its PUBLISH would exceed the peer's Maximum
+    /// Packet Size (or cannot be encoded at all).
+    TooLarge {
+        /// The handle [`publish`](crate::Session::publish) returned.
+        message: MessageId,
+    },
     /// The peer broke the protocol (unknown topic alias: `TopicAliasInvalid`; too many
     /// unacknowledged QoS 1/2 messages: `ReceiveMaximumExceeded`; ...). In MQTT 5 a
     /// DISCONNECT with this reason is queued; in every version the connection should be

@@ -58,6 +58,10 @@ pub struct Connection {
     pub peer_receive_maximum: u16,
     /// The peer's Topic Alias Maximum (MQTT 5; 0 when absent: no outgoing aliases).
     pub peer_topic_alias_maximum: u16,
+    /// The peer's Maximum Packet Size in bytes (MQTT 5; no limit but the protocol's when
+    /// absent). A queued message whose PUBLISH would be larger is dropped
+    /// ([`Event::TooLarge`]).
+    pub peer_maximum_packet_size: u32,
 }
 
 impl Connection {
@@ -69,6 +73,7 @@ impl Connection {
             keep_alive,
             peer_receive_maximum: u16::MAX,
             peer_topic_alias_maximum: 0,
+            peer_maximum_packet_size: facteur_codec::PROTOCOL_MAX_PACKET_SIZE,
         }
     }
 }
@@ -545,6 +550,15 @@ impl<S: Store> Session<S> {
                 properties: Properties::from_slice(&props[..n_props]),
                 payload: m.payload(),
             };
+            let too_large = publish.encoded_len(version).map_or(true, |len| {
+                len > self.connection.peer_maximum_packet_size as usize
+            });
+            if too_large {
+                let id = m.id;
+                self.queue.pop_front();
+                self.event(Event::TooLarge { message: id });
+                continue;
+            }
             let n = publish.encode(version, buf)?;
             self.ids = ids;
             let Some(mut message) = self.queue.pop_front() else {

@@ -415,6 +415,39 @@ fn clear_session_state_forgets_everything_in_flight<S: Store>() {
     .is_some());
 }
 
+/// A message larger than the peer's Maximum Packet Size is dropped, not sent; the next
+/// one goes out. A topic alias can make the difference.
+fn peer_maximum_packet_size_drops_what_does_not_fit<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_maximum_packet_size = 14;
+    connection.peer_topic_alias_maximum = 1;
+    let mut c = connected::<S>(Config::new(Role::Client), connection);
+    // Fixed header 2 + topic "abc" 5 + id 2 + alias property 4 + payload: 14 with 1 byte.
+    c.publish(&message("abc", b"1", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let big = c
+        .publish(&message("abc", b"123456", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let other = c
+        .publish(&message("abcd", b"1234", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    // No alias left for "abcd": 11 bytes + payload, too large. "abc" aliased again: the
+    // topic is gone, 10 bytes + payload.
+    c.publish(&message("abc", b"123", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let out = drain(&mut c, at(0));
+    assert!(out.iter().all(|f| f.len() <= 14));
+    assert_eq!(kinds(&out, V5), ["PUBLISH1 #1", "PUBLISH1 #2"]);
+    assert_eq!(publish_fields(&out[1]), ("".into(), Some(1), None));
+    assert_eq!(
+        events(&mut c),
+        [
+            Event::TooLarge { message: big },
+            Event::TooLarge { message: other }
+        ]
+    );
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -440,4 +473,5 @@ for_both_stores!(
     message_expiry_counts_time_in_the_queue,
     expired_while_disconnected,
     clear_session_state_forgets_everything_in_flight,
+    peer_maximum_packet_size_drops_what_does_not_fit,
 );
