@@ -29,7 +29,8 @@
 //! * **MQTT 5 Receive Maximum** both ways, **keep alive** (client PINGREQ after a keep alive
 //!   of silence; peer gone after 1.5 × keep alive: [`Event::KeepAliveTimeout`]), **topic
 //!   aliases** both ways, **message expiry** (the time spent queued is subtracted; expired
-//!   messages are dropped before sending: [`Event::Expired`]).
+//!   messages are dropped before sending: [`Event::Expired`]), the peer's **Maximum Packet
+//!   Size** (a message that would exceed it is dropped: [`Event::TooLarge`]).
 //!
 //! # Storage
 //!
@@ -73,8 +74,9 @@
 //! # Not covered
 //!
 //! Only the topic, payload, QoS, retain flag and Message Expiry Interval of an outgoing
-//! message are stored (other MQTT 5 properties are not); the peer's Maximum Packet Size and
-//! Maximum QoS are not enforced; SUBSCRIBE/UNSUBSCRIBE identifiers are not managed here.
+//! message are stored (other MQTT 5 properties are not); the peer's Maximum QoS and Retain
+//! Available are not enforced (the caller chooses what to publish); SUBSCRIBE/UNSUBSCRIBE
+//! identifiers are not managed here.
 //!
 //! # Features
 //!
