@@ -150,7 +150,9 @@ impl<B: AsRef<[u8]>> Alias<B> {
 ///
 /// * `INFLIGHT`: outgoing QoS 1/2 messages in flight, and as many incoming QoS 2 identifiers
 ///   and pending acknowledgements; the session's receive maximum in both directions is at
-///   most this.
+///   most this. A 3.1.1 peer is told no Receive Maximum: write the acknowledgements out
+///   ([`poll_transmit`](crate::Session::poll_transmit)) after every handled packet, or a
+///   burst of more than `INFLIGHT` QoS 1/2 messages is refused as `ReceiveMaximumExceeded`.
 /// * `QUEUE`: messages accepted and not yet sent.
 /// * `BYTES`: the largest topic plus payload of one message (and the largest aliased topic).
 /// * `ALIASES`: entries of each topic alias table.
