@@ -85,7 +85,7 @@ pub enum PublishError {
     InvalidTopic(TopicError),
     /// Topic and payload do not fit the store's message buffer.
     TooLarge,
-    /// The store's queue of unsent messages is full.
+    /// The store's queue of unsent messages is full (even after dropping the expired ones).
     QueueFull,
 }
 
@@ -337,9 +337,22 @@ impl<S: Store> Session<S> {
             topic_len: message.topic.len(),
             bytes,
         };
-        self.queue
-            .push_back(queued)
-            .map_err(|_| PublishError::QueueFull)?;
+        if let Err(queued) = self.queue.push_back(queued) {
+            // Full: make room by dropping what expired while waiting, if anything did.
+            let events = &mut self.events;
+            let mut dropped = 0u32;
+            self.queue.retain_in_order(|m| {
+                let expired = m.expired(now);
+                if expired && events.push_back(Event::Expired { message: m.id }).is_err() {
+                    dropped += 1;
+                }
+                !expired
+            });
+            self.events_dropped = self.events_dropped.wrapping_add(dropped);
+            self.queue
+                .push_back(queued)
+                .map_err(|_| PublishError::QueueFull)?;
+        }
         self.next_message = self.next_message.wrapping_add(1);
         Ok(id)
     }
@@ -484,17 +497,14 @@ impl<S: Store> Session<S> {
             let Some(m) = self.queue.front() else {
                 return Ok(None);
             };
-            let mut expiry = m.expiry;
-            if let Some(secs) = m.expiry {
-                let waited = now.millis_since(m.queued_at);
-                if waited >= u64::from(secs) * 1000 {
-                    let id = m.id;
-                    self.queue.pop_front();
-                    self.event(Event::Expired { message: id });
-                    continue;
-                }
-                expiry = Some(secs - (waited / 1000) as u32);
+            if m.expired(now) {
+                let id = m.id;
+                self.queue.pop_front();
+                self.event(Event::Expired { message: id });
+                continue;
             }
+            let waited = now.millis_since(m.queued_at);
+            let expiry = m.expiry.map(|secs| secs - (waited / 1000) as u32);
             // New messages: everything in flight counts, whichever connection it was sent on,
             // so a peer that bounds its unreleased QoS 2 identifiers across connections (as
             // this crate does) is never overrun.

@@ -43,6 +43,18 @@ pub trait Fifo<T>: Default {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Keeps the items for which `keep` is true, in order (by one turn of the queue).
+    fn retain_in_order(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for _ in 0..self.len() {
+            let Some(item) = self.pop_front() else {
+                return;
+            };
+            if keep(&item) {
+                // Cannot fail: one was just taken out.
+                let _ = self.push_back(item);
+            }
+        }
+    }
 }
 
 /// The containers a [`Session`](crate::Session) keeps its state in.
@@ -77,6 +89,14 @@ pub struct Message<B> {
     pub(crate) queued_at: Instant,
     pub(crate) topic_len: usize,
     pub(crate) bytes: B,
+}
+
+impl<B> Message<B> {
+    /// True if the Message Expiry Interval ran out while queued.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expiry
+            .is_some_and(|secs| now.millis_since(self.queued_at) >= u64::from(secs) * 1000)
+    }
 }
 
 impl<B: AsRef<[u8]>> Message<B> {

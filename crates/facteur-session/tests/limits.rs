@@ -448,6 +448,35 @@ fn peer_maximum_packet_size_drops_what_does_not_fit<S: Store>() {
     );
 }
 
+/// A full queue makes room by dropping expired messages before refusing.
+#[test]
+fn full_queue_drops_expired_messages_first() {
+    use facteur_session::PublishError;
+    let mut c = session::<HeaplessStore<2, 3, 16>>(Role::Client, V5);
+    c.on_connection_lost();
+    let a = c
+        .publish(&with_expiry("a", QoS::AtLeastOnce, 1), at(0))
+        .unwrap();
+    c.publish(&message("b", b"x", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let d = c
+        .publish(&with_expiry("d", QoS::AtLeastOnce, 5), at(0))
+        .unwrap();
+    assert_eq!(
+        c.publish(&message("e", b"x", QoS::AtLeastOnce), at(999)),
+        Err(PublishError::QueueFull)
+    );
+    c.publish(&message("e", b"x", QoS::AtLeastOnce), at(1_000))
+        .unwrap();
+    assert_eq!(events(&mut c), [Event::Expired { message: a }]);
+    assert_eq!(c.queued(), 3);
+    c.on_reconnect(at(6_000));
+    let out = drain(&mut c, at(6_000));
+    let topics: Vec<_> = out.iter().map(|f| publish_fields(f).0).collect();
+    assert_eq!(topics, ["b", "e"]);
+    assert_eq!(events(&mut c), [Event::Expired { message: d }]);
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
