@@ -563,17 +563,85 @@ impl<'a> Properties<'a> {
             return Ok(Self::EMPTY);
         }
         let len = r.varint()? as usize;
-        let mut section = r.sub(len)?;
+        let section = r.sub(len)?;
+        Self::decode_contents(section, context)
+    }
+
+    /// Validates property contents (no length prefix) for `context`, keeping them borrowed.
+    fn decode_contents(
+        mut section: Reader<'a>,
+        context: PropertyContext,
+    ) -> Result<Self, DecodeError> {
         let bytes_start = section.clone().rest();
         let mut checker = PropertyChecker::default();
         while !section.is_empty() {
             let at = section.offset();
-            let property = Property::read(&mut section, version)?;
+            let property = Property::read(&mut section, ProtocolVersion::V5)?;
             checker
                 .check(&property, context)
                 .map_err(|kind| section.error_at(kind, at))?;
         }
-        Ok(Self(List::from_validated_wire(bytes_start, version)))
+        Ok(Self(List::from_validated_wire(
+            bytes_start,
+            ProtocolVersion::V5,
+        )))
+    }
+
+    /// Properties stored as wire bytes (what [`Properties::write_contents`] wrote), checked
+    /// as the properties of a `packet` (every rule decoding applies; offsets in the error are
+    /// within `bytes`). A store keeps a message's properties as bytes and rebuilds them with
+    /// this, without an allocator.
+    ///
+    /// ```
+    /// use facteur_codec::{PacketType, Properties, Property, SliceWriter};
+    /// let list = [Property::ContentType("text/plain"), Property::UserProperty("k", "v")];
+    /// let props = Properties::from_slice(&list);
+    /// let mut stored = [0u8; 32];
+    /// let mut w = SliceWriter::new(&mut stored);
+    /// props.write_contents(&mut w);
+    /// let n = w.written();
+    /// assert_eq!(n, props.contents_len());
+    /// let again = Properties::from_wire(&stored[..n], PacketType::Publish)?;
+    /// assert_eq!(again, props);
+    /// assert!(Properties::from_wire(&stored[..n], PacketType::PubAck).is_err());
+    /// # Ok::<(), facteur_codec::DecodeError>(())
+    /// ```
+    pub fn from_wire(bytes: &'a [u8], packet: crate::PacketType) -> Result<Self, DecodeError> {
+        use crate::PacketType as T;
+        use PropertyContext as C;
+        let context = match packet {
+            T::Connect => C::Connect,
+            T::ConnAck => C::ConnAck,
+            T::Publish => C::Publish,
+            T::PubAck | T::PubRec | T::PubRel | T::PubComp => C::PubResponse,
+            T::Subscribe => C::Subscribe,
+            T::SubAck => C::SubAck,
+            T::Unsubscribe => C::Unsubscribe,
+            T::UnsubAck => C::UnsubAck,
+            T::Disconnect => C::Disconnect,
+            T::Auth => C::Auth,
+            T::PingReq | T::PingResp => {
+                return match bytes.is_empty() {
+                    true => Ok(Self::EMPTY),
+                    false => Err(DecodeError::new(
+                        DecodeErrorKind::TrailingBytes(bytes.len()),
+                        0,
+                    )),
+                }
+            }
+        };
+        Self::decode_contents(Reader::new(bytes, 0), context)
+    }
+
+    /// The size of the properties on the wire, without the section's length prefix.
+    pub fn contents_len(&self) -> usize {
+        self.0.wire_len(ProtocolVersion::V5)
+    }
+
+    /// Writes the properties as they travel, without the section's length prefix; the sink
+    /// must have [`Properties::contents_len`] bytes of room.
+    pub fn write_contents<S: Sink + ?Sized>(&self, out: &mut S) {
+        self.0.write(ProtocolVersion::V5, out);
     }
 
     /// Checks the list for `context` before encoding; returns the size of its contents.
