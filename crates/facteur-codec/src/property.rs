@@ -645,6 +645,7 @@ impl<'a> Properties<'a> {
     }
 
     /// Checks the list for `context` before encoding; returns the size of its contents.
+    #[inline]
     pub(crate) fn validate(&self, context: PropertyContext) -> Result<usize, crate::EncodeError> {
         if let Some(bytes) = self.0.wire_bytes(ProtocolVersion::V5) {
             return Ok(bytes.len());

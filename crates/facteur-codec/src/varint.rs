@@ -49,24 +49,6 @@ pub(crate) const fn varint_len(value: u32) -> usize {
     }
 }
 
-/// Encodes `value` into `out`, returning the bytes used.
-#[inline]
-pub(crate) fn encode_varint(mut value: u32, out: &mut [u8; 4]) -> usize {
-    let mut i = 0;
-    loop {
-        let mut byte = (value & 0x7F) as u8;
-        value >>= 7;
-        if value > 0 {
-            byte |= 0x80;
-        }
-        out[i] = byte;
-        i += 1;
-        if value == 0 || i == 4 {
-            return i;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +67,9 @@ mod tests {
         ];
         for (value, bytes) in cases {
             let mut out = [0; 4];
-            let n = encode_varint(value, &mut out);
+            let mut w = crate::SliceWriter::new(&mut out);
+            crate::write::SinkExt::put_varint(&mut w, value);
+            let n = w.written();
             assert_eq!(&out[..n], bytes);
             assert_eq!(varint_len(value), n);
             assert_eq!(read_varint(bytes), Ok(VarIntRead::Value(value, n)));

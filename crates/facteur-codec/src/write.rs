@@ -1,7 +1,5 @@
 //! Where encoded bytes go: a caller's slice, or (feature `bytes`) any `BufMut`.
 
-use crate::varint::encode_varint;
-
 /// A destination for encoded bytes. Encoders check the room first, so writes cannot fail.
 ///
 /// Implemented for [`SliceWriter`] and, with the `bytes` feature, for every `bytes::BufMut`.
@@ -86,10 +84,17 @@ pub(crate) trait SinkExt: Sink {
     }
 
     #[inline]
-    fn put_varint(&mut self, value: u32) {
-        let mut tmp = [0; 4];
-        let n = encode_varint(value, &mut tmp);
-        self.put_slice(&tmp[..n]);
+    fn put_varint(&mut self, mut value: u32) {
+        // Byte by byte: a copy of an unknown 1-to-4-byte length would be a `memcpy` call.
+        loop {
+            let byte = (value & 0x7F) as u8;
+            value >>= 7;
+            if value == 0 {
+                self.put_u8(byte);
+                return;
+            }
+            self.put_u8(byte | 0x80);
+        }
     }
 
     /// A two-byte length then the bytes; lengths were checked by the caller's size pass.

@@ -18,6 +18,7 @@ pub struct TopicName<'a>(&'a str);
 
 impl<'a> TopicName<'a> {
     /// Validates `name` as a topic name.
+    #[inline]
     pub fn new(name: &'a str) -> Result<Self, TopicError> {
         validate_name(name)?;
         Ok(Self(name))
@@ -60,6 +61,7 @@ impl AsRef<str> for TopicName<'_> {
 }
 
 /// Checks `name` against the topic-name rules, naming the first problem.
+#[inline]
 pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() {
         return Err(TopicError::Empty);

@@ -10,6 +10,12 @@ const fn has_zero_byte(word: u64) -> u64 {
     word.wrapping_sub(ONES) & !word & HIGHS
 }
 
+/// Non-zero if some byte of `word` is below `n` (exact as a yes/no answer for `n <= 128`).
+#[inline]
+const fn has_byte_below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(ONES * n as u64) & !word & HIGHS
+}
+
 /// The index of the first byte of `bytes` equal to `a`, `b` or `c`.
 ///
 /// Used by facteur-codec too, so that every MQTT string is checked by one routine.
@@ -17,10 +23,17 @@ const fn has_zero_byte(word: u64) -> u64 {
 #[inline]
 pub fn find_any_of3(bytes: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
     let (wa, wb, wc) = (ONES * a as u64, ONES * b as u64, ONES * c as u64);
+    // Words with no byte as low as the highest needle cannot hold one: one test per word in
+    // the common case (topic text is mostly letters, digits, `/`, `-` and `_`).
+    let ceiling = a.max(b).max(c).saturating_add(1);
+    let quick = ceiling <= 128;
     let hit = |chunk: &[u8]| {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
+        if quick && has_byte_below(word, ceiling) == 0 {
+            return false;
+        }
         has_zero_byte(word ^ wa) | has_zero_byte(word ^ wb) | has_zero_byte(word ^ wc) != 0
     };
     let scalar = |from: usize| {
@@ -66,6 +79,10 @@ mod tests {
                 }
             }
             assert_eq!(find_any_of3(&std::vec![0x80u8; len], 0, b'+', b'#'), None);
+            // Low bytes that are not needles ('$', ' ', '!') must not be taken for one.
+            let low: std::vec::Vec<u8> =
+                (0..len).map(|i| [b'$', b' ', b'!', b'/'][i % 4]).collect();
+            assert_eq!(find_any_of3(&low, 0, b'+', b'#'), None);
         }
     }
 }

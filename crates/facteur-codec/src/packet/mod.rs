@@ -224,6 +224,7 @@ pub(crate) fn write_id_properties_list<'a, T: crate::Item<'a>, S: Sink + ?Sized>
 }
 
 /// Checks that a string or binary field fits its 16-bit length; returns its wire size.
+#[inline]
 pub(crate) fn check_field(len: usize) -> Result<usize, EncodeError> {
     if len > usize::from(u16::MAX) {
         return Err(EncodeError::FieldTooLong);
@@ -231,6 +232,7 @@ pub(crate) fn check_field(len: usize) -> Result<usize, EncodeError> {
     Ok(2 + len)
 }
 
+#[inline]
 pub(crate) fn check_topic_name(topic: &str) -> Result<(), EncodeError> {
     facteur_topic::TopicName::new(topic)
         .map(|_| ())
@@ -238,6 +240,7 @@ pub(crate) fn check_topic_name(topic: &str) -> Result<(), EncodeError> {
 }
 
 /// The whole packet size for a remaining length, or an error past MQTT's limit.
+#[inline]
 pub(crate) fn packet_len(body: usize) -> Result<usize, EncodeError> {
     if body > VARINT_MAX as usize {
         return Err(EncodeError::PacketTooLarge);
@@ -245,6 +248,7 @@ pub(crate) fn packet_len(body: usize) -> Result<usize, EncodeError> {
     Ok(1 + varint_len(body as u32) + body)
 }
 
+#[inline]
 pub(crate) fn write_fixed_header<S: Sink + ?Sized>(
     kind: PacketType,
     flags: u8,

@@ -111,6 +111,7 @@ impl<'a> Publish<'a> {
     }
 
     /// Checks the packet and sizes everything but the payload.
+    #[inline]
     pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
         let invalid = |kind| Err(EncodeError::Invalid(kind));
         match (self.qos, self.packet_id) {
@@ -126,7 +127,12 @@ impl<'a> Publish<'a> {
             (_, Some(0)) => return invalid(DecodeErrorKind::ZeroPacketIdentifier),
             (_, Some(_)) => {}
         }
-        let props = self.properties.validate(PropertyContext::Publish)?;
+        // Properties are not written before 5.0, so only 5.0 checks them.
+        let props = if version.is_v5() {
+            self.properties.validate(PropertyContext::Publish)?
+        } else {
+            0
+        };
         if self.topic.is_empty() {
             if !version.is_v5() || self.properties.topic_alias().is_none() {
                 return invalid(DecodeErrorKind::MissingTopic);
@@ -141,6 +147,7 @@ impl<'a> Publish<'a> {
     }
 
     /// Writes the variable header (topic, packet id, properties); the payload follows.
+    #[inline]
     pub(crate) fn write_variable_header<S: Sink + ?Sized>(
         &self,
         version: ProtocolVersion,
@@ -154,6 +161,7 @@ impl<'a> Publish<'a> {
         self.properties.write(version, plan.props, out);
     }
 
+    #[inline]
     pub(crate) fn write<S: Sink + ?Sized>(
         &self,
         version: ProtocolVersion,
