@@ -322,12 +322,36 @@ fn codec(c: &mut Criterion) {
     }
 }
 
+/// The floor: a PUBLISH writer that checks nothing and knows its sizes, to see how much room
+/// there is between rumqttc's writer and the least a writer can do.
+fn bench_floor(c: &mut Criterion) {
+    let payload = vec![0x5Au8; 64];
+    let topic = TOPIC.as_bytes();
+    let mut out = vec![0u8; 200];
+    c.bench_function("floor/publish-64B-3.1.1", |b| {
+        b.iter(|| {
+            let topic = black_box(topic);
+            let payload = black_box(&payload[..]);
+            let out = &mut out[..];
+            let body = 2 + topic.len() + 2 + payload.len();
+            out[0] = 0x32;
+            out[1] = body as u8;
+            out[2..4].copy_from_slice(&(topic.len() as u16).to_be_bytes());
+            out[4..4 + topic.len()].copy_from_slice(topic);
+            let i = 4 + topic.len();
+            out[i..i + 2].copy_from_slice(&42u16.to_be_bytes());
+            out[i + 2..i + 2 + payload.len()].copy_from_slice(payload);
+            black_box(i + 2 + payload.len())
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(30);
-    targets = codec, bench_nom
+    targets = codec, bench_nom, bench_floor
 }
 criterion_main!(benches);
