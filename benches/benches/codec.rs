@@ -325,9 +325,9 @@ fn codec(c: &mut Criterion) {
 /// The floor: a PUBLISH writer that checks nothing and knows its sizes, to see how much room
 /// there is between rumqttc's writer and the least a writer can do.
 fn bench_floor(c: &mut Criterion) {
-    let payload = vec![0x5Au8; 64];
+    let payload = [0x5Au8; 64];
     let topic = TOPIC.as_bytes();
-    let mut out = vec![0u8; 200];
+    let mut out = [0u8; 200];
     c.bench_function("floor/publish-64B-3.1.1", |b| {
         b.iter(|| {
             let topic = black_box(topic);
