@@ -31,6 +31,11 @@
 //!   aliases** both ways, **message expiry** (the time spent queued is subtracted; expired
 //!   messages are dropped before sending: [`Event::Expired`]), the peer's **Maximum Packet
 //!   Size** (a message that would exceed it is dropped: [`Event::TooLarge`]).
+//! * **Every MQTT 5 PUBLISH property** of an outgoing message (user properties, content type,
+//!   response topic, correlation data, payload format, subscription identifiers) is stored as
+//!   wire bytes with the message and sent as given, resends included; the Message Expiry
+//!   Interval is rewritten to the time left at each send (a DUP resend too), and a Topic
+//!   Alias given by the caller is dropped (the session assigns its own).
 //!
 //! # Storage
 //!
@@ -73,8 +78,7 @@
 //!
 //! # Not covered
 //!
-//! Only the topic, payload, QoS, retain flag and Message Expiry Interval of an outgoing
-//! message are stored (other MQTT 5 properties are not); the peer's Maximum QoS and Retain
+//! The peer's Maximum QoS and Retain
 //! Available are not enforced (the caller chooses what to publish); SUBSCRIBE/UNSUBSCRIBE
 //! identifiers are not managed here.
 //!
@@ -88,6 +92,7 @@
 
 mod event;
 mod ids;
+mod props;
 mod session;
 mod store;
 mod time;

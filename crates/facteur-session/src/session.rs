@@ -1,11 +1,12 @@
 //! The session state machine.
 
 use facteur_codec::{
-    Disconnect, Encode, EncodeError, Packet, Properties, Property, ProtocolVersion, PubResponse,
-    Publish, QoS, ReasonCode,
+    Disconnect, Encode, EncodeError, Packet, Properties, ProtocolVersion, PubResponse, Publish,
+    QoS, ReasonCode,
 };
 use facteur_topic::{TopicError, TopicName};
 
+use crate::props;
 use crate::store::{Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Seq, Stage, Store};
 use crate::{Event, Instant, MessageId, PacketIds};
 
@@ -83,8 +84,11 @@ impl Connection {
 pub enum PublishError {
     /// The topic is not a valid topic name (empty, wildcards, U+0000, too long).
     InvalidTopic(TopicError),
-    /// Topic and payload do not fit the store's message buffer.
+    /// Topic, properties and payload do not fit the store's message buffer.
     TooLarge,
+    /// The MQTT 5 properties cannot be sent in a PUBLISH (one not allowed there, a value out
+    /// of range, a field too long, one repeated that may not be).
+    InvalidProperties,
     /// The store's queue of unsent messages is full (even after dropping the expired ones).
     QueueFull,
 }
@@ -93,7 +97,10 @@ impl core::fmt::Display for PublishError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::InvalidTopic(e) => write!(f, "invalid topic name: {e}"),
-            Self::TooLarge => f.write_str("topic and payload do not fit the message buffer"),
+            Self::TooLarge => {
+                f.write_str("topic, properties and payload do not fit the message buffer")
+            }
+            Self::InvalidProperties => f.write_str("the properties cannot be sent in a PUBLISH"),
             Self::QueueFull => f.write_str("the queue of unsent messages is full"),
         }
     }
@@ -313,10 +320,13 @@ impl<S: Store> Session<S> {
         self.acks = Default::default();
     }
 
-    /// Accepts a message to send: its topic, payload, QoS, retain flag and Message Expiry
-    /// Interval are copied into the store (other properties, the DUP flag and the packet
-    /// identifier are not: the session assigns identifiers when it sends). Messages are sent
-    /// in the order accepted, QoS 1 and 2 ones only while the peer's Receive Maximum allows.
+    /// Accepts a message to send: its topic, payload, QoS, retain flag and MQTT 5 properties
+    /// are copied into the store (the DUP flag, the packet identifier and any Topic Alias are
+    /// not: the session assigns identifiers and aliases when it sends). Messages are sent in
+    /// the order accepted, QoS 1 and 2 ones only while the peer's Receive Maximum allows. The
+    /// Message Expiry Interval is sent as the time left (see [`Event::Expired`]); the other
+    /// properties (user properties, content type, response topic, correlation data, payload
+    /// format, subscription identifiers) are sent as given, resends included.
     ///
     /// Accepted while disconnected too: it is sent on the next connection.
     pub fn publish(
@@ -325,16 +335,30 @@ impl<S: Store> Session<S> {
         now: Instant,
     ) -> Result<MessageId, PublishError> {
         TopicName::new(message.topic).map_err(PublishError::InvalidTopic)?;
-        let bytes = S::Bytes::from_parts(message.topic.as_bytes(), message.payload)
-            .ok_or(PublishError::TooLarge)?;
+        let props = &message.properties;
+        let expiry = props.message_expiry_interval();
+        let layout = props::layout(props, expiry, true).ok_or(PublishError::InvalidProperties)?;
+        let topic_len = message.topic.len();
+        let len = topic_len + layout.len() + message.payload.len();
+        let bytes = S::Bytes::filled(len, |out| {
+            out[..topic_len].copy_from_slice(message.topic.as_bytes());
+            let (stored, payload) = out[topic_len..].split_at_mut(layout.len());
+            props::write(stored, props, layout);
+            payload.copy_from_slice(message.payload);
+        })
+        .ok_or(PublishError::TooLarge)?;
+        if !props::valid(&bytes.as_ref()[topic_len + props::ALIAS_SLOT..topic_len + layout.len()]) {
+            return Err(PublishError::InvalidProperties);
+        }
         let id = MessageId(self.next_message);
         let queued = Message {
             id,
             qos: message.qos,
             retain: message.retain,
-            expiry: message.properties.message_expiry_interval(),
+            expiry,
             queued_at: now,
-            topic_len: message.topic.len(),
+            topic_len,
+            props_len: layout.len(),
             bytes,
         };
         if let Err(queued) = self.queue.push_back(queued) {
@@ -445,19 +469,19 @@ impl<S: Store> Session<S> {
             .position(|f| f.resend)
             .filter(|_| !resend_waits)
         {
-            let f = &self.inflight[i];
+            let f = &mut self.inflight[i];
             let n = if f.stage == Stage::Released {
                 Packet::PubRel(PubResponse::new(f.packet_id)).encode(version, buf)?
             } else {
-                let expiry = f.message.expiry.map(Property::MessageExpiryInterval);
-                let props = expiry.as_slice();
+                // The expiry left now; never an alias (it belongs to the old connection).
+                f.message.stamp(now, None);
                 let publish = Publish {
                     dup: true,
                     qos: f.message.qos,
                     retain: f.message.retain,
                     topic: f.message.topic(),
                     packet_id: Some(f.packet_id),
-                    properties: Properties::from_slice(props),
+                    properties: f.message.properties(false),
                     payload: f.message.payload(),
                 };
                 publish.encode(version, buf)?
@@ -503,8 +527,6 @@ impl<S: Store> Session<S> {
                 self.event(Event::Expired { message: id });
                 continue;
             }
-            let waited = now.millis_since(m.queued_at);
-            let expiry = m.expiry.map(|secs| secs - (waited / 1000) as u32);
             // New messages: everything in flight counts, whichever connection it was sent on,
             // so a peer that bounds its unreleased QoS 2 identifiers across connections (as
             // this crate does) is never overrun.
@@ -537,16 +559,12 @@ impl<S: Store> Session<S> {
                     new_alias = true;
                 }
             }
-            let mut props = [Property::TopicAlias(1); 2];
-            let mut n_props = 0;
-            if let Some(secs) = expiry {
-                props[n_props] = Property::MessageExpiryInterval(secs);
-                n_props += 1;
-            }
-            if let Some(a) = alias {
-                props[n_props] = Property::TopicAlias(a);
-                n_props += 1;
-            }
+            // The expiry left now and the alias, written into their slots.
+            let Some(m) = self.queue.front_mut() else {
+                return Ok(None);
+            };
+            m.stamp(now, alias);
+            let m = &*m;
             let publish = Publish {
                 dup: false,
                 qos: m.qos,
@@ -557,7 +575,7 @@ impl<S: Store> Session<S> {
                     m.topic()
                 },
                 packet_id,
-                properties: Properties::from_slice(&props[..n_props]),
+                properties: m.properties(alias.is_some()),
                 payload: m.payload(),
             };
             let too_large = publish.encoded_len(version).map_or(true, |len| {
@@ -571,7 +589,7 @@ impl<S: Store> Session<S> {
             }
             let n = publish.encode(version, buf)?;
             self.ids = ids;
-            let Some(mut message) = self.queue.pop_front() else {
+            let Some(message) = self.queue.pop_front() else {
                 return Ok(None);
             };
             if let (Some(alias), true) = (alias, new_alias) {
@@ -582,7 +600,6 @@ impl<S: Store> Session<S> {
             }
             // A QoS 0 message is done once written.
             if let Some(packet_id) = packet_id {
-                message.expiry = expiry;
                 let stage = if message.qos == QoS::AtLeastOnce {
                     Stage::Qos1Sent
                 } else {

@@ -9,10 +9,12 @@ use facteur_codec::{QoS, ReasonCode};
 
 use crate::{Event, Instant, MessageId};
 
-/// Owned bytes: a message's topic and payload, or a topic alone.
-pub trait OwnedBytes: AsRef<[u8]> + Sized {
+/// Owned bytes: a message's topic, properties and payload, or a topic alone.
+pub trait OwnedBytes: AsRef<[u8]> + AsMut<[u8]> + Sized {
     /// `first` followed by `second`, or `None` if they do not fit.
     fn from_parts(first: &[u8], second: &[u8]) -> Option<Self>;
+    /// `len` bytes, zeroed then handed to `fill`, or `None` if `len` bytes do not fit.
+    fn filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Option<Self>;
 }
 
 /// An ordered sequence with room for a bounded or unbounded number of items: a slice that can
@@ -43,6 +45,10 @@ pub trait Fifo<T>: Default {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The item at the front, mutably.
+    fn front_mut(&mut self) -> Option<&mut T>;
+    /// Calls `visit` on every item, front to back.
+    fn for_each_item(&self, visit: impl FnMut(&T));
     /// Keeps the items for which `keep` is true, in order (by one turn of the queue).
     fn retain_in_order(&mut self, mut keep: impl FnMut(&T) -> bool) {
         for _ in 0..self.len() {
@@ -78,24 +84,38 @@ pub trait Store {
     type Events: Fifo<Event>;
 }
 
-/// An outgoing message held by the session, topic and payload in one buffer.
+/// An outgoing message held by the session: topic, MQTT 5 properties (as wire bytes, see
+/// the session writes them) and payload in one buffer.
 #[derive(Debug, Clone)]
 pub struct Message<B> {
     pub(crate) id: MessageId,
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
-    /// Message Expiry Interval in seconds: as given while queued, as sent once in flight.
+    /// Message Expiry Interval in seconds, as given to `publish`.
     pub(crate) expiry: Option<u32>,
     pub(crate) queued_at: Instant,
     pub(crate) topic_len: usize,
+    /// The stored properties: topic alias slot, expiry slot (if any), the others.
+    pub(crate) props_len: usize,
     pub(crate) bytes: B,
 }
 
 impl<B> Message<B> {
-    /// True if the Message Expiry Interval ran out while queued.
-    pub(crate) fn expired(&self, now: Instant) -> bool {
+    /// When the Message Expiry Interval runs out, if there is one.
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
         self.expiry
-            .is_some_and(|secs| now.millis_since(self.queued_at) >= u64::from(secs) * 1000)
+            .map(|secs| self.queued_at.add_millis(u64::from(secs) * 1000))
+    }
+
+    /// True if the Message Expiry Interval ran out.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// The Message Expiry Interval left at `now` (0 once run out).
+    pub(crate) fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        let waited = u32::try_from(now.millis_since(self.queued_at) / 1000).unwrap_or(u32::MAX);
+        self.expiry.map(|secs| secs.saturating_sub(waited))
     }
 }
 
@@ -106,7 +126,25 @@ impl<B: AsRef<[u8]>> Message<B> {
     }
 
     pub(crate) fn payload(&self) -> &[u8] {
-        &self.bytes.as_ref()[self.topic_len..]
+        &self.bytes.as_ref()[self.topic_len + self.props_len..]
+    }
+
+    /// The properties to send, as last set by [`Message::stamp`]: with the topic alias slot
+    /// if `aliased`.
+    pub(crate) fn properties(&self, aliased: bool) -> facteur_codec::Properties<'_> {
+        let start = self.topic_len + if aliased { 0 } else { crate::props::ALIAS_SLOT };
+        let bytes = &self.bytes.as_ref()[start..self.topic_len + self.props_len];
+        crate::props::rebuild(bytes)
+    }
+}
+
+impl<B: AsMut<[u8]>> Message<B> {
+    /// Writes the remaining Message Expiry Interval at `now` and the topic alias into their
+    /// slots, for [`Message::properties`].
+    pub(crate) fn stamp(&mut self, now: Instant, alias: Option<u16>) {
+        let remaining = self.remaining_expiry(now);
+        let slots = &mut self.bytes.as_mut()[self.topic_len..];
+        crate::props::stamp(slots, true, alias, remaining);
     }
 }
 
@@ -174,7 +212,10 @@ impl<B: AsRef<[u8]>> Alias<B> {
 ///   ([`poll_transmit`](crate::Session::poll_transmit)) after every handled packet, or a
 ///   burst of more than `INFLIGHT` QoS 1/2 messages is refused as `ReceiveMaximumExceeded`.
 /// * `QUEUE`: messages accepted and not yet sent.
-/// * `BYTES`: the largest topic plus payload of one message (and the largest aliased topic).
+/// * `BYTES`: the largest message: its topic, payload and MQTT 5 properties as they travel
+///   (Topic Alias and Message Expiry Interval excepted), plus 8 bytes (3 when it has no
+///   Message Expiry Interval); and the largest aliased topic, and the largest will the same
+///   way.
 /// * `ALIASES`: entries of each topic alias table.
 /// * `EVENTS`: events held between two [`poll_event`](crate::Session::poll_event) drains;
 ///   beyond that they are dropped and counted
@@ -214,6 +255,13 @@ impl<const N: usize> OwnedBytes for heapless::Vec<u8, N> {
         v.extend_from_slice(second).ok()?;
         Some(v)
     }
+
+    fn filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Option<Self> {
+        let mut v = Self::new();
+        v.resize(len, 0).ok()?;
+        fill(&mut v);
+        Some(v)
+    }
 }
 
 impl<T, const N: usize> Seq<T> for heapless::Vec<T, N> {
@@ -241,6 +289,14 @@ impl<T, const N: usize> Fifo<T> for heapless::Deque<T, N> {
 
     fn front(&self) -> Option<&T> {
         heapless::Deque::front(self)
+    }
+
+    fn front_mut(&mut self) -> Option<&mut T> {
+        heapless::Deque::front_mut(self)
+    }
+
+    fn for_each_item(&self, visit: impl FnMut(&T)) {
+        self.iter().for_each(visit);
     }
 
     fn len(&self) -> usize {
@@ -283,6 +339,12 @@ mod growable {
             v.extend_from_slice(second);
             Some(v)
         }
+
+        fn filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Option<Self> {
+            let mut v = alloc::vec![0; len];
+            fill(&mut v);
+            Some(v)
+        }
     }
 
     impl<T> Seq<T> for Vec<T> {
@@ -312,6 +374,14 @@ mod growable {
 
         fn front(&self) -> Option<&T> {
             VecDeque::front(self)
+        }
+
+        fn front_mut(&mut self) -> Option<&mut T> {
+            VecDeque::front_mut(self)
+        }
+
+        fn for_each_item(&self, visit: impl FnMut(&T)) {
+            self.iter().for_each(visit);
         }
 
         fn len(&self) -> usize {
