@@ -29,7 +29,9 @@
 //! * **MQTT 5 Receive Maximum** both ways, **keep alive** (client PINGREQ after a keep alive
 //!   of silence; peer gone after 1.5 × keep alive: [`Event::KeepAliveTimeout`]), **topic
 //!   aliases** both ways, **message expiry** (the time spent queued is subtracted; expired
-//!   messages are dropped before sending: [`Event::Expired`]), the peer's **Maximum Packet
+//!   messages are dropped before sending, and on the timer: [`Session::poll_timeout`]
+//!   includes the earliest expiry of a queued message, connected or not, and
+//!   [`Session::handle_timeout`] drops what ran out: [`Event::Expired`]), the peer's **Maximum Packet
 //!   Size** (a message that would exceed it is dropped: [`Event::TooLarge`]).
 //! * **Every MQTT 5 PUBLISH property** of an outgoing message (user properties, content type,
 //!   response topic, correlation data, payload format, subscription identifiers) is stored as

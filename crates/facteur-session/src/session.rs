@@ -363,16 +363,7 @@ impl<S: Store> Session<S> {
         };
         if let Err(queued) = self.queue.push_back(queued) {
             // Full: make room by dropping what expired while waiting, if anything did.
-            let events = &mut self.events;
-            let mut dropped = 0u32;
-            self.queue.retain_in_order(|m| {
-                let expired = m.expired(now);
-                if expired && events.push_back(Event::Expired { message: m.id }).is_err() {
-                    dropped += 1;
-                }
-                !expired
-            });
-            self.events_dropped = self.events_dropped.wrapping_add(dropped);
+            self.drop_expired(now);
             self.queue
                 .push_back(queued)
                 .map_err(|_| PublishError::QueueFull)?;
@@ -624,22 +615,26 @@ impl<S: Store> Session<S> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) (and then
-    /// [`poll_transmit`](Self::poll_transmit)) should next be called: the client's next
-    /// PINGREQ or the keep alive deadline for hearing from the peer. `None` when no timer
-    /// runs.
+    /// [`poll_transmit`](Self::poll_transmit)) should next be called: the earliest of the
+    /// client's next PINGREQ, the keep alive deadline for hearing from the peer and the
+    /// earliest Message Expiry Interval of a queued message (connected or not). `None` when
+    /// no timer runs. O(queued messages).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let dead = self.dead_at();
-        match (dead, self.ping_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let mut earliest = None;
+        self.queue
+            .for_each_item(|m| earliest = min_opt(earliest, m.expires_at()));
+        [self.dead_at(), self.ping_due()]
+            .into_iter()
+            .fold(earliest, min_opt)
     }
 
-    /// Runs the timers at `now`: if nothing was received for 1.5 times the keep alive, the
-    /// peer is considered gone ([`Event::KeepAliveTimeout`]; a server in MQTT 5 also queues
-    /// DISCONNECT with reason Keep Alive timeout). A due PINGREQ is sent by the next
-    /// [`poll_transmit`](Self::poll_transmit).
+    /// Runs the timers at `now`: queued messages whose Message Expiry Interval ran out are
+    /// dropped ([`Event::Expired`], in queue order); if nothing was received for 1.5 times the
+    /// keep alive, the peer is considered gone ([`Event::KeepAliveTimeout`]; a server in MQTT
+    /// 5 also queues DISCONNECT with reason Keep Alive timeout). A due PINGREQ is sent by the
+    /// next [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.drop_expired(now);
         if let Some(dead) = self.dead_at() {
             if now >= dead {
                 self.link = Link::Closing;
@@ -649,6 +644,20 @@ impl<S: Store> Session<S> {
                 self.event(Event::KeepAliveTimeout);
             }
         }
+    }
+
+    /// Drops the queued messages whose Message Expiry Interval ran out ([`Event::Expired`]).
+    fn drop_expired(&mut self, now: Instant) {
+        let events = &mut self.events;
+        let mut dropped = 0u32;
+        self.queue.retain_in_order(|m| {
+            let expired = m.expired(now);
+            if expired && events.push_back(Event::Expired { message: m.id }).is_err() {
+                dropped += 1;
+            }
+            !expired
+        });
+        self.events_dropped = self.events_dropped.wrapping_add(dropped);
     }
 
     fn keep_alive_ms(&self) -> Option<u64> {
@@ -884,5 +893,13 @@ impl<S: Store> Session<S> {
         };
         // If there is no room the peer resends PUBREL on the next connection.
         self.queue_ack(AckKind::Comp, id, reason);
+    }
+}
+
+/// The earlier of two optional instants.
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -479,6 +479,39 @@ fn full_queue_drops_expired_messages_first() {
     assert_eq!(events(&mut c), [Event::Expired { message: d }]);
 }
 
+/// Queued messages expire on the timer: `poll_timeout` gives the earliest expiry, connected
+/// (with the keep alive's timers) or not, and `handle_timeout` drops what ran out.
+fn queued_messages_expire_on_the_timer<S: Store>() {
+    let mut c = connected::<S>(Config::new(Role::Client), Connection::new(V5, 10));
+    let a = c
+        .publish(&with_expiry("a", QoS::AtLeastOnce, 5), at(0))
+        .unwrap();
+    let b = c
+        .publish(&with_expiry("b", QoS::AtMostOnce, 2), at(1_000))
+        .unwrap();
+    c.publish(&message("c", b"x", QoS::AtLeastOnce), at(1_000))
+        .unwrap();
+    // Nothing sent yet (no poll_transmit): b expires at 3 s, before the PINGREQ at 10 s.
+    assert_eq!(c.poll_timeout(), Some(at(3_000)));
+    c.handle_timeout(at(2_999));
+    assert!(events(&mut c).is_empty());
+    assert_eq!(c.queued(), 3);
+    c.handle_timeout(at(3_000));
+    assert_eq!(events(&mut c), [Event::Expired { message: b }]);
+    assert_eq!((c.queued(), c.poll_timeout()), (2, Some(at(5_000))));
+    // Disconnected: the keep alive timers stop, the expiry timer does not.
+    c.on_connection_lost();
+    assert_eq!(c.poll_timeout(), Some(at(5_000)));
+    c.handle_timeout(at(7_000));
+    assert_eq!(events(&mut c), [Event::Expired { message: a }]);
+    assert_eq!((c.queued(), c.poll_timeout()), (1, None));
+    // "c" (no expiry) is still sent on the next connection.
+    c.on_reconnect(at(8_000));
+    assert_eq!(c.poll_timeout(), Some(at(18_000)));
+    let out = drain(&mut c, at(8_000));
+    assert_eq!(publish_fields(&out[0]), ("c".into(), None, None));
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -505,4 +538,5 @@ for_both_stores!(
     expired_while_disconnected,
     clear_session_state_forgets_everything_in_flight,
     peer_maximum_packet_size_drops_what_does_not_fit,
+    queued_messages_expire_on_the_timer,
 );
