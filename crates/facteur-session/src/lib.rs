@@ -39,6 +39,16 @@
 //!   Interval is rewritten to the time left at each send (a DUP resend too), and a Topic
 //!   Alias given by the caller is dropped (the session assigns its own).
 //!
+//! # Retained messages
+//!
+//! [`RetainedStore`] (feature `alloc`) keeps a server's retained messages: the last one of
+//! each topic with its QoS and MQTT 5 properties (as wire bytes), cleared by an empty
+//! payload, found by topic filter through `facteur-topic`'s `RetainedIndex` (a lookup never
+//! scans every topic; a leading wildcard does not match `$` topics). Expired messages are not
+//! returned and are removed; those returned carry the Message Expiry Interval left. It needs
+//! `alloc` (a fixed-capacity index would scan every topic); its message buffer is generic
+//! (`Vec<u8>`, or `heapless::Vec<u8, N>` to bound each message).
+//!
 //! # Storage
 //!
 //! All state lives in containers named by a [`Store`]: [`HeaplessStore`] has fixed
@@ -87,7 +97,7 @@
 //! # Features
 //!
 //! * `std` (default): implies `alloc`, and `std` on the dependencies.
-//! * `alloc`: [`AllocStore`].
+//! * `alloc`: [`AllocStore`] and [`RetainedStore`].
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -95,12 +105,16 @@
 mod event;
 mod ids;
 mod props;
+#[cfg(feature = "alloc")]
+mod retained;
 mod session;
 mod store;
 mod time;
 
 pub use event::{Event, MessageId};
 pub use ids::PacketIds;
+#[cfg(feature = "alloc")]
+pub use retained::{RetainedMessage, RetainedStore};
 pub use session::{Config, Connection, PublishError, Role, Session};
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
