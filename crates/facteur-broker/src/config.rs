@@ -1,0 +1,236 @@
+//! The broker's configuration: a TOML file with mosquitto's key names and defaults where
+//! mosquitto has them. docs/configuration.md documents every key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a configuration could not be used. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid, a key is unknown, or a value has the wrong type; toml's message
+    /// names the key and the line.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of its range.
+    #[error("invalid value for `{key}`: {why}")]
+    Value {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// One listener: where the broker accepts MQTT over TCP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// The address to bind (mosquitto's `bind_address`); default `127.0.0.1`.
+    #[serde(default = "default_bind_address")]
+    pub bind_address: String,
+    /// The TCP port; default 1883, 0 picks a free port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_bind_address() -> String {
+    "127.0.0.1".into()
+}
+
+fn default_port() -> u16 {
+    1883
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Self {
+            bind_address: default_bind_address(),
+            port: default_port(),
+        }
+    }
+}
+
+impl Listener {
+    /// The socket address to bind.
+    pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let text = if self.bind_address.contains(':') {
+            format!("[{}]:{}", self.bind_address, self.port)
+        } else {
+            format!("{}:{}", self.bind_address, self.port)
+        };
+        text.parse().map_err(|e| ConfigError::Value {
+            key: "listeners.bind_address",
+            why: format!("{:?} is not an IP address ({e})", self.bind_address),
+        })
+    }
+}
+
+/// The broker's settings. Every field has a default; an empty file is a valid configuration
+/// (one listener on 127.0.0.1:1883).
+///
+/// ```
+/// let config = facteur_broker::Config::from_toml("max_keepalive = 120\n[[listeners]]\nport = 0\n")?;
+/// assert_eq!(config.max_keepalive, 120);
+/// assert_eq!(config.listeners[0].bind_address, "127.0.0.1");
+/// assert!(facteur_broker::Config::from_toml("max_keepalve = 1").is_err());
+/// # Ok::<(), facteur_broker::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where to accept connections; default one listener on 127.0.0.1:1883.
+    pub listeners: Vec<Listener>,
+    /// Most clients connected at once; 0 means no limit (mosquitto: -1). Default 0.
+    pub max_connections: usize,
+    /// Most QoS 1/2 messages each client may have unacknowledged, both ways: the Receive
+    /// Maximum the broker announces to 5.0 clients and honours from 3.x ones. Default 20.
+    pub max_inflight_messages: u16,
+    /// Most messages waiting for one client; beyond it, new ones for that client are dropped
+    /// and counted. Default 1000.
+    pub max_queued_messages: usize,
+    /// Largest PUBLISH payload accepted, in bytes; 0 means no limit beyond
+    /// `max_packet_size`. Default 0.
+    pub message_size_limit: u32,
+    /// Largest packet accepted, fixed header included; 0 means MQTT's own limit. Sent to 5.0
+    /// clients as Maximum Packet Size. Default 0.
+    pub max_packet_size: u32,
+    /// Largest keep alive accepted, in seconds; a 5.0 client asking for more (or for none)
+    /// is told this value as Server Keep Alive, and 3.x keep alives are capped to it.
+    /// Default 65535.
+    pub max_keepalive: u16,
+    /// Topic aliases a 5.0 client may use towards the broker. Default 10.
+    pub max_topic_alias: u16,
+    /// Whether retained messages are kept. Default true.
+    pub retain_available: bool,
+    /// Whether a client may connect with an empty client identifier (one is then assigned).
+    /// Default true.
+    pub allow_zero_length_clientid: bool,
+    /// Seconds a client has to send CONNECT after the TCP connection opens. Default 10.
+    pub connect_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listeners: vec![Listener::default()],
+            max_connections: 0,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            message_size_limit: 0,
+            max_packet_size: 0,
+            max_keepalive: 65_535,
+            max_topic_alias: 10,
+            retain_available: true,
+            allow_zero_length_clientid: true,
+            connect_timeout: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a configuration.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks the values serde cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key, why: &str| {
+            Err(ConfigError::Value {
+                key,
+                why: why.into(),
+            })
+        };
+        if self.listeners.is_empty() {
+            return bad("listeners", "at least one listener is needed");
+        }
+        for listener in &self.listeners {
+            listener.socket_addr()?;
+        }
+        if self.max_inflight_messages == 0 {
+            return bad("max_inflight_messages", "must be at least 1");
+        }
+        if self.max_queued_messages == 0 {
+            return bad("max_queued_messages", "must be at least 1");
+        }
+        if self.max_packet_size != 0 && self.max_packet_size < 16 {
+            return bad("max_packet_size", "must be 0 (no limit) or at least 16");
+        }
+        if self.connect_timeout == 0 {
+            return bad("connect_timeout", "must be at least 1 second");
+        }
+        Ok(())
+    }
+
+    /// The packet size limit in force.
+    pub fn packet_limit(&self) -> u32 {
+        match self.max_packet_size {
+            0 => facteur_codec::PROTOCOL_MAX_PACKET_SIZE,
+            n => n,
+        }
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_safe_default() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(
+            config.listeners[0].socket_addr().unwrap(),
+            "127.0.0.1:1883".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = Config::from_toml("max_conections = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_conections"), "{err}");
+        let err = Config::from_toml("max_keepalive = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_keepalive"), "{err}");
+        let err = Config::from_toml("max_inflight_messages = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_inflight_messages"), "{err}");
+        let err = Config::from_toml("[[listeners]]\nbind_address = \"nowhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bind_address"), "{err}");
+        let err = Config::from_toml("[[listeners]]\nprot = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+}

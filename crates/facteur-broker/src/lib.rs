@@ -1,0 +1,185 @@
+//! An MQTT 3.1 / 3.1.1 / 5.0 broker assembled from the facteur crates: the codec decodes and
+//! encodes, facteur-topic matches subscriptions and keeps retained messages, facteur-session
+//! runs each client's QoS 1/2 flows and keep alive. This crate only adds the sockets, the
+//! routing between clients and the configuration.
+//!
+//! It runs on the caller's tokio runtime (no thread or runtime of its own) and uses every
+//! worker the runtime has: one task per connection, no global lock on the publish path.
+//!
+//! ```no_run
+//! use facteur_broker::{Broker, Config};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = Config::default();
+//! config.listeners[0].port = 0; // any free port
+//! let broker = Broker::start(config).await?;
+//! println!("listening on {:?}", broker.local_addrs());
+//! // ... later:
+//! broker.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Status: CONNECT/CONNACK for all three versions (assigned client identifiers, server keep
+//! alive, session takeover with 0x8E), QoS 0/1/2 both ways, wildcard and shared
+//! subscriptions (one delivery per client at the highest granted QoS), retained messages
+//! with retain handling and retain-as-published, no local, wills on abnormal loss, keep alive
+//! at 1.5×, a connect timeout, malformed packets closing only their connection (5.0: with the
+//! reason code). Not yet: persistent sessions and their offline queue, will delay, session
+//! expiry, `$SYS`, TLS, WebSocket, authentication.
+#![forbid(unsafe_code)]
+
+mod config;
+mod connection;
+mod router;
+
+pub use config::{Config, ConfigError, Listener};
+
+use router::Router;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Counters the broker keeps (all since start).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// Messages handed to subscribers' sessions.
+    pub messages_sent: AtomicU64,
+    /// Messages dropped because a subscriber's queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Clients connected now.
+    pub clients_connected: usize,
+    /// Connections accepted since start.
+    pub connections: u64,
+    /// PUBLISH packets received from clients.
+    pub messages_received: u64,
+    /// Messages handed to subscribers' sessions.
+    pub messages_sent: u64,
+    /// Messages dropped because a subscriber's queue was full.
+    pub dropped: u64,
+}
+
+/// The broker: build it from a [`Config`] with [`Broker::start`].
+#[derive(Debug)]
+pub struct Broker;
+
+impl Broker {
+    /// Binds every listener and starts accepting on the current tokio runtime.
+    pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
+        config
+            .check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let config = Arc::new(config);
+        let router = Arc::new(Router::new(config.retain_available));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
+        for listener in &config.listeners {
+            let addr = listener.socket_addr().map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
+            let socket = TcpListener::bind(addr).await?;
+            addrs.push(socket.local_addr()?);
+            tracing::info!(addr = %socket.local_addr()?, "listening");
+            tasks.spawn(accept_loop(
+                socket,
+                config.clone(),
+                router.clone(),
+                stopped.clone(),
+            ));
+        }
+        Ok(BrokerHandle {
+            addrs,
+            router,
+            stop,
+            tasks,
+        })
+    }
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    config: Arc<Config>,
+    router: Arc<Router>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let next_id = AtomicU64::new(1);
+    loop {
+        tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    router.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, id, "accepted");
+                    connections.spawn(connection::serve(
+                        stream,
+                        id,
+                        config.clone(),
+                        router.clone(),
+                        stopped.clone(),
+                    ));
+                }
+                Err(error) => tracing::warn!(%error, "accept failed"),
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    // Every connection has seen the stop signal; wait for them to close.
+    while connections.join_next().await.is_some() {}
+}
+
+/// A running broker: its addresses, its statistics, and the way to stop it.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    addrs: Vec<SocketAddr>,
+    router: Arc<Router>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+impl BrokerHandle {
+    /// The bound address of each listener, in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.router.stats;
+        StatsSnapshot {
+            clients_connected: self.router.connected(),
+            connections: s.connections.load(Ordering::Relaxed),
+            messages_received: s.messages_received.load(Ordering::Relaxed),
+            messages_sent: s.messages_sent.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting, tells every client (5.0: DISCONNECT 0x8B, server shutting down),
+    /// publishes their wills, and waits for every connection to close.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

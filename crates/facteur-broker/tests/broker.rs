@@ -1,0 +1,486 @@
+//! The broker over real sockets on 127.0.0.1 (port 0), at byte level: exact packets in,
+//! exact packets out. Every wait is bounded.
+
+use facteur_broker::{Broker, BrokerHandle, Config};
+use facteur_codec::{
+    decode, Connect, Encode, Packet, Properties, ProtocolVersion, Publish, QoS, Status, Subscribe,
+    Subscription, SubscriptionOptions, Will,
+};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn broker_with(edit: impl FnOnce(&mut Config)) -> BrokerHandle {
+    let mut config = Config::default();
+    config.listeners[0].port = 0;
+    edit(&mut config);
+    Broker::start(config).await.expect("broker starts")
+}
+
+struct Peer {
+    stream: TcpStream,
+    version: ProtocolVersion,
+    buf: Vec<u8>,
+}
+
+impl Peer {
+    async fn raw(broker: &BrokerHandle, version: ProtocolVersion) -> Self {
+        let stream = TcpStream::connect(broker.local_addrs()[0]).await.unwrap();
+        Self {
+            stream,
+            version,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects with `connect` and checks the CONNACK is a plain success.
+    async fn connect(broker: &BrokerHandle, connect: Connect<'_>) -> Self {
+        let mut peer = Self::raw(broker, connect.protocol).await;
+        peer.send(&Packet::Connect(connect)).await;
+        let connack = peer.recv_bytes().await;
+        assert_eq!(connack[0], 0x20, "CONNACK expected, got {connack:02X?}");
+        assert_eq!(connack[3], 0x00, "refused: {connack:02X?}");
+        peer
+    }
+
+    async fn client(broker: &BrokerHandle, version: ProtocolVersion, id: &str) -> Self {
+        Self::connect(broker, Connect::new(version, id)).await
+    }
+
+    async fn send(&mut self, packet: &Packet<'_>) {
+        let mut buf = vec![0u8; packet.encoded_len(self.version).unwrap()];
+        packet.encode(self.version, &mut buf).unwrap();
+        self.stream.write_all(&buf).await.unwrap();
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next whole packet's bytes; fails after `WAIT`.
+    async fn recv_bytes(&mut self) -> Vec<u8> {
+        self.try_recv_bytes(WAIT)
+            .await
+            .expect("a packet within the wait")
+    }
+
+    async fn try_recv_bytes(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Ok(Status::Complete(d)) = decode(&self.buf, self.version, u32::MAX) {
+                let bytes = self.buf.drain(..d.len).collect();
+                return Some(bytes);
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Err(_) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Err(_)) => return None,
+            }
+        }
+    }
+
+    /// True once the broker has closed the connection (within `WAIT`).
+    async fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    async fn subscribe(&mut self, filter: &str, options: SubscriptionOptions, id: u16) -> Vec<u8> {
+        let subs = [Subscription { filter, options }];
+        self.send(&Packet::Subscribe(Subscribe::new(id, &subs)))
+            .await;
+        self.recv_bytes().await
+    }
+}
+
+fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, id: Option<u16>) -> Packet<'a> {
+    Packet::Publish(Publish {
+        qos,
+        packet_id: id,
+        ..Publish::new(topic, payload)
+    })
+}
+
+#[tokio::test]
+async fn connack_3_1_1_and_5_0_bytes() {
+    let broker = broker_with(|_| {}).await;
+    let mut v3 = Peer::raw(&broker, V311).await;
+    v3.send(&Packet::Connect(Connect::new(V311, "c311"))).await;
+    assert_eq!(v3.recv_bytes().await, [0x20, 0x02, 0x00, 0x00]);
+
+    let mut v5 = Peer::raw(&broker, V5).await;
+    v5.send(&Packet::Connect(Connect::new(V5, "c5"))).await;
+    // Receive Maximum 20, Topic Alias Maximum 10.
+    assert_eq!(
+        v5.recv_bytes().await,
+        [0x20, 0x09, 0x00, 0x00, 0x06, 0x21, 0x00, 0x14, 0x22, 0x00, 0x0A]
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn empty_client_id_is_assigned_in_5_0_and_refused_when_disallowed() {
+    let broker = broker_with(|c| c.allow_zero_length_clientid = true).await;
+    let mut v5 = Peer::raw(&broker, V5).await;
+    v5.send(&Packet::Connect(Connect::new(V5, ""))).await;
+    let connack = v5.recv_bytes().await;
+    let Ok(Status::Complete(d)) = decode(&connack, V5, u32::MAX) else {
+        panic!()
+    };
+    let Packet::ConnAck(ack) = d.packet else {
+        panic!()
+    };
+    assert!(ack
+        .properties
+        .assigned_client_identifier()
+        .unwrap()
+        .starts_with("facteur-"));
+    broker.shutdown().await;
+
+    let broker = broker_with(|c| c.allow_zero_length_clientid = false).await;
+    let mut v3 = Peer::raw(&broker, V311).await;
+    v3.send(&Packet::Connect(Connect::new(V311, ""))).await;
+    assert_eq!(v3.recv_bytes().await, [0x20, 0x02, 0x00, 0x02]);
+    assert!(v3.closed().await);
+    let mut v5 = Peer::raw(&broker, V5).await;
+    v5.send(&Packet::Connect(Connect::new(V5, ""))).await;
+    assert_eq!(v5.recv_bytes().await, [0x20, 0x03, 0x00, 0x85, 0x00]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos1_publish_reaches_a_wildcard_subscriber() {
+    let broker = broker_with(|_| {}).await;
+    let mut sub = Peer::client(&broker, V311, "sub").await;
+    assert_eq!(
+        sub.subscribe(
+            "maison/+/temp",
+            SubscriptionOptions::qos(QoS::AtLeastOnce),
+            1
+        )
+        .await,
+        [0x90, 0x03, 0x00, 0x01, 0x01]
+    );
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    publisher
+        .send(&publish(
+            "maison/salon/temp",
+            b"21",
+            QoS::AtLeastOnce,
+            Some(7),
+        ))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x07]);
+    let mut expected = vec![0x32, 0x17, 0x00, 0x11];
+    expected.extend_from_slice(b"maison/salon/temp");
+    expected.extend_from_slice(&[0x00, 0x01, b'2', b'1']);
+    assert_eq!(sub.recv_bytes().await, expected);
+    sub.send_bytes(&[0x40, 0x02, 0x00, 0x01]).await;
+    // A publish at QoS 2 is delivered at the subscription's QoS 1.
+    publisher
+        .send(&publish(
+            "maison/cave/temp",
+            b"12",
+            QoS::ExactlyOnce,
+            Some(8),
+        ))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x50, 0x02, 0x00, 0x08]);
+    publisher.send_bytes(&[0x62, 0x02, 0x00, 0x08]).await;
+    assert_eq!(publisher.recv_bytes().await, [0x70, 0x02, 0x00, 0x08]);
+    let got = sub.recv_bytes().await;
+    assert_eq!(got[0], 0x32, "{got:02X?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos2_end_to_end_exactly_once_even_when_the_publisher_resends() {
+    let broker = broker_with(|_| {}).await;
+    let mut sub = Peer::client(&broker, V5, "sub2").await;
+    sub.subscribe("q2", SubscriptionOptions::qos(QoS::ExactlyOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V5, "pub2").await;
+    publisher
+        .send(&publish("q2", b"once", QoS::ExactlyOnce, Some(3)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x50, 0x02, 0x00, 0x03]);
+    // The same PUBLISH again, as a DUP resend before PUBREL: acknowledged, not delivered.
+    let dup = Packet::Publish(Publish {
+        dup: true,
+        qos: QoS::ExactlyOnce,
+        packet_id: Some(3),
+        ..Publish::new("q2", b"once")
+    });
+    publisher.send(&dup).await;
+    assert_eq!(publisher.recv_bytes().await, [0x50, 0x02, 0x00, 0x03]);
+    publisher.send_bytes(&[0x62, 0x02, 0x00, 0x03]).await;
+    assert_eq!(publisher.recv_bytes().await, [0x70, 0x02, 0x00, 0x03]);
+    // The subscriber gets it once, at QoS 2, and completes the flow.
+    assert_eq!(
+        sub.recv_bytes().await,
+        [0x34, 0x0B, 0x00, 0x02, b'q', b'2', 0x00, 0x01, 0x00, b'o', b'n', b'c', b'e']
+    );
+    sub.send_bytes(&[0x50, 0x02, 0x00, 0x01]).await;
+    assert_eq!(sub.recv_bytes().await, [0x62, 0x02, 0x00, 0x01]);
+    sub.send_bytes(&[0x70, 0x02, 0x00, 0x01]).await;
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_messages_set_sent_on_subscribe_and_cleared() {
+    let broker = broker_with(|_| {}).await;
+    let mut publisher = Peer::client(&broker, V311, "p").await;
+    let retained = Packet::Publish(Publish {
+        retain: true,
+        ..Publish::new("etat/porte", b"ouverte")
+    });
+    publisher.send(&retained).await;
+    // PINGREQ round trip: the publish before it has been routed.
+    publisher.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(publisher.recv_bytes().await, [0xD0, 0x00]);
+
+    let mut later = Peer::client(&broker, V311, "late").await;
+    later
+        .subscribe("etat/#", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
+        .await;
+    let mut expected = vec![0x31, 0x13, 0x00, 0x0A];
+    expected.extend_from_slice(b"etat/porteouverte");
+    assert_eq!(later.recv_bytes().await, expected);
+
+    // Live messages carry retain 0 to existing subscribers (no retain-as-published).
+    publisher.send(&retained).await;
+    assert_eq!(later.recv_bytes().await[0], 0x30);
+
+    // An empty retained payload clears it.
+    let clear = Packet::Publish(Publish {
+        retain: true,
+        ..Publish::new("etat/porte", b"")
+    });
+    publisher.send(&clear).await;
+    publisher.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(publisher.recv_bytes().await, [0xD0, 0x00]);
+    let mut third = Peer::client(&broker, V311, "third").await;
+    third
+        .subscribe("etat/#", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
+        .await;
+    assert_eq!(third.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn will_is_published_on_abnormal_loss_only() {
+    let broker = broker_with(|_| {}).await;
+    let mut watcher = Peer::client(&broker, V311, "watcher").await;
+    watcher
+        .subscribe(
+            "clients/+/etat",
+            SubscriptionOptions::qos(QoS::AtMostOnce),
+            1,
+        )
+        .await;
+    let will = |topic| Will {
+        topic,
+        payload: b"perdu",
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::EMPTY,
+    };
+    let lost = Peer::connect(
+        &broker,
+        Connect {
+            will: Some(will("clients/a/etat")),
+            ..Connect::new(V311, "a")
+        },
+    )
+    .await;
+    drop(lost); // TCP closed without DISCONNECT
+    let got = watcher.recv_bytes().await;
+    assert_eq!(&got[4..], b"clients/a/etatperdu");
+
+    let mut polite = Peer::connect(
+        &broker,
+        Connect {
+            will: Some(will("clients/b/etat")),
+            ..Connect::new(V311, "b")
+        },
+    )
+    .await;
+    polite.send_bytes(&[0xE0, 0x00]).await;
+    assert!(polite.closed().await);
+    assert_eq!(
+        watcher.try_recv_bytes(Duration::from_millis(300)).await,
+        None
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_packet_closes_only_its_connection_with_the_reason() {
+    let broker = broker_with(|_| {}).await;
+    let mut good = Peer::client(&broker, V5, "good").await;
+    good.subscribe("t", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
+        .await;
+    let mut bad = Peer::client(&broker, V5, "bad").await;
+    // PUBLISH with QoS 3: malformed.
+    bad.send_bytes(&[0x36, 0x04, 0x00, 0x01, b't', 0x00]).await;
+    assert_eq!(bad.recv_bytes().await, [0xE0, 0x01, 0x81]);
+    assert!(bad.closed().await);
+    // A wildcard in a PUBLISH topic: 0x90.
+    let mut bad2 = Peer::client(&broker, V5, "bad2").await;
+    bad2.send_bytes(&[0x30, 0x04, 0x00, 0x01, b'#', 0x00]).await;
+    assert_eq!(bad2.recv_bytes().await, [0xE0, 0x01, 0x90]);
+    // Everyone else is still served.
+    let mut other = Peer::client(&broker, V5, "other").await;
+    other
+        .send(&publish("t", b"ok", QoS::AtMostOnce, None))
+        .await;
+    assert_eq!(
+        good.recv_bytes().await,
+        [0x30, 0x06, 0x00, 0x01, b't', 0x00, b'o', b'k']
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_large_packet_is_refused_before_its_body() {
+    let broker = broker_with(|c| c.max_packet_size = 64).await;
+    let mut peer = Peer::client(&broker, V5, "big").await;
+    // A PUBLISH announcing 1000 bytes: refused as soon as the length is read.
+    peer.send_bytes(&[0x30, 0xE8, 0x07]).await;
+    assert_eq!(peer.recv_bytes().await, [0xE0, 0x01, 0x95]);
+    assert!(peer.closed().await);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_tcp_connection_is_dropped_after_the_connect_timeout() {
+    let broker = broker_with(|c| c.connect_timeout = 1).await;
+    let mut peer = Peer::raw(&broker, V311).await;
+    let started = std::time::Instant::now();
+    assert!(peer.closed().await);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_is_enforced_at_one_and_a_half_times() {
+    let broker = broker_with(|_| {}).await;
+    let mut peer = Peer::connect(
+        &broker,
+        Connect {
+            keep_alive: 1,
+            ..Connect::new(V5, "sleepy")
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(peer.recv_bytes().await, [0xE0, 0x01, 0x8D]);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1400), "{waited:?}");
+    assert!(peer.closed().await);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_takeover_disconnects_the_old_connection_with_0x8e() {
+    let broker = broker_with(|_| {}).await;
+    let mut first = Peer::client(&broker, V5, "same").await;
+    let _second = Peer::client(&broker, V5, "same").await;
+    assert_eq!(first.recv_bytes().await, [0xE0, 0x01, 0x8E]);
+    assert!(first.closed().await);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+    let broker = broker_with(|_| {}).await;
+    let mut sub = Peer::client(&broker, V311, "overlap").await;
+    sub.subscribe("a/#", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
+        .await;
+    sub.subscribe("a/+", SubscriptionOptions::qos(QoS::AtLeastOnce), 2)
+        .await;
+    let mut publisher = Peer::client(&broker, V311, "p").await;
+    publisher
+        .send(&publish("a/b", b"x", QoS::AtLeastOnce, Some(1)))
+        .await;
+    assert_eq!(
+        sub.recv_bytes().await,
+        [0x32, 0x08, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'x']
+    );
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_local_and_shared_subscriptions() {
+    let broker = broker_with(|_| {}).await;
+    let mut me = Peer::client(&broker, V5, "me").await;
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..SubscriptionOptions::qos(QoS::AtMostOnce)
+    };
+    me.subscribe("echo", no_local, 1).await;
+    me.send(&publish("echo", b"mine", QoS::AtMostOnce, None))
+        .await;
+    me.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(
+        me.recv_bytes().await,
+        [0xD0, 0x00],
+        "no copy of its own message"
+    );
+
+    let mut w1 = Peer::client(&broker, V5, "w1").await;
+    let mut w2 = Peer::client(&broker, V5, "w2").await;
+    w1.subscribe(
+        "$share/workers/jobs",
+        SubscriptionOptions::qos(QoS::AtMostOnce),
+        1,
+    )
+    .await;
+    w2.subscribe(
+        "$share/workers/jobs",
+        SubscriptionOptions::qos(QoS::AtMostOnce),
+        1,
+    )
+    .await;
+    for _ in 0..4 {
+        me.send(&publish("jobs", b"j", QoS::AtMostOnce, None)).await;
+    }
+    let mut got = 0;
+    for peer in [&mut w1, &mut w2] {
+        while peer
+            .try_recv_bytes(Duration::from_millis(300))
+            .await
+            .is_some()
+        {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 4, "one delivery per message to the group");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_5_0_clients_and_stats_count() {
+    let broker = broker_with(|_| {}).await;
+    let mut peer = Peer::client(&broker, V5, "stay").await;
+    peer.send(&publish("x", b"1", QoS::AtMostOnce, None)).await;
+    peer.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(peer.recv_bytes().await, [0xD0, 0x00]);
+    let stats = broker.stats();
+    assert_eq!(stats.clients_connected, 1);
+    assert_eq!(stats.messages_received, 1);
+    let stop = tokio::spawn(broker.shutdown());
+    assert_eq!(peer.recv_bytes().await, [0xE0, 0x01, 0x8B]);
+    assert!(peer.closed().await);
+    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+}
