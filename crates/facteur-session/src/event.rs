@@ -54,6 +54,15 @@ pub enum Event {
     /// Nothing was received for 1.5 times the keep alive: the peer is considered gone. Close
     /// the connection and call [`on_connection_lost`](crate::Session::on_connection_lost).
     KeepAliveTimeout,
+    /// The will is due (server side: its connection was lost without a normal DISCONNECT,
+    /// and the will delay or the session expiry passed): publish
+    /// [`Session::will`](crate::Session::will) to its subscribers (and keep it as retained if
+    /// its retain flag is set), then call [`clear_will`](crate::Session::clear_will).
+    WillDue,
+    /// The session expired: its connection was lost and the Session Expiry Interval
+    /// passed with no new connection. Its state was discarded; a new connection of the same
+    /// client starts a new session.
+    SessionExpired,
     /// The peer sent DISCONNECT.
     Disconnected {
         /// Its reason (always `Success` before MQTT 5).

@@ -12,8 +12,10 @@
 //! * [`Session::poll_timeout`] says when [`Session::handle_timeout`] is due.
 //!
 //! Call each `poll_*` until it returns `None` after every input. Connections come and go
-//! around the session: [`Session::on_connect`], [`Session::on_connection_lost`],
-//! [`Session::on_reconnect`]. CONNECT, CONNACK, SUBSCRIBE and the rest are the caller's.
+//! around the session: [`Session::on_connect`], [`Session::on_connection_lost`] (with the
+//! time it happened), [`Session::on_reconnect`]. CONNECT, CONNACK, SUBSCRIBE and the rest are
+//! the caller's: it hands the session what they settled (the [`Connection`] parameters, the
+//! Session Expiry Interval, the will).
 //!
 //! # What it does
 //!
@@ -31,13 +33,25 @@
 //!   aliases** both ways, **message expiry** (the time spent queued is subtracted; expired
 //!   messages are dropped before sending, and on the timer: [`Session::poll_timeout`]
 //!   includes the earliest expiry of a queued message, connected or not, and
-//!   [`Session::handle_timeout`] drops what ran out: [`Event::Expired`]), the peer's **Maximum Packet
-//!   Size** (a message that would exceed it is dropped: [`Event::TooLarge`]).
+//!   [`Session::handle_timeout`] drops what ran out: [`Event::Expired`]), the peer's
+//!   **Maximum Packet Size** (a message that would exceed it is dropped:
+//!   [`Event::TooLarge`]).
 //! * **Every MQTT 5 PUBLISH property** of an outgoing message (user properties, content type,
 //!   response topic, correlation data, payload format, subscription identifiers) is stored as
 //!   wire bytes with the message and sent as given, resends included; the Message Expiry
 //!   Interval is rewritten to the time left at each send (a DUP resend too), and a Topic
 //!   Alias given by the caller is dropped (the session assigns its own).
+//! * **Session expiry** (server side, [`Session::set_session_expiry`], from CONNECT and
+//!   changed by the client's DISCONNECT): once the connection is lost, the session lasts the
+//!   Session Expiry Interval (0: it ends with the connection; `0xFFFF_FFFF`: never), then
+//!   [`Session::handle_timeout`] reports [`Event::SessionExpired`] and discards its state. A
+//!   new connection before that stops the timer.
+//! * **The will** (server side, [`Session::set_will`], from CONNECT): kept with its
+//!   properties (as wire bytes) and Will Delay Interval. A normal DISCONNECT (0x00) deletes
+//!   it; when the connection ends otherwise (DISCONNECT 0x04 or any other reason, keep alive
+//!   timeout, protocol error, network loss), it is due after the will delay or the session
+//!   expiry, whichever is shorter: [`Event::WillDue`], and the caller publishes
+//!   [`Session::will`]. A new connection before that cancels it.
 //!
 //! # Retained messages
 //!
@@ -90,9 +104,10 @@
 //!
 //! # Not covered
 //!
-//! The peer's Maximum QoS and Retain
-//! Available are not enforced (the caller chooses what to publish); SUBSCRIBE/UNSUBSCRIBE
-//! identifiers are not managed here.
+//! The peer's Maximum QoS and Retain Available are not enforced (the caller chooses what to
+//! publish); SUBSCRIBE/UNSUBSCRIBE identifiers are not managed here; subscriptions, routing
+//! and publishing a due will to subscribers are the caller's (see `facteur-topic`'s
+//! `SubscriptionTree`).
 //!
 //! # Features
 //!

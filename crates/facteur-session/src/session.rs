@@ -2,7 +2,7 @@
 
 use facteur_codec::{
     Disconnect, Encode, EncodeError, Packet, Properties, ProtocolVersion, PubResponse, Publish,
-    QoS, ReasonCode,
+    QoS, ReasonCode, Will,
 };
 use facteur_topic::{TopicError, TopicName};
 
@@ -175,6 +175,36 @@ pub struct Session<S: Store> {
     last_received: Instant,
     send_pingresp: bool,
     disconnect: Option<ReasonCode>,
+    /// Session Expiry Interval in seconds; `None`: not tracked (the caller ends the session).
+    session_expiry: Option<u32>,
+    /// When the last connection was lost, while no new one is up and the session has not
+    /// expired: the session expiry and will delay count from there.
+    lost_at: Option<Instant>,
+    will: Option<StoredWill<S::Bytes>>,
+}
+
+/// Where the will is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WillStage {
+    /// Set for the current (or next) connection.
+    Held,
+    /// The connection ended without a normal DISCONNECT: due after the will delay.
+    Armed,
+    /// [`Event::WillDue`] was reported: the caller publishes it.
+    Due,
+}
+
+/// A will: topic, properties (as wire bytes, Message Expiry Interval slot first) and
+/// payload in one buffer.
+struct StoredWill<B> {
+    qos: QoS,
+    retain: bool,
+    /// Will Delay Interval in seconds.
+    delay: u32,
+    topic_len: usize,
+    props_len: usize,
+    bytes: B,
+    stage: WillStage,
 }
 
 impl<S: Store> core::fmt::Debug for Session<S> {
@@ -212,6 +242,9 @@ impl<S: Store> Session<S> {
             last_received: Instant::default(),
             send_pingresp: false,
             disconnect: None,
+            session_expiry: None,
+            lost_at: None,
+            will: None,
         }
     }
 
@@ -274,9 +307,21 @@ impl<S: Store> Session<S> {
     /// start, and unacknowledged PUBLISH (DUP set) and PUBREL packets are resent first, in
     /// their original order (PUBLISH packets within the peer's Receive Maximum, which starts
     /// afresh with each connection).
+    ///
+    /// The session expiry timer stops, and a will left by a lost connection (armed, or
+    /// reported with [`Event::WillDue`]) is discarded: set the new connection's will with
+    /// [`set_will`](Self::set_will).
     pub fn on_connect(&mut self, now: Instant, connection: Connection) {
         if self.link != Link::Down {
-            self.on_connection_lost();
+            self.on_connection_lost(now);
+        }
+        self.lost_at = None;
+        if self
+            .will
+            .as_ref()
+            .is_some_and(|w| w.stage != WillStage::Held)
+        {
+            self.will = None;
         }
         self.connection = connection;
         self.link = Link::Up;
@@ -290,14 +335,26 @@ impl<S: Store> Session<S> {
         self.on_connect(now, self.connection);
     }
 
-    /// The connection is gone. Everything in flight is resent on the next connection
-    /// (PUBLISH with DUP set, PUBREL); topic aliases, which belong to a connection, are
-    /// forgotten. Queued messages are kept.
+    /// The connection is gone, at `now`. Everything in flight is resent on the next
+    /// connection (PUBLISH with DUP set, PUBREL); topic aliases, which belong to a connection,
+    /// are forgotten. Queued messages are kept.
     ///
     /// Acknowledgements not yet written are dropped: the peer resends what they answer
     /// (PUBLISH, PUBREL) on the next connection and gets exactly one answer then. Keeping
     /// them would risk a stale PUBACK reaching the peer after it reused the identifier.
-    pub fn on_connection_lost(&mut self) {
+    ///
+    /// From `now` the session expiry runs (if [`set_session_expiry`](Self::set_session_expiry)
+    /// was called) and the will, if one is held (a normal DISCONNECT deleted it), is due
+    /// after its delay: see [`poll_timeout`](Self::poll_timeout). Calling this again while
+    /// disconnected changes nothing.
+    pub fn on_connection_lost(&mut self, now: Instant) {
+        if self.link == Link::Down {
+            return;
+        }
+        self.lost_at = Some(now);
+        if let Some(will) = self.will.as_mut().filter(|w| w.stage == WillStage::Held) {
+            will.stage = WillStage::Armed;
+        }
         self.link = Link::Down;
         for f in self.inflight.iter_mut() {
             f.resend = true;
@@ -318,6 +375,96 @@ impl<S: Store> Session<S> {
         self.inflight = Default::default();
         self.received = Default::default();
         self.acks = Default::default();
+    }
+
+    /// The Session Expiry Interval in seconds, if the session tracks it.
+    pub fn session_expiry(&self) -> Option<u32> {
+        self.session_expiry
+    }
+
+    /// Sets the Session Expiry Interval in seconds (server side, from CONNECT: 0 when absent
+    /// in MQTT 5; for 3.1.1 the caller picks 0 for a clean session and `u32::MAX` for a
+    /// persistent one): after the connection is lost the session lasts this long, 0 meaning
+    /// it ends with the connection and `0xFFFF_FFFF` that it never expires. When it runs
+    /// out, [`handle_timeout`](Self::handle_timeout) reports [`Event::SessionExpired`] and
+    /// discards the session state. Until this is called the session does not expire. A
+    /// client's DISCONNECT carrying a Session Expiry Interval changes it (a server session
+    /// only; from 0 to anything else is a protocol error).
+    pub fn set_session_expiry(&mut self, secs: u32) {
+        self.session_expiry = Some(secs);
+    }
+
+    /// Stores the will of the current connection (server side, from CONNECT): topic, payload,
+    /// QoS, retain flag and properties (as wire bytes), and the Will Delay Interval from its
+    /// properties (0 when absent). Replaces the one before. Set it after
+    /// [`on_connect`](Self::on_connect), which discards the will of a lost connection.
+    ///
+    /// The will is due when the connection is lost ([`on_connection_lost`]) without a normal
+    /// DISCONNECT (reason 0x00 deletes it; 0x04, Disconnect with Will Message, and every other
+    /// reason keep it), once the will delay or the session expiry, whichever is shorter, has
+    /// passed: [`handle_timeout`](Self::handle_timeout) then reports [`Event::WillDue`]. A
+    /// new connection before that discards it.
+    ///
+    /// [`on_connection_lost`]: Self::on_connection_lost
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish): the topic is not a topic name, the properties cannot be
+    /// sent in a PUBLISH, or the will does not fit the store's message buffer. The will
+    /// before is kept then.
+    pub fn set_will(&mut self, will: &Will<'_>) -> Result<(), PublishError> {
+        TopicName::new(will.topic).map_err(PublishError::InvalidTopic)?;
+        let props = &will.properties;
+        let layout = props::layout(props, props.message_expiry_interval(), false)
+            .ok_or(PublishError::InvalidProperties)?;
+        let topic_len = will.topic.len();
+        let len = topic_len + layout.len() + will.payload.len();
+        let bytes = S::Bytes::filled(len, |out| {
+            out[..topic_len].copy_from_slice(will.topic.as_bytes());
+            let (stored, payload) = out[topic_len..].split_at_mut(layout.len());
+            props::write(stored, props, layout);
+            payload.copy_from_slice(will.payload);
+        })
+        .ok_or(PublishError::TooLarge)?;
+        if !props::valid(&bytes.as_ref()[topic_len..topic_len + layout.len()]) {
+            return Err(PublishError::InvalidProperties);
+        }
+        self.will = Some(StoredWill {
+            qos: will.qos,
+            retain: will.retain,
+            delay: props.will_delay_interval().unwrap_or(0),
+            topic_len,
+            props_len: layout.len(),
+            bytes,
+            stage: WillStage::Held,
+        });
+        Ok(())
+    }
+
+    /// The will held, as the PUBLISH to send to its subscribers (no packet identifier; its
+    /// properties as given, Will Delay Interval excepted). After [`Event::WillDue`], publish
+    /// it and call [`clear_will`](Self::clear_will).
+    pub fn will(&self) -> Option<Publish<'_>> {
+        let w = self.will.as_ref()?;
+        let bytes = w.bytes.as_ref();
+        let (topic, rest) = bytes.split_at(w.topic_len);
+        let (stored, payload) = rest.split_at(w.props_len);
+        Some(Publish {
+            qos: w.qos,
+            retain: w.retain,
+            properties: props::rebuild(stored),
+            // The bytes were copied from a `&str`.
+            ..Publish::new(core::str::from_utf8(topic).unwrap_or_default(), payload)
+        })
+    }
+
+    /// The Will Delay Interval of the will held, in seconds.
+    pub fn will_delay(&self) -> Option<u32> {
+        self.will.as_ref().map(|w| w.delay)
+    }
+
+    /// Forgets the will (published, or the connection ended normally).
+    pub fn clear_will(&mut self) {
+        self.will = None;
     }
 
     /// Accepts a message to send: its topic, payload, QoS, retain flag and MQTT 5 properties
@@ -393,6 +540,19 @@ impl<S: Store> Session<S> {
             Packet::PubComp(r) => self.on_outgoing_ack(r, Stage::Released),
             Packet::PingReq => self.send_pingresp = self.config.role == Role::Server,
             Packet::Disconnect(d) => {
+                if let (Some(new), Role::Server) =
+                    (d.properties.session_expiry_interval(), self.config.role)
+                {
+                    if self.session_expiry == Some(0) && new != 0 {
+                        self.protocol_error(ReasonCode::ProtocolError);
+                        return None;
+                    }
+                    self.session_expiry = Some(new);
+                }
+                // A normal disconnection deletes the will; any other reason keeps it.
+                if d.reason_code == ReasonCode::Success {
+                    self.will = None;
+                }
                 self.link = Link::Closing;
                 self.event(Event::Disconnected {
                     reason: d.reason_code,
@@ -617,15 +777,21 @@ impl<S: Store> Session<S> {
     /// When [`handle_timeout`](Self::handle_timeout) (and then
     /// [`poll_transmit`](Self::poll_transmit)) should next be called: the earliest of the
     /// client's next PINGREQ, the keep alive deadline for hearing from the peer and the
-    /// earliest Message Expiry Interval of a queued message (connected or not). `None` when
-    /// no timer runs. O(queued messages).
+    /// earliest Message Expiry Interval of a queued message (connected or not), and while
+    /// disconnected the session expiry and the will's due time. `None` when no timer runs.
+    /// O(queued messages).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut earliest = None;
         self.queue
             .for_each_item(|m| earliest = min_opt(earliest, m.expires_at()));
-        [self.dead_at(), self.ping_due()]
-            .into_iter()
-            .fold(earliest, min_opt)
+        [
+            self.dead_at(),
+            self.ping_due(),
+            self.will_due_at(),
+            self.session_expires_at(),
+        ]
+        .into_iter()
+        .fold(earliest, min_opt)
     }
 
     /// Runs the timers at `now`: queued messages whose Message Expiry Interval ran out are
@@ -633,8 +799,25 @@ impl<S: Store> Session<S> {
     /// keep alive, the peer is considered gone ([`Event::KeepAliveTimeout`]; a server in MQTT
     /// 5 also queues DISCONNECT with reason Keep Alive timeout). A due PINGREQ is sent by the
     /// next [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// While disconnected: once the will is due, [`Event::WillDue`] (fetch it with
+    /// [`will`](Self::will)); once the session expiry has passed, [`Event::SessionExpired`],
+    /// and the session state (queued and in-flight messages, received identifiers) is
+    /// discarded as by [`clear_session_state`](Self::clear_session_state). When both are due
+    /// the will comes first.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.drop_expired(now);
+        if self.will_due_at().is_some_and(|at| now >= at) {
+            if let Some(will) = self.will.as_mut() {
+                will.stage = WillStage::Due;
+            }
+            self.event(Event::WillDue);
+        }
+        if self.session_expires_at().is_some_and(|at| now >= at) {
+            self.lost_at = None;
+            self.clear_session_state();
+            self.event(Event::SessionExpired);
+        }
         if let Some(dead) = self.dead_at() {
             if now >= dead {
                 self.link = Link::Closing;
@@ -658,6 +841,25 @@ impl<S: Store> Session<S> {
             !expired
         });
         self.events_dropped = self.events_dropped.wrapping_add(dropped);
+    }
+
+    /// When the session expires: its expiry after the connection was lost, unless it never
+    /// expires.
+    fn session_expires_at(&self) -> Option<Instant> {
+        let lost = self.lost_at.filter(|_| self.link == Link::Down)?;
+        match self.session_expiry? {
+            u32::MAX => None,
+            secs => Some(lost.add_millis(u64::from(secs) * 1000)),
+        }
+    }
+
+    /// When the armed will is due: the will delay after the loss, or the session expiry if
+    /// shorter.
+    fn will_due_at(&self) -> Option<Instant> {
+        let will = self.will.as_ref().filter(|w| w.stage == WillStage::Armed)?;
+        let lost = self.lost_at.filter(|_| self.link == Link::Down)?;
+        let secs = will.delay.min(self.session_expiry.unwrap_or(u32::MAX));
+        Some(lost.add_millis(u64::from(secs) * 1000))
     }
 
     fn keep_alive_ms(&self) -> Option<u64> {

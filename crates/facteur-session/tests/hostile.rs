@@ -89,7 +89,7 @@ fn run<S: Store>(version: ProtocolVersion, inputs: &[In]) {
                 None
             }
             In::Reconnect => {
-                s.on_connection_lost();
+                s.on_connection_lost(now);
                 s.on_connect(now, connection);
                 None
             }
@@ -119,7 +119,7 @@ fn run<S: Store>(version: ProtocolVersion, inputs: &[In]) {
         if !s.is_connected() {
             // The session gave up on this connection (protocol error): reconnect.
             drain(&mut s, now);
-            s.on_connection_lost();
+            s.on_connection_lost(now);
             s.on_connect(now, connection);
         }
     }

@@ -103,7 +103,7 @@ fn qos2_replayed_publish_is_acknowledged_not_delivered<S: Store>() {
 fn qos1_unwritten_puback_is_not_sent_after_reconnect<S: Store>() {
     let mut s = session::<S>(Role::Server, V3);
     assert!(feed(&mut s, &PUB1, V3, at(0)).is_some());
-    s.on_connection_lost();
+    s.on_connection_lost(at(1));
     s.on_reconnect(at(1));
     assert!(drain(&mut s, at(1)).is_empty());
     assert_eq!(
@@ -139,7 +139,7 @@ fn qos2_inbound_reconnect_at_every_step<S: Store>() {
         let mut s = session::<S>(Role::Server, V3);
         let mut delivered = Vec::new();
         let lose = |s: &mut Session<S>, now| {
-            s.on_connection_lost();
+            s.on_connection_lost(at(now));
             s.on_reconnect(at(now));
         };
         delivered.extend(feed(&mut s, &PUB2, V3, at(0)));
@@ -220,7 +220,7 @@ fn qos2_identifier_set_is_bounded_v3() {
     assert!(drain(&mut s, at(0)).is_empty());
     // The peer resends on the next connection: the known ones are acknowledged, not
     // delivered again.
-    s.on_connection_lost();
+    s.on_connection_lost(at(1));
     s.on_reconnect(at(1));
     assert!(drain(&mut s, at(1)).is_empty());
     assert_eq!(feed(&mut s, &pub2(1), V3, at(1)), None);
@@ -299,8 +299,8 @@ fn cut_after<S: Store>(qos: QoS, cut: usize, version: ProtocolVersion) -> (Vec<G
     client.publish(&message("a/b", b"hi", qos), at(0)).unwrap();
     let mut got = Vec::new();
     let cut_happened = pump(&mut client, &mut server, version, &mut Some(cut), &mut got);
-    client.on_connection_lost();
-    server.on_connection_lost();
+    client.on_connection_lost(at(1));
+    server.on_connection_lost(at(1));
     client.on_reconnect(at(1));
     server.on_reconnect(at(1));
     assert!(!pump(

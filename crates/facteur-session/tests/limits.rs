@@ -63,7 +63,7 @@ fn peer_receive_maximum_limits_messages_in_flight<S: Store>() {
     );
     // On reconnect: PUBREL #2 does not count against the new maximum of 1, DUP #3 does.
     connection.peer_receive_maximum = 1;
-    c.on_connection_lost();
+    c.on_connection_lost(at(3));
     c.publish(&message("t/late", b"", QoS::AtLeastOnce), at(3))
         .unwrap();
     c.on_connect(at(3), connection);
@@ -96,7 +96,7 @@ fn peer_receive_maximum_applies_to_resends<S: Store>() {
     assert_eq!(drain(&mut c, at(0)).len(), 4);
     c.publish(&message("t", b"", QoS::AtMostOnce), at(0))
         .unwrap();
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     connection.peer_receive_maximum = 1;
     c.on_connect(at(1), connection);
     for id in 1..=2u8 {
@@ -218,7 +218,7 @@ fn outgoing_topic_aliases_up_to_the_peer_maximum<S: Store>() {
         [0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, b'x']
     );
     // Aliases belong to the connection: set up again after a reconnect.
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     c.on_reconnect(at(1));
     c.publish(&message("b", b"x", QoS::AtMostOnce), at(1))
         .unwrap();
@@ -246,7 +246,7 @@ fn resend_never_uses_an_alias<S: Store>() {
         .unwrap();
     let out = drain(&mut c, at(0));
     assert_eq!(publish_fields(&out[1]), ("".into(), Some(1), None));
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     c.on_reconnect(at(1));
     for f in drain(&mut c, at(1)) {
         assert_eq!(publish_fields(&f), ("a".into(), None, None));
@@ -274,7 +274,7 @@ fn incoming_topic_aliases_resolve<S: Store>() {
     assert_eq!(feed(&mut s, &use_, V5, at(0)).unwrap().topic, "z");
     assert!(events(&mut s).is_empty());
     // Forgotten with the connection.
-    s.on_connection_lost();
+    s.on_connection_lost(at(1));
     s.on_reconnect(at(1));
     assert_eq!(feed(&mut s, &use_, V5, at(1)), None);
     assert_eq!(
@@ -330,7 +330,7 @@ fn message_expiry_counts_time_in_the_queue<S: Store>() {
     let evs = events(&mut c);
     assert!(evs.contains(&Event::Expired { message: short }));
     // A resend carries the interval left then (10 s - 9 s waited): DUP set, expiry 1.
-    c.on_connection_lost();
+    c.on_connection_lost(at(9_000));
     c.on_reconnect(at(9_000));
     let resent = drain(&mut c, at(9_000));
     assert_eq!(resent.len(), 1);
@@ -343,7 +343,7 @@ fn message_expiry_counts_time_in_the_queue<S: Store>() {
 /// Expiry is checked when the message would go out, also at QoS 0 and while disconnected.
 fn expired_while_disconnected<S: Store>() {
     let mut c = session::<S>(Role::Client, V5);
-    c.on_connection_lost();
+    c.on_connection_lost(at(0));
     let id = c
         .publish(&with_expiry("t", QoS::AtMostOnce, 1), at(0))
         .unwrap();
@@ -374,7 +374,7 @@ fn announced_maxima_fit_the_store() {
 #[test]
 fn heapless_event_overflow_is_counted() {
     let mut c = session::<HeaplessStore<8, 8, 16, 0, 2>>(Role::Client, V5);
-    c.on_connection_lost();
+    c.on_connection_lost(at(0));
     for _ in 0..3 {
         c.publish(&with_expiry("t", QoS::AtMostOnce, 1), at(0))
             .unwrap();
@@ -402,7 +402,7 @@ fn clear_session_state_forgets_everything_in_flight<S: Store>() {
         at(0),
     );
     assert_eq!((c.inflight(), c.queued(), c.received()), (2, 1, 1));
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     c.clear_session_state();
     c.on_reconnect(at(1));
     assert_eq!((c.inflight(), c.queued(), c.received()), (0, 0, 0));
@@ -455,7 +455,7 @@ fn peer_maximum_packet_size_drops_what_does_not_fit<S: Store>() {
 fn full_queue_drops_expired_messages_first() {
     use facteur_session::PublishError;
     let mut c = session::<HeaplessStore<2, 3, 16>>(Role::Client, V5);
-    c.on_connection_lost();
+    c.on_connection_lost(at(0));
     let a = c
         .publish(&with_expiry("a", QoS::AtLeastOnce, 1), at(0))
         .unwrap();
@@ -500,7 +500,7 @@ fn queued_messages_expire_on_the_timer<S: Store>() {
     assert_eq!(events(&mut c), [Event::Expired { message: b }]);
     assert_eq!((c.queued(), c.poll_timeout()), (2, Some(at(5_000))));
     // Disconnected: the keep alive timers stop, the expiry timer does not.
-    c.on_connection_lost();
+    c.on_connection_lost(at(3_000));
     assert_eq!(c.poll_timeout(), Some(at(5_000)));
     c.handle_timeout(at(7_000));
     assert_eq!(events(&mut c), [Event::Expired { message: a }]);

@@ -120,7 +120,7 @@ fn deliver<S: Store>(
 fn cut<S: Store>(client: &mut Side<S>, server: &mut Side<S>, now: Instant) {
     for side in [&mut *client, &mut *server] {
         side.in_transit.clear();
-        side.session.on_connection_lost();
+        side.session.on_connection_lost(now);
         side.session.on_connect(now, side.connection);
     }
     client.flush(now);

@@ -47,7 +47,7 @@ fn qos0_is_sent_once_and_not_resent<S: Store>() {
     );
     assert!(events(&mut c).is_empty());
     assert_eq!((c.queued(), c.inflight()), (0, 0));
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     c.on_reconnect(at(1));
     assert!(drain(&mut c, at(1)).is_empty());
 }
@@ -74,7 +74,7 @@ fn qos1_reconnect_before_puback_resends_dup_bytes<S: Store>() {
         .publish(&message("a/b", b"hi", QoS::AtLeastOnce), at(0))
         .unwrap();
     assert_eq!(drain(&mut c, at(0)), [PUB1.to_vec()]);
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     assert!(
         drain(&mut c, at(1)).is_empty(),
         "nothing is sent while down"
@@ -84,12 +84,12 @@ fn qos1_reconnect_before_puback_resends_dup_bytes<S: Store>() {
     c.on_reconnect(at(2));
     assert_eq!(drain(&mut c, at(2)), [PUB1_DUP.to_vec()]);
     // Lost again: resent again, still DUP.
-    c.on_connection_lost();
+    c.on_connection_lost(at(3));
     c.on_reconnect(at(3));
     assert_eq!(drain(&mut c, at(3)), [PUB1_DUP.to_vec()]);
     feed(&mut c, &PUBACK1, V3, at(4));
     assert_eq!(events(&mut c), [acked(id, 1, QoS::AtLeastOnce)]);
-    c.on_connection_lost();
+    c.on_connection_lost(at(5));
     c.on_reconnect(at(5));
     assert!(
         drain(&mut c, at(5)).is_empty(),
@@ -99,7 +99,7 @@ fn qos1_reconnect_before_puback_resends_dup_bytes<S: Store>() {
 
 fn qos1_publish_while_disconnected_goes_out_on_connect<S: Store>() {
     let mut c = session::<S>(Role::Client, V3);
-    c.on_connection_lost();
+    c.on_connection_lost(at(0));
     c.publish(&message("a/b", b"hi", QoS::AtLeastOnce), at(0))
         .unwrap();
     assert!(drain(&mut c, at(0)).is_empty());
@@ -136,7 +136,7 @@ fn qos2_reconnect_at_every_step<S: Store>() {
             .publish(&message("a/b", b"hi", QoS::ExactlyOnce), at(0))
             .unwrap();
         let lose = |c: &mut Session<S>, now| {
-            c.on_connection_lost();
+            c.on_connection_lost(at(now));
             c.on_reconnect(at(now));
             drain(c, at(now))
         };
@@ -209,7 +209,7 @@ fn resends_keep_the_original_order<S: Store>() {
         ["PUBLISH1 #1", "PUBLISH2 #2", "PUBLISH1 #3"]
     );
     feed(&mut c, &[0x50, 0x02, 0x00, 0x02], V3, at(1)); // PUBREC 2
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     c.publish(&message("t/new", b"x", QoS::AtLeastOnce), at(1))
         .unwrap();
     c.on_reconnect(at(2));

@@ -60,14 +60,14 @@ fn every_property_is_sent_and_resent_with_the_expiry_left<S: Store>() {
     ];
     assert_eq!(drain(&mut c, at(2_500)), std::slice::from_ref(&first));
     // Resent 10 s after it was accepted: DUP, and 90 s left.
-    c.on_connection_lost();
+    c.on_connection_lost(at(10_000));
     c.on_reconnect(at(10_000));
     let mut resent = first;
     resent[0] = 0x3A;
     resent[14] = 90;
     assert_eq!(drain(&mut c, at(10_000)), [resent.clone()]);
     // Later still, 100 s and more: the interval left is 0 (it is in flight, it goes out).
-    c.on_connection_lost();
+    c.on_connection_lost(at(150_000));
     c.on_reconnect(at(150_000));
     resent[14] = 0;
     assert_eq!(drain(&mut c, at(150_000)), [resent]);
@@ -98,7 +98,7 @@ fn session_alias_replaces_the_callers<S: Store>() {
         ],
     ];
     assert_eq!(drain(&mut c, at(0)), expected);
-    c.on_connection_lost();
+    c.on_connection_lost(at(1));
     c.on_reconnect(at(1));
     #[rustfmt::skip]
     let resent = vec![
