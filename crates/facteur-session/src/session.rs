@@ -217,6 +217,9 @@ impl<S: Store> core::fmt::Debug for Session<S> {
             .field("inflight", &self.inflight.len())
             .field("received", &self.received.len())
             .field("acks", &self.acks.len())
+            .field("session_expiry", &self.session_expiry)
+            .field("lost_at", &self.lost_at)
+            .field("will", &self.will.as_ref().map(|w| w.stage))
             .finish_non_exhaustive()
     }
 }

@@ -68,7 +68,7 @@ pub trait Fifo<T>: Default {
 /// The implementing type is only a name for the set of container types; it is never built.
 /// Use [`HeaplessStore`] (fixed capacity, no allocator) or [`AllocStore`] (growable).
 pub trait Store {
-    /// A message's topic and payload.
+    /// A message's (or the will's) topic, MQTT 5 properties and payload; an aliased topic.
     type Bytes: OwnedBytes;
     /// Messages accepted by [`publish`](crate::Session::publish) and not yet sent.
     type Queue: Fifo<Message<Self::Bytes>>;
@@ -212,10 +212,10 @@ impl<B: AsRef<[u8]>> Alias<B> {
 ///   ([`poll_transmit`](crate::Session::poll_transmit)) after every handled packet, or a
 ///   burst of more than `INFLIGHT` QoS 1/2 messages is refused as `ReceiveMaximumExceeded`.
 /// * `QUEUE`: messages accepted and not yet sent.
-/// * `BYTES`: the largest message: its topic, payload and MQTT 5 properties as they travel
-///   (Topic Alias and Message Expiry Interval excepted), plus 8 bytes (3 when it has no
-///   Message Expiry Interval); and the largest aliased topic, and the largest will the same
-///   way.
+/// * `BYTES`: the largest outgoing message: its topic, payload and MQTT 5 properties as they
+///   travel (Topic Alias and Message Expiry Interval excepted), plus 3 bytes (a Topic Alias
+///   slot) and 5 more if it has a Message Expiry Interval; the largest will the same way
+///   (Will Delay Interval excepted), without the 3 bytes; the largest aliased topic.
 /// * `ALIASES`: entries of each topic alias table.
 /// * `EVENTS`: events held between two [`poll_event`](crate::Session::poll_event) drains;
 ///   beyond that they are dropped and counted
