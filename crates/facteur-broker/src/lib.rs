@@ -61,6 +61,8 @@ pub struct Stats {
 pub struct StatsSnapshot {
     /// Clients connected now.
     pub clients_connected: usize,
+    /// Subscriptions held now.
+    pub subscriptions: usize,
     /// Connections accepted since start.
     pub connections: u64,
     /// PUBLISH packets received from clients.
@@ -169,6 +171,7 @@ impl BrokerHandle {
         let s = &self.router.stats;
         StatsSnapshot {
             clients_connected: self.router.connected(),
+            subscriptions: self.router.subscription_count(),
             connections: s.connections.load(Ordering::Relaxed),
             messages_received: s.messages_received.load(Ordering::Relaxed),
             messages_sent: s.messages_sent.load(Ordering::Relaxed),

@@ -154,6 +154,11 @@ impl Router {
         read(&self.mailboxes).len()
     }
 
+    /// The number of subscriptions held.
+    pub(crate) fn subscription_count(&self) -> usize {
+        read(&self.subscriptions).len()
+    }
+
     /// Adds or replaces a subscription; true if it is new.
     pub(crate) fn subscribe(
         &self,
