@@ -439,6 +439,12 @@ impl Client {
     }
 
     fn publish_to_session(&mut self, delivery: &Delivery, now: Instant) {
+        // The session's queue is bounded like the mailbox in front of it: a subscriber that
+        // does not keep up loses new messages (counted) instead of growing memory.
+        if self.session.queued() >= self.config.max_queued_messages {
+            self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let message = &delivery.message;
         let publish = Publish {
             qos: delivery.qos,

@@ -484,3 +484,35 @@ async fn shutdown_tells_5_0_clients_and_stats_count() {
     assert!(peer.closed().await);
     tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_is_bounded_and_its_drops_counted() {
+    let broker = broker_with(|c| c.max_queued_messages = 2).await;
+    // Receive Maximum 1: one QoS 1 message in flight to this subscriber at a time.
+    let props = [facteur_codec::Property::ReceiveMaximum(1)];
+    let mut slow = Peer::connect(
+        &broker,
+        Connect {
+            properties: Properties::from_slice(&props),
+            ..Connect::new(V5, "slow")
+        },
+    )
+    .await;
+    slow.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V5, "fast").await;
+    for id in 1..=20u16 {
+        publisher
+            .send(&publish("flot", b"m", QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    // One in flight, nothing more until it is acknowledged.
+    let first = slow.recv_bytes().await;
+    assert_eq!(&first[..7], &[0x32, 0x0A, 0x00, 0x04, b'f', b'l', b'o']);
+    assert_eq!(slow.try_recv_bytes(Duration::from_millis(300)).await, None);
+    // At most 1 in flight + 2 queued in the session + 2 in the mailbox are kept.
+    let dropped = broker.stats().dropped;
+    assert!(dropped >= 15, "dropped {dropped}");
+    broker.shutdown().await;
+}
