@@ -1,12 +1,15 @@
-//! One client connection: CONNECT, then packets in and deliveries out until either side ends
-//! it. The QoS flows and keep alive are facteur-session's; this task owns the socket.
+//! Client sessions. Each client identifier has one task that owns its [`Session`]; network
+//! connections attach to it and detach from it. A session outlives its connection while its
+//! expiry allows (persistent sessions: subscriptions kept, QoS 1/2 messages queued offline),
+//! and its will is published when the session state machine says it is due.
 
-use crate::router::{ConnId, Delivery, Message, Router};
+use crate::router::{Attach, ConnId, Delivery, Message, Router, SessionSlot};
 use crate::Config;
 use bytes::{Buf, BytesMut};
 use facteur_codec::{
-    decode, ConnAck, Connect, Disconnect, Encode, Packet, Properties, Property, ProtocolVersion,
-    Publish, QoS, ReasonCode, RetainHandling, Status, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    decode, ConnAck, Connect, Disconnect, Encode, Packet, PacketType, Properties, Property,
+    ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Status, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
 use facteur_session::{AllocStore, Connection, Event, Instant, Role, Session};
 use facteur_topic::TopicFilter;
@@ -15,46 +18,97 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
-/// Serves one accepted connection to its end.
+/// Serves one accepted connection: reads its CONNECT, then hands it to its session's task
+/// (starting one if the client has none).
 pub(crate) async fn serve(
     mut stream: TcpStream,
-    id: ConnId,
     config: Arc<Config>,
     router: Arc<Router>,
     stopped: watch::Receiver<bool>,
 ) {
     let mut read = BytesMut::with_capacity(4096);
-    let connect = match read_connect(&mut stream, &mut read, &config).await {
-        Ok(Some(bytes)) => bytes,
+    let frame = match read_connect(&mut stream, &mut read, &config).await {
+        Ok(Some(frame)) => frame,
         Ok(None) => return,
         Err(error) => {
-            tracing::debug!(id, %error, "no valid CONNECT");
+            tracing::debug!(%error, "no valid CONNECT");
             return;
         }
     };
-    let Ok(Status::Complete(decoded)) =
-        decode(&connect, ProtocolVersion::V3_1_1, config.packet_limit())
-    else {
+    let Some((connect, _)) = parse_connect(&frame) else {
         return;
     };
-    let Packet::Connect(packet) = decoded.packet else {
-        return;
+    let full = config.max_connections != 0 && router.links() >= config.max_connections;
+    let client_id = match client_id_for(&connect, &config, &router) {
+        Some(id) if !full => id,
+        _ => {
+            let reason = if full {
+                ReasonCode::ServerBusy
+            } else {
+                ReasonCode::ClientIdentifierNotValid
+            };
+            let _ = refuse(&mut stream, connect.protocol, reason).await;
+            return;
+        }
     };
-    let Some(mut client) = Client::accept(&packet, id, &config, &router) else {
-        let _ = refuse(&mut stream, &packet, &config, &router).await;
-        return;
+    let assigned = connect.client_id.is_empty();
+    let mut attach = Attach {
+        stream,
+        read,
+        frame,
+        assigned,
     };
-    if let Err(error) = client.run(&mut stream, read, stopped).await {
-        tracing::debug!(id, %error, "connection ended with an error");
+    // At most twice: a session task that ended just now is replaced by a new one.
+    for _ in 0..2 {
+        match router.attach(&client_id) {
+            SessionSlot::Existing(sender) => match sender.send(attach).await {
+                Ok(()) => return,
+                Err(returned) => attach = returned.0,
+            },
+            SessionSlot::New { key, resume } => {
+                let task = SessionTask::new(key, client_id, &config, &router);
+                task.run(attach, resume, stopped).await;
+                return;
+            }
+        }
     }
-    client.finish(&router);
+}
+
+fn parse_connect(frame: &[u8]) -> Option<(Connect<'_>, usize)> {
+    match decode(
+        frame,
+        ProtocolVersion::V3_1_1,
+        facteur_codec::PROTOCOL_MAX_PACKET_SIZE,
+    ) {
+        Ok(Status::Complete(decoded)) => match decoded.packet {
+            Packet::Connect(connect) => Some((connect, decoded.len)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The client identifier the session goes by, or `None` if the CONNECT must be refused.
+fn client_id_for(connect: &Connect<'_>, config: &Config, router: &Router) -> Option<String> {
+    if !connect.client_id.is_empty() {
+        return Some(connect.client_id.to_owned());
+    }
+    // 3.1 has no empty identifier; 3.1.1 allows one only with clean session.
+    let version = connect.protocol;
+    if !config.allow_zero_length_clientid
+        || version == ProtocolVersion::V3_1
+        || (version == ProtocolVersion::V3_1_1 && !connect.clean_start)
+    {
+        return None;
+    }
+    Some(format!("facteur-{:016x}", router.next_key()))
 }
 
 /// Reads until a whole first packet is there (within the connect timeout). Returns its
-/// bytes, or `None` if the client closed or timed out, after answering what must be
-/// answered (an unsupported protocol version gets CONNACK 0x01 / 0x84).
+/// bytes, or `None` if the client closed or timed out or sent something else, after answering
+/// what must be answered (an unsupported protocol version gets CONNACK 0x01).
 async fn read_connect(
     stream: &mut TcpStream,
     read: &mut BytesMut,
@@ -87,92 +141,68 @@ async fn read_connect(
     }
 }
 
-/// Answers a CONNECT that [`Client::accept`] refused.
 async fn refuse(
     stream: &mut TcpStream,
-    connect: &Connect<'_>,
-    config: &Config,
-    router: &Router,
+    version: ProtocolVersion,
+    reason: ReasonCode,
 ) -> std::io::Result<()> {
-    let full = config.max_connections != 0 && router.connected() >= config.max_connections;
-    let reason = if full {
-        ReasonCode::ServerBusy
-    } else {
-        ReasonCode::ClientIdentifierNotValid
-    };
     let mut buf = [0u8; 8];
     let n = ConnAck::new(reason)
-        .encode(connect.protocol, &mut buf)
+        .encode(version, &mut buf)
         .map_err(std::io::Error::other)?;
     stream.write_all(&buf[..n]).await?;
     stream.shutdown().await
 }
 
-/// A will, kept until the connection ends.
-struct Will {
-    message: Message,
-}
-
-/// How a connection ended, which decides the will.
+/// How a network connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// DISCONNECT with reason 0x00: no will.
-    Normal,
-    /// Anything else: the will is published.
-    Abnormal,
+    /// The client sent DISCONNECT.
+    Disconnected,
+    /// Anything else: closed socket, error, keep alive, takeover, shutdown.
+    Lost,
 }
 
-struct Client {
-    id: ConnId,
-    client_id: String,
-    version: ProtocolVersion,
-    session: Session<AllocStore>,
-    mailbox: mpsc::Receiver<Delivery>,
-    takeover: Arc<Notify>,
-    filters: HashSet<String>,
-    will: Option<Will>,
-    router: Arc<Router>,
-    config: Arc<Config>,
-    started: tokio::time::Instant,
+/// The network side of a session while a client is connected.
+struct Link {
+    stream: TcpStream,
+    read: BytesMut,
     out: Vec<u8>,
     end: Option<End>,
 }
 
-impl Client {
-    /// Checks the CONNECT, registers the client and queues its CONNACK; `None` if refused.
-    fn accept(
-        connect: &Connect<'_>,
-        id: ConnId,
-        config: &Arc<Config>,
-        router: &Arc<Router>,
-    ) -> Option<Self> {
-        let version = connect.protocol;
-        if config.max_connections != 0 && router.connected() >= config.max_connections {
-            return None;
+/// One client session and the task that runs it.
+struct SessionTask {
+    key: ConnId,
+    client_id: String,
+    version: ProtocolVersion,
+    session: Session<AllocStore>,
+    mailbox: mpsc::Receiver<Delivery>,
+    filters: HashSet<String>,
+    link: Option<Link>,
+    router: Arc<Router>,
+    config: Arc<Config>,
+}
+
+impl SessionTask {
+    fn new(key: ConnId, client_id: String, config: &Arc<Config>, router: &Arc<Router>) -> Self {
+        let (sender, mailbox) = mpsc::channel(config.max_queued_messages);
+        router.open_mailbox(key, sender);
+        Self {
+            key,
+            client_id,
+            version: ProtocolVersion::V3_1_1,
+            session: Self::fresh_session(config, ProtocolVersion::V3_1_1),
+            mailbox,
+            filters: HashSet::new(),
+            link: None,
+            router: router.clone(),
+            config: config.clone(),
         }
-        let mut assigned = None;
-        let client_id = if connect.client_id.is_empty() {
-            // 3.1.1 requires clean session for an empty identifier; 3.1 has none.
-            if !config.allow_zero_length_clientid
-                || version == ProtocolVersion::V3_1
-                || (version == ProtocolVersion::V3_1_1 && !connect.clean_start)
-            {
-                return None;
-            }
-            let name = format!("facteur-{id:016x}");
-            assigned = Some(name.clone());
-            name
-        } else {
-            connect.client_id.to_owned()
-        };
-        let max_keepalive = config.max_keepalive;
-        let keep_alive = match connect.keep_alive {
-            0 if max_keepalive < u16::MAX => max_keepalive,
-            k if k > max_keepalive => max_keepalive,
-            k => k,
-        };
-        let props = &connect.properties;
-        let mut session = Session::new(facteur_session::Config {
+    }
+
+    fn fresh_session(config: &Config, version: ProtocolVersion) -> Session<AllocStore> {
+        Session::new(facteur_session::Config {
             role: Role::Server,
             receive_maximum: config.max_inflight_messages,
             topic_alias_maximum: if version.is_v5() {
@@ -180,38 +210,129 @@ impl Client {
             } else {
                 0
             },
-        });
-        let started = tokio::time::Instant::now();
+        })
+    }
+
+    fn now(&self) -> Instant {
+        self.router.now()
+    }
+
+    async fn run(
+        mut self,
+        first: Attach,
+        mut resume: mpsc::Receiver<Attach>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        self.attach(first, false).await;
+        loop {
+            let mut over = self.process_events();
+            if let Err(error) = self.flush().await {
+                tracing::debug!(client = %self.client_id, %error, "write failed");
+                self.end_link(End::Lost);
+            }
+            if self.link.as_ref().is_some_and(|l| l.end.is_some()) {
+                self.detach().await;
+                over |= self.process_events();
+            }
+            if over {
+                break;
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|at| self.router.deadline(at));
+            tokio::select! {
+                n = read_link(&mut self.link) => match n {
+                    Ok(0) | Err(_) => {
+                        if let Some(link) = &mut self.link {
+                            link.end.get_or_insert(End::Lost);
+                        }
+                    }
+                    Ok(_) => self.on_bytes(),
+                },
+                Some(attach) = resume.recv() => {
+                    if self.link.is_some() {
+                        tracing::debug!(client = %self.client_id, "session taken over");
+                        self.close_with(ReasonCode::SessionTakenOver);
+                        let _ = self.flush().await;
+                        self.detach().await;
+                    }
+                    self.attach(attach, true).await;
+                }
+                Some(delivery) = self.mailbox.recv() => self.deliver(delivery),
+                _ = sleep_until(deadline) => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+                _ = stopped.changed() => {
+                    self.close_with(ReasonCode::ServerShuttingDown);
+                    let _ = self.flush().await;
+                    self.detach().await;
+                    // The broker is going: a will still waiting for its delay goes now.
+                    self.publish_will();
+                    break;
+                }
+            }
+        }
+        self.end(resume);
+    }
+
+    /// Takes a new network connection: answers its CONNECT, resuming this session or
+    /// starting it afresh as the client asks.
+    async fn attach(&mut self, attach: Attach, had_state: bool) {
+        let Attach {
+            mut stream,
+            read,
+            frame,
+            assigned,
+        } = attach;
+        let Some((connect, _)) = parse_connect(&frame) else {
+            return;
+        };
+        let version = connect.protocol;
+        let present = had_state && !connect.clean_start;
+        if !present {
+            self.reset(version);
+        }
+        self.version = version;
+        let max_keepalive = self.config.max_keepalive;
+        let keep_alive = match connect.keep_alive {
+            0 if max_keepalive < u16::MAX => max_keepalive,
+            k if k > max_keepalive => max_keepalive,
+            k => k,
+        };
+        let props = &connect.properties;
         let mut connection = Connection::new(version, keep_alive);
         connection.peer_receive_maximum = props.receive_maximum().unwrap_or(u16::MAX);
         connection.peer_topic_alias_maximum = props.topic_alias_maximum().unwrap_or(0);
         if let Some(max) = props.maximum_packet_size() {
             connection.peer_maximum_packet_size = max;
         }
-        session.on_connect(Instant::from_millis(0), connection);
-
-        let will = connect.will.map(|w| Will {
-            message: Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties),
-        });
-        let (sender, mailbox) = mpsc::channel(config.max_queued_messages);
-        let takeover = Arc::new(Notify::new());
-        router.register(&client_id, id, sender, takeover.clone());
-
-        let mut client = Self {
-            id,
-            client_id,
-            version,
-            session,
-            mailbox,
-            takeover,
-            filters: HashSet::new(),
-            will,
-            router: router.clone(),
-            config: config.clone(),
-            started,
-            out: Vec::with_capacity(4096),
-            end: None,
+        let now = self.now();
+        self.session.on_connect(now, connection);
+        // 3.x: clean session ends the session with the connection, otherwise it stays
+        // (mosquitto's default, no expiry). 5.0: the Session Expiry Interval, 0 by default.
+        let expiry = if version.is_v5() {
+            props.session_expiry_interval().unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
         };
+        self.session.set_session_expiry(expiry);
+        match &connect.will {
+            Some(will) => {
+                if let Err(error) = self.session.set_will(will) {
+                    tracing::debug!(client = %self.client_id, %error, "will refused");
+                    let _ = refuse(&mut stream, version, ReasonCode::PayloadFormatInvalid).await;
+                    self.session.on_connection_lost(now);
+                    return;
+                }
+            }
+            None => self.session.clear_will(),
+        }
+
+        let config = &self.config;
         let mut connack_props = Vec::new();
         if version.is_v5() {
             connack_props.push(Property::ReceiveMaximum(config.max_inflight_messages));
@@ -227,107 +348,172 @@ impl Client {
             if keep_alive != connect.keep_alive {
                 connack_props.push(Property::ServerKeepAlive(keep_alive));
             }
-        }
-        if let (Some(name), true) = (&assigned, version.is_v5()) {
-            connack_props.push(Property::AssignedClientIdentifier(name));
+            if assigned {
+                connack_props.push(Property::AssignedClientIdentifier(&self.client_id));
+            }
         }
         let connack = ConnAck {
+            session_present: present,
             properties: Properties::from_slice(&connack_props),
             ..ConnAck::new(ReasonCode::Success)
         };
-        client.queue(&Packet::ConnAck(connack));
-        tracing::debug!(id, client = %client.client_id, %version, "connected");
-        Some(client)
+        let mut link = Link {
+            stream,
+            read,
+            out: Vec::with_capacity(4096),
+            end: None,
+        };
+        encode_into(&mut link.out, version, &Packet::ConnAck(connack));
+        self.router.link_up();
+        self.link = Some(link);
+        tracing::debug!(client = %self.client_id, %version, present, "connected");
+        // Bytes that came after CONNECT in the same read.
+        self.on_bytes();
     }
 
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.started.elapsed().as_millis() as u64)
+    /// Starts the session afresh: no subscriptions, nothing queued or in flight.
+    fn reset(&mut self, version: ProtocolVersion) {
+        self.router.unsubscribe_all(self.key, self.filters.drain());
+        while self.mailbox.try_recv().is_ok() {}
+        self.session = Self::fresh_session(&self.config, version);
     }
 
-    /// Appends an encoded packet to the output buffer.
-    fn queue(&mut self, packet: &Packet<'_>) {
-        match packet.encoded_len(self.version) {
-            Ok(len) => {
-                let at = self.out.len();
-                self.out.resize(at + len, 0);
-                if packet.encode(self.version, &mut self.out[at..]).is_err() {
-                    self.out.truncate(at);
-                }
+    /// Ends the current network connection; the session stays.
+    async fn detach(&mut self) {
+        let Some(mut link) = self.link.take() else {
+            return;
+        };
+        let _ = link.stream.shutdown().await;
+        self.router.link_down();
+        let now = self.now();
+        self.session.on_connection_lost(now);
+        // A will without delay, or a session ending now, is due at once.
+        self.session.handle_timeout(now);
+        tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
+    }
+
+    /// Writes what is waiting for the connected client.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.drain_session();
+        if let Some(link) = &mut self.link {
+            if !link.out.is_empty() {
+                link.stream.write_all(&link.out).await?;
+                link.out.clear();
             }
-            Err(error) => tracing::warn!(id = self.id, %error, "cannot encode"),
+        }
+        Ok(())
+    }
+
+    /// Acts on the session's events; true when the session is over.
+    fn process_events(&mut self) -> bool {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::ProtocolError { reason } => {
+                    tracing::debug!(client = %self.client_id, %reason, "protocol error");
+                    self.end_link(End::Lost);
+                }
+                Event::KeepAliveTimeout => {
+                    tracing::debug!(client = %self.client_id, "keep alive expired");
+                    self.end_link(End::Lost);
+                }
+                Event::Disconnected { .. } => self.end_link(End::Disconnected),
+                Event::WillDue => self.publish_will(),
+                Event::SessionExpired => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    fn end_link(&mut self, end: End) {
+        if let Some(link) = &mut self.link {
+            link.end.get_or_insert(end);
         }
     }
 
-    async fn run(
-        &mut self,
-        stream: &mut TcpStream,
-        mut read: BytesMut,
-        mut stopped: watch::Receiver<bool>,
-    ) -> std::io::Result<()> {
-        loop {
-            self.drain_session();
-            if !self.out.is_empty() {
-                stream.write_all(&self.out).await?;
-                self.out.clear();
-            }
-            if self.end.is_some() {
-                return Ok(());
-            }
-            let deadline = self
-                .session
-                .poll_timeout()
-                .map(|at| self.started + std::time::Duration::from_millis(at.as_millis()));
-            tokio::select! {
-                n = stream.read_buf(&mut read) => {
-                    if n? == 0 {
-                        self.end = Some(End::Abnormal);
-                        return Ok(());
-                    }
-                    self.on_bytes(&mut read);
-                }
-                Some(delivery) = self.mailbox.recv() => self.deliver(delivery),
-                _ = sleep_until(deadline) => {
-                    let now = self.now();
-                    self.session.handle_timeout(now);
-                }
-                _ = self.takeover.notified() => {
-                    tracing::debug!(id = self.id, "session taken over");
-                    self.close_with(ReasonCode::SessionTakenOver);
-                }
-                _ = stopped.changed() => self.close_with(ReasonCode::ServerShuttingDown),
-            }
+    fn publish_will(&mut self) {
+        let message = self
+            .session
+            .will()
+            .map(|w| Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties));
+        if let Some(message) = message {
+            tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
+            self.session.clear_will();
+            self.router.publish(self.key, message);
         }
+    }
+
+    /// Ends the task: subscriptions and mailbox go; connections that arrived meanwhile get a
+    /// session task of their own.
+    fn end(mut self, mut resume: mpsc::Receiver<Attach>) {
+        self.router.detach(&self.client_id, self.key);
+        self.router.unsubscribe_all(self.key, self.filters.drain());
+        self.router.close_mailbox(self.key);
+        resume.close();
+        while let Ok(attach) = resume.try_recv() {
+            let (config, router) = (self.config.clone(), self.router.clone());
+            let stopped = self.router.stop_signal();
+            let client_id = self.client_id.clone();
+            tokio::spawn(async move {
+                if let SessionSlot::New { key, resume } = router.attach(&client_id) {
+                    SessionTask::new(key, client_id, &config, &router)
+                        .run(attach, resume, stopped)
+                        .await;
+                }
+            });
+        }
+        tracing::debug!(client = %self.client_id, "session ended");
     }
 
     /// Ends the connection from the broker's side: 5.0 clients are told why.
     fn close_with(&mut self, reason: ReasonCode) {
-        if self.version.is_v5() {
-            self.queue(&Packet::Disconnect(Disconnect::new(reason)));
+        let version = self.version;
+        if let Some(link) = &mut self.link {
+            if version.is_v5() && link.end.is_none() {
+                encode_into(
+                    &mut link.out,
+                    version,
+                    &Packet::Disconnect(Disconnect::new(reason)),
+                );
+            }
+            link.end.get_or_insert(End::Lost);
         }
-        self.end = Some(End::Abnormal);
     }
 
-    fn on_bytes(&mut self, read: &mut BytesMut) {
-        while self.end.is_none() {
-            match decode(read, self.version, self.config.packet_limit()) {
+    fn on_bytes(&mut self) {
+        let Some(mut read) = self.link.as_mut().map(|l| std::mem::take(&mut l.read)) else {
+            return;
+        };
+        while self.link.as_ref().is_some_and(|l| l.end.is_none()) {
+            match decode(&read, self.version, self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
                     self.on_packet(decoded.packet);
                     read.advance(len);
                 }
-                Ok(Status::Incomplete(_)) => return,
+                Ok(Status::Incomplete(_)) => break,
                 Err(error) => {
-                    tracing::debug!(id = self.id, %error, "malformed packet");
+                    tracing::debug!(client = %self.client_id, %error, "malformed packet");
                     let reason = error.reason_code();
-                    let reason = if reason.is_valid_for(facteur_codec::PacketType::Disconnect) {
+                    let reason = if reason.is_valid_for(PacketType::Disconnect) {
                         reason
                     } else {
                         ReasonCode::ProtocolError
                     };
                     self.close_with(reason);
-                    return;
+                    break;
                 }
             }
+        }
+        if let Some(link) = &mut self.link {
+            link.read = read;
+        }
+    }
+
+    fn queue(&mut self, packet: &Packet<'_>) {
+        let version = self.version;
+        if let Some(link) = &mut self.link {
+            encode_into(&mut link.out, version, packet);
         }
     }
 
@@ -338,12 +524,6 @@ impl Client {
             Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe, now),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
             Packet::Auth(_) => self.close_with(ReasonCode::BadAuthenticationMethod),
-            Packet::Disconnect(disconnect) => {
-                self.end = Some(match disconnect.reason_code {
-                    ReasonCode::DisconnectWithWillMessage => End::Abnormal,
-                    _ => End::Normal,
-                });
-            }
             Packet::Publish(_) => {
                 self.router
                     .stats
@@ -356,7 +536,7 @@ impl Client {
                     .filter(|p| limit == 0 || p.payload.len() <= limit)
                     .map(|p| Message::new(p.topic, p.payload, p.qos, p.retain, &p.properties));
                 if let Some(message) = message {
-                    self.router.publish(self.id, message);
+                    self.router.publish(self.key, message);
                 }
             }
             other => {
@@ -381,7 +561,7 @@ impl Client {
                 continue;
             }
             let options = subscription.options;
-            let new = self.router.subscribe(self.id, filter, options);
+            let new = self.router.subscribe(self.key, filter, options);
             self.filters.insert(subscription.filter.to_owned());
             codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
@@ -414,7 +594,7 @@ impl Client {
         let mut codes = Vec::new();
         for filter in unsubscribe.filters.iter() {
             let existed = TopicFilter::new(filter)
-                .map(|f| self.router.unsubscribe(self.id, f))
+                .map(|f| self.router.unsubscribe(self.key, f))
                 .unwrap_or(false);
             self.filters.remove(filter);
             codes.push(if existed {
@@ -439,9 +619,13 @@ impl Client {
     }
 
     fn publish_to_session(&mut self, delivery: &Delivery, now: Instant) {
+        // Offline, QoS 0 messages are not kept (MQTT allows it; mosquitto does the same).
+        let offline = self.link.is_none();
         // The session's queue is bounded like the mailbox in front of it: a subscriber that
         // does not keep up loses new messages (counted) instead of growing memory.
-        if self.session.queued() >= self.config.max_queued_messages {
+        if (offline && delivery.qos == QoS::AtMostOnce)
+            || self.session.queued() >= self.config.max_queued_messages
+        {
             self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -460,75 +644,67 @@ impl Client {
                     .fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
-                tracing::debug!(id = self.id, %error, "message not queued");
+                tracing::debug!(client = %self.client_id, %error, "message not queued");
                 self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Moves everything the session has to send into the output buffer and acts on its
-    /// events.
+    /// Moves everything the session has to send into the connection's output buffer.
     fn drain_session(&mut self) {
         let now = self.now();
-        let mut scratch = vec![0u8; 0];
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        let out = &mut link.out;
         loop {
-            let at = self.out.len();
-            let room = 16 * 1024;
-            self.out.resize(at + room, 0);
-            match self.session.poll_transmit(now, &mut self.out[at..]) {
-                Ok(Some(n)) => self.out.truncate(at + n),
+            let at = out.len();
+            out.resize(at + 16 * 1024, 0);
+            match self.session.poll_transmit(now, &mut out[at..]) {
+                Ok(Some(n)) => out.truncate(at + n),
                 Ok(None) => {
-                    self.out.truncate(at);
+                    out.truncate(at);
                     break;
                 }
                 Err(facteur_codec::EncodeError::BufferTooSmall { required, .. }) => {
-                    self.out.truncate(at);
-                    scratch.resize(required, 0);
-                    match self.session.poll_transmit(now, &mut scratch) {
-                        Ok(Some(n)) => self.out.extend_from_slice(&scratch[..n]),
-                        _ => break,
+                    out.truncate(at);
+                    out.resize(at + required, 0);
+                    match self.session.poll_transmit(now, &mut out[at..]) {
+                        Ok(Some(n)) => out.truncate(at + n),
+                        _ => {
+                            out.truncate(at);
+                            break;
+                        }
                     }
                 }
                 Err(error) => {
-                    self.out.truncate(at);
-                    tracing::warn!(id = self.id, %error, "cannot encode");
+                    out.truncate(at);
+                    tracing::warn!(client = %self.client_id, %error, "cannot encode");
                     break;
                 }
             }
         }
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::ProtocolError { reason } => {
-                    tracing::debug!(id = self.id, %reason, "protocol error");
-                    self.end = Some(End::Abnormal);
-                }
-                Event::KeepAliveTimeout => {
-                    tracing::debug!(id = self.id, "keep alive expired");
-                    if self.version.is_v5() && self.end.is_none() {
-                        self.queue(&Packet::Disconnect(Disconnect::new(
-                            ReasonCode::KeepAliveTimeout,
-                        )));
-                    }
-                    self.end = Some(End::Abnormal);
-                }
-                _ => {}
+    }
+}
+
+fn encode_into(out: &mut Vec<u8>, version: ProtocolVersion, packet: &Packet<'_>) {
+    match packet.encoded_len(version) {
+        Ok(len) => {
+            let at = out.len();
+            out.resize(at + len, 0);
+            if packet.encode(version, &mut out[at..]).is_err() {
+                out.truncate(at);
             }
         }
+        Err(error) => tracing::warn!(%error, "cannot encode"),
     }
+}
 
-    /// Unregisters the client and publishes its will if the end was not a normal DISCONNECT.
-    fn finish(mut self, router: &Router) {
-        router.unregister(
-            &self.client_id,
-            self.id,
-            self.filters.iter().map(String::as_str),
-        );
-        let end = self.end.unwrap_or(End::Abnormal);
-        if let (End::Abnormal, Some(will)) = (end, self.will.take()) {
-            tracing::debug!(id = self.id, topic = %will.message.topic, "publishing will");
-            router.publish(self.id, will.message);
-        }
-        tracing::debug!(id = self.id, client = %self.client_id, ?end, "disconnected");
+/// Reads from the connected client, or waits forever when there is none.
+async fn read_link(link: &mut Option<Link>) -> std::io::Result<usize> {
+    match link {
+        Some(link) if link.end.is_none() => link.stream.read_buf(&mut link.read).await,
+        _ => std::future::pending().await,
     }
 }
 

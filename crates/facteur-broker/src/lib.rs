@@ -21,12 +21,15 @@
 //! ```
 //!
 //! Status: CONNECT/CONNACK for all three versions (assigned client identifiers, server keep
-//! alive, session takeover with 0x8E), QoS 0/1/2 both ways, wildcard and shared
-//! subscriptions (one delivery per client at the highest granted QoS), retained messages
-//! with retain handling and retain-as-published, no local, wills on abnormal loss, keep alive
-//! at 1.5×, a connect timeout, malformed packets closing only their connection (5.0: with the
-//! reason code). Not yet: persistent sessions and their offline queue, will delay, session
-//! expiry, `$SYS`, TLS, WebSocket, authentication.
+//! alive), QoS 0/1/2 both ways, persistent sessions (3.x clean session 0, 5.0 Session Expiry
+//! Interval) with subscriptions kept and QoS 1/2 messages queued while offline, session
+//! takeover (5.0: 0x8E to the old connection; the session carries over, unacknowledged
+//! messages resent with DUP), wildcard and shared subscriptions (one delivery per client at
+//! the highest granted QoS), retained messages with retain handling and retain-as-published,
+//! no local, wills on abnormal loss with 5.0 Will Delay, keep alive at 1.5×, a connect
+//! timeout, malformed packets closing only their connection (5.0: with the reason code),
+//! bounded per-client queues. Not yet: `$SYS`, subscription identifiers on delivery, TLS,
+//! WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -61,6 +64,8 @@ pub struct Stats {
 pub struct StatsSnapshot {
     /// Clients connected now.
     pub clients_connected: usize,
+    /// Sessions held now, connected or not (persistent sessions outlive connections).
+    pub sessions: usize,
     /// Subscriptions held now.
     pub subscriptions: usize,
     /// Connections accepted since start.
@@ -84,8 +89,8 @@ impl Broker {
             .check()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let config = Arc::new(config);
-        let router = Arc::new(Router::new(config.retain_available));
         let (stop, stopped) = watch::channel(false);
+        let router = Arc::new(Router::new(config.retain_available, stopped.clone()));
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for listener in &config.listeners {
@@ -118,18 +123,15 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
-    let next_id = AtomicU64::new(1);
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let id = next_id.fetch_add(1, Ordering::Relaxed);
                     router.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, id, "accepted");
+                    tracing::debug!(%peer, "accepted");
                     connections.spawn(connection::serve(
                         stream,
-                        id,
                         config.clone(),
                         router.clone(),
                         stopped.clone(),
@@ -170,7 +172,8 @@ impl BrokerHandle {
     pub fn stats(&self) -> StatsSnapshot {
         let s = &self.router.stats;
         StatsSnapshot {
-            clients_connected: self.router.connected(),
+            clients_connected: self.router.links(),
+            sessions: self.router.sessions(),
             subscriptions: self.router.subscription_count(),
             connections: s.connections.load(Ordering::Relaxed),
             messages_received: s.messages_received.load(Ordering::Relaxed),

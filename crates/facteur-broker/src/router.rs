@@ -5,11 +5,12 @@
 use crate::Stats;
 use bytes::Bytes;
 use facteur_codec::{PacketType, Properties, Property, QoS, SliceWriter, SubscriptionOptions};
+use facteur_session::Instant;
 use facteur_topic::{RetainedIndex, SubscriptionTree, TopicFilter, TopicName};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 
 /// A connection's identity inside the broker.
 pub(crate) type ConnId = u64;
@@ -70,9 +71,30 @@ pub(crate) struct Delivery {
     pub(crate) retain: bool,
 }
 
-struct Client {
-    conn: ConnId,
-    takeover: Arc<Notify>,
+/// A network connection on its way to its session's task: the socket, what was read after
+/// its CONNECT, and the CONNECT itself.
+pub(crate) struct Attach {
+    pub(crate) stream: tokio::net::TcpStream,
+    pub(crate) read: bytes::BytesMut,
+    pub(crate) frame: bytes::BytesMut,
+    /// The client sent an empty identifier and the broker chose one.
+    pub(crate) assigned: bool,
+}
+
+/// Where a connecting client's session is.
+pub(crate) enum SessionSlot {
+    /// A task runs it: send the connection there.
+    Existing(mpsc::Sender<Attach>),
+    /// None: the caller runs a new one under this key, receiving later connections.
+    New {
+        key: ConnId,
+        resume: mpsc::Receiver<Attach>,
+    },
+}
+
+struct SessionEntry {
+    key: ConnId,
+    resume: mpsc::Sender<Attach>,
 }
 
 /// The shared state.
@@ -80,8 +102,12 @@ pub(crate) struct Router {
     subscriptions: RwLock<SubscriptionTree<ConnId, SubscriptionOptions>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     mailboxes: RwLock<HashMap<ConnId, mpsc::Sender<Delivery>>>,
-    clients: Mutex<HashMap<String, Client>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
     retain_available: bool,
+    next_key: AtomicU64,
+    links: AtomicUsize,
+    epoch: tokio::time::Instant,
+    stopped: watch::Receiver<bool>,
     pub(crate) stats: Stats,
 }
 
@@ -95,62 +121,99 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(retain_available: bool) -> Self {
+    pub(crate) fn new(retain_available: bool, stopped: watch::Receiver<bool>) -> Self {
         Self {
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
             mailboxes: RwLock::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             retain_available,
+            next_key: AtomicU64::new(1),
+            links: AtomicUsize::new(0),
+            epoch: tokio::time::Instant::now(),
+            stopped,
             stats: Stats::default(),
         }
     }
 
-    /// Registers a connected client; an earlier connection with the same client identifier
-    /// is told to go (session takeover).
-    pub(crate) fn register(
-        &self,
-        client_id: &str,
-        conn: ConnId,
-        mailbox: mpsc::Sender<Delivery>,
-        takeover: Arc<Notify>,
-    ) {
-        write(&self.mailboxes).insert(conn, mailbox);
-        let old = self
-            .clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(client_id.to_owned(), Client { conn, takeover });
-        if let Some(old) = old {
-            old.takeover.notify_one();
-        }
+    /// A key no session has had.
+    pub(crate) fn next_key(&self) -> ConnId {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Forgets a connection: its mailbox, its subscriptions and (if still its own) its client
-    /// identifier.
-    pub(crate) fn unregister<'f>(
-        &self,
-        client_id: &str,
-        conn: ConnId,
-        filters: impl Iterator<Item = &'f str>,
-    ) {
-        write(&self.mailboxes).remove(&conn);
-        {
-            let mut tree = write(&self.subscriptions);
-            for filter in filters {
-                if let Ok(filter) = TopicFilter::new(filter) {
-                    tree.remove(filter, &conn);
-                }
+    /// The broker's clock, as sessions count time.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// A session deadline on tokio's clock.
+    pub(crate) fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        self.epoch + std::time::Duration::from_millis(at.as_millis())
+    }
+
+    /// The broker's stop signal, for tasks started later.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    /// Finds the session of `client_id`, or reserves it for the caller.
+    pub(crate) fn attach(&self, client_id: &str) -> SessionSlot {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = sessions.get(client_id) {
+            if !entry.resume.is_closed() {
+                return SessionSlot::Existing(entry.resume.clone());
             }
         }
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if clients.get(client_id).is_some_and(|c| c.conn == conn) {
-            clients.remove(client_id);
+        let key = self.next_key();
+        let (resume, receiver) = mpsc::channel(4);
+        sessions.insert(client_id.to_owned(), SessionEntry { key, resume });
+        SessionSlot::New {
+            key,
+            resume: receiver,
         }
     }
 
-    /// The number of clients connected now.
-    pub(crate) fn connected(&self) -> usize {
+    /// Forgets the session `key` of `client_id` (if a newer one has not replaced it).
+    pub(crate) fn detach(&self, client_id: &str, key: ConnId) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if sessions.get(client_id).is_some_and(|e| e.key == key) {
+            sessions.remove(client_id);
+        }
+    }
+
+    pub(crate) fn open_mailbox(&self, key: ConnId, mailbox: mpsc::Sender<Delivery>) {
+        write(&self.mailboxes).insert(key, mailbox);
+    }
+
+    pub(crate) fn close_mailbox(&self, key: ConnId) {
+        write(&self.mailboxes).remove(&key);
+    }
+
+    /// Removes every subscription of session `key`.
+    pub(crate) fn unsubscribe_all(&self, key: ConnId, filters: impl Iterator<Item = String>) {
+        let mut tree = write(&self.subscriptions);
+        for filter in filters {
+            if let Ok(filter) = TopicFilter::new(&filter) {
+                tree.remove(filter, &key);
+            }
+        }
+    }
+
+    pub(crate) fn link_up(&self) {
+        self.links.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn link_down(&self) {
+        self.links.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Clients connected now.
+    pub(crate) fn links(&self) -> usize {
+        self.links.load(Ordering::Relaxed)
+    }
+
+    /// Sessions held now, connected or not.
+    pub(crate) fn sessions(&self) -> usize {
         read(&self.mailboxes).len()
     }
 

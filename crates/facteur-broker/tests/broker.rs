@@ -516,3 +516,198 @@ async fn a_slow_subscriber_is_bounded_and_its_drops_counted() {
     assert!(dropped >= 15, "dropped {dropped}");
     broker.shutdown().await;
 }
+
+/// Waits (bounded) until the broker's statistics satisfy `ready`.
+async fn until_stats(
+    broker: &BrokerHandle,
+    ready: impl Fn(&facteur_broker::StatsSnapshot) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !ready(&broker.stats()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            broker.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn persistent(version: ProtocolVersion, id: &str) -> Connect<'_> {
+    Connect {
+        clean_start: false,
+        ..Connect::new(version, id)
+    }
+}
+
+#[tokio::test]
+async fn persistent_session_keeps_subscriptions_and_queues_qos1_offline() {
+    let broker = broker_with(|_| {}).await;
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(persistent(V311, "keeper"))).await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x00, 0x00]);
+    sub.subscribe("news", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    drop(sub);
+    until_stats(&broker, |s| s.clients_connected == 0).await;
+
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    publisher
+        .send(&publish("news", b"a", QoS::AtLeastOnce, Some(1)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x01]);
+    publisher
+        .send(&publish("news", b"b", QoS::AtMostOnce, None))
+        .await;
+    publisher.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(publisher.recv_bytes().await, [0xD0, 0x00]);
+    until_stats(&broker, |s| s.messages_sent == 1 && s.dropped == 1).await;
+
+    // Back with clean session 0: session present, the QoS 1 message waiting, not the QoS 0.
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(persistent(V311, "keeper"))).await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x01, 0x00]);
+    assert_eq!(
+        sub.recv_bytes().await,
+        [0x32, 0x09, 0x00, 0x04, b'n', b'e', b'w', b's', 0x00, 0x01, b'a']
+    );
+    sub.send_bytes(&[0x40, 0x02, 0x00, 0x01]).await;
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    drop(sub);
+    until_stats(&broker, |s| s.clients_connected == 1).await;
+
+    // Clean session 1 discards it: no session present, no subscription left.
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(Connect::new(V311, "keeper")))
+        .await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x00, 0x00]);
+    publisher
+        .send(&publish("news", b"c", QoS::AtLeastOnce, Some(2)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x02]);
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn takeover_resumes_the_session_and_resends_unacknowledged_messages() {
+    let broker = broker_with(|_| {}).await;
+    let mut first = Peer::raw(&broker, V311).await;
+    first
+        .send(&Packet::Connect(persistent(V311, "mobile")))
+        .await;
+    assert_eq!(first.recv_bytes().await, [0x20, 0x02, 0x00, 0x00]);
+    first
+        .subscribe("gps", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V311, "tracker").await;
+    publisher
+        .send(&publish("gps", b"48.8", QoS::AtLeastOnce, Some(5)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x05]);
+    // Received, never acknowledged.
+    assert_eq!(
+        first.recv_bytes().await,
+        [0x32, 0x0B, 0x00, 0x03, b'g', b'p', b's', 0x00, 0x01, b'4', b'8', b'.', b'8']
+    );
+    let mut second = Peer::raw(&broker, V311).await;
+    second
+        .send(&Packet::Connect(persistent(V311, "mobile")))
+        .await;
+    assert!(first.closed().await);
+    assert_eq!(second.recv_bytes().await, [0x20, 0x02, 0x01, 0x00]);
+    // Resent with DUP, same packet identifier.
+    assert_eq!(
+        second.recv_bytes().await,
+        [0x3A, 0x0B, 0x00, 0x03, b'g', b'p', b's', 0x00, 0x01, b'4', b'8', b'.', b'8']
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_expiry_interval_5_0() {
+    let broker = broker_with(|_| {}).await;
+    let expiry = [facteur_codec::Property::SessionExpiryInterval(1)];
+    let connect = Connect {
+        clean_start: false,
+        properties: Properties::from_slice(&expiry),
+        ..Connect::new(V5, "brief")
+    };
+    let peer = Peer::connect(&broker, connect).await;
+    drop(peer);
+    until_stats(&broker, |s| s.clients_connected == 0 && s.sessions == 1).await;
+    let lost = std::time::Instant::now();
+    until_stats(&broker, |s| s.sessions == 0).await;
+    assert!(
+        lost.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        lost.elapsed()
+    );
+
+    // Default expiry 0: the session ends with the connection.
+    let peer = Peer::client(&broker, V5, "gone").await;
+    drop(peer);
+    until_stats(&broker, |s| s.sessions == 0 && s.clients_connected == 0).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn will_delay_and_a_reconnect_that_cancels_it() {
+    let broker = broker_with(|_| {}).await;
+    let mut watcher = Peer::client(&broker, V5, "watcher").await;
+    watcher
+        .subscribe("last/+", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
+        .await;
+    let props = |delay| [facteur_codec::Property::WillDelayInterval(delay)];
+    let session = [facteur_codec::Property::SessionExpiryInterval(60)];
+    let delayed = props(1);
+    let will = |topic, properties| Will {
+        topic,
+        payload: b"bye",
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties,
+    };
+    let a = Peer::connect(
+        &broker,
+        Connect {
+            will: Some(will("last/a", Properties::from_slice(&delayed))),
+            properties: Properties::from_slice(&session),
+            ..Connect::new(V5, "a")
+        },
+    )
+    .await;
+    drop(a);
+    let lost = std::time::Instant::now();
+    let got = watcher.recv_bytes().await;
+    assert!(
+        lost.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        lost.elapsed()
+    );
+    assert_eq!(&got[4..10], b"last/a");
+
+    let longer = props(2);
+    let b = Peer::connect(
+        &broker,
+        Connect {
+            will: Some(will("last/b", Properties::from_slice(&longer))),
+            properties: Properties::from_slice(&session),
+            ..Connect::new(V5, "b")
+        },
+    )
+    .await;
+    drop(b);
+    until_stats(&broker, |s| s.clients_connected == 1).await;
+    let back = Connect {
+        clean_start: false,
+        properties: Properties::from_slice(&session),
+        ..Connect::new(V5, "b")
+    };
+    let _b = Peer::connect(&broker, back).await;
+    assert_eq!(
+        watcher.try_recv_bytes(Duration::from_millis(2500)).await,
+        None
+    );
+    broker.shutdown().await;
+}
