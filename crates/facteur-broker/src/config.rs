@@ -117,6 +117,8 @@ pub struct Config {
     pub allow_zero_length_clientid: bool,
     /// Seconds a client has to send CONNECT after the TCP connection opens. Default 10.
     pub connect_timeout: u64,
+    /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off. Default 10.
+    pub sys_interval: u64,
 }
 
 impl Default for Config {
@@ -133,6 +135,7 @@ impl Default for Config {
             retain_available: true,
             allow_zero_length_clientid: true,
             connect_timeout: 10,
+            sys_interval: 10,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! expiry allows (persistent sessions: subscriptions kept, QoS 1/2 messages queued offline),
 //! and its will is published when the session state machine says it is due.
 
-use crate::router::{Attach, ConnId, Delivery, Message, Router, SessionSlot};
+use crate::router::{Attach, ConnId, Delivery, Message, Router, SessionSlot, Subscribed};
 use crate::Config;
 use bytes::{Buf, BytesMut};
 use facteur_codec::{
@@ -248,7 +248,10 @@ impl SessionTask {
                             link.end.get_or_insert(End::Lost);
                         }
                     }
-                    Ok(_) => self.on_bytes(),
+                    Ok(n) => {
+                        self.router.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        self.on_bytes();
+                    }
                 },
                 Some(attach) = resume.recv() => {
                     if self.link.is_some() {
@@ -398,6 +401,10 @@ impl SessionTask {
         if let Some(link) = &mut self.link {
             if !link.out.is_empty() {
                 link.stream.write_all(&link.out).await?;
+                self.router
+                    .stats
+                    .bytes_sent
+                    .fetch_add(link.out.len() as u64, Ordering::Relaxed);
                 link.out.clear();
             }
         }
@@ -561,7 +568,11 @@ impl SessionTask {
                 continue;
             }
             let options = subscription.options;
-            let new = self.router.subscribe(self.key, filter, options);
+            let subscribed = Subscribed {
+                options,
+                id: subscribe.properties.subscription_identifier(),
+            };
+            let new = self.router.subscribe(self.key, filter, subscribed);
             self.filters.insert(subscription.filter.to_owned());
             codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
@@ -580,6 +591,7 @@ impl SessionTask {
                         message,
                         qos,
                         retain: true,
+                        subscription_ids: subscribed.id.into_iter().collect(),
                     });
                 }
             }
@@ -630,10 +642,27 @@ impl SessionTask {
             return;
         }
         let message = &delivery.message;
+        // The subscriber's subscription identifiers join the message's own properties.
+        let with_ids: Vec<Property<'_>>;
+        let properties = if delivery.subscription_ids.is_empty() || !self.version.is_v5() {
+            message.properties()
+        } else {
+            with_ids = message
+                .properties()
+                .iter()
+                .chain(
+                    delivery
+                        .subscription_ids
+                        .iter()
+                        .map(|&id| Property::SubscriptionIdentifier(id)),
+                )
+                .collect();
+            Properties::from_slice(&with_ids)
+        };
         let publish = Publish {
             qos: delivery.qos,
             retain: delivery.retain,
-            properties: message.properties(),
+            properties,
             ..Publish::new(&message.topic, &message.payload)
         };
         match self.session.publish(&publish, now) {

@@ -28,13 +28,14 @@
 //! the highest granted QoS), retained messages with retain handling and retain-as-published,
 //! no local, wills on abnormal loss with 5.0 Will Delay, keep alive at 1.5×, a connect
 //! timeout, malformed packets closing only their connection (5.0: with the reason code),
-//! bounded per-client queues. Not yet: `$SYS`, subscription identifiers on delivery, TLS,
-//! WebSocket, authentication and ACLs.
+//! bounded per-client queues, subscription identifiers on delivery, `$SYS` topics every
+//! `sys_interval`. Not yet: TLS, WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
 
 mod config;
 mod connection;
 mod router;
+mod sys;
 
 pub use config::{Config, ConfigError, Listener};
 
@@ -55,8 +56,12 @@ pub struct Stats {
     pub messages_received: AtomicU64,
     /// Messages handed to subscribers' sessions.
     pub messages_sent: AtomicU64,
-    /// Messages dropped because a subscriber's queue was full.
+    /// Messages dropped because a subscriber's queue was full (or, offline, QoS 0).
     pub dropped: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes_received: AtomicU64,
+    /// Bytes written to clients.
+    pub bytes_sent: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -104,6 +109,13 @@ impl Broker {
                 socket,
                 config.clone(),
                 router.clone(),
+                stopped.clone(),
+            ));
+        }
+        if config.sys_interval > 0 {
+            tasks.spawn(sys::run(
+                router.clone(),
+                std::time::Duration::from_secs(config.sys_interval),
                 stopped.clone(),
             ));
         }

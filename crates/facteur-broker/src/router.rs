@@ -63,12 +63,22 @@ impl Message {
     }
 }
 
-/// A message on its way to one subscriber, at the QoS and retain flag it gets there.
+/// A message on its way to one subscriber, at the QoS and retain flag it gets there, with
+/// the identifiers of the subscriptions it matched (MQTT 5).
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
     pub(crate) message: Arc<Message>,
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
+    pub(crate) subscription_ids: Vec<u32>,
+}
+
+/// One subscription as the tree holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subscribed {
+    pub(crate) options: SubscriptionOptions,
+    /// The Subscription Identifier of the SUBSCRIBE that made it (MQTT 5).
+    pub(crate) id: Option<u32>,
 }
 
 /// A network connection on its way to its session's task: the socket, what was read after
@@ -99,13 +109,14 @@ struct SessionEntry {
 
 /// The shared state.
 pub(crate) struct Router {
-    subscriptions: RwLock<SubscriptionTree<ConnId, SubscriptionOptions>>,
+    subscriptions: RwLock<SubscriptionTree<ConnId, Subscribed>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     mailboxes: RwLock<HashMap<ConnId, mpsc::Sender<Delivery>>>,
     sessions: Mutex<HashMap<String, SessionEntry>>,
     retain_available: bool,
     next_key: AtomicU64,
     links: AtomicUsize,
+    max_links: AtomicUsize,
     epoch: tokio::time::Instant,
     stopped: watch::Receiver<bool>,
     pub(crate) stats: Stats,
@@ -130,6 +141,7 @@ impl Router {
             retain_available,
             next_key: AtomicU64::new(1),
             links: AtomicUsize::new(0),
+            max_links: AtomicUsize::new(0),
             epoch: tokio::time::Instant::now(),
             stopped,
             stats: Stats::default(),
@@ -200,7 +212,18 @@ impl Router {
     }
 
     pub(crate) fn link_up(&self) {
-        self.links.fetch_add(1, Ordering::Relaxed);
+        let now = self.links.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_links.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// The most clients connected at once since start.
+    pub(crate) fn max_links(&self) -> usize {
+        self.max_links.load(Ordering::Relaxed)
+    }
+
+    /// The number of retained messages.
+    pub(crate) fn retained_count(&self) -> usize {
+        read(&self.retained).len()
     }
 
     pub(crate) fn link_down(&self) {
@@ -227,10 +250,10 @@ impl Router {
         &self,
         conn: ConnId,
         filter: TopicFilter<'_>,
-        options: SubscriptionOptions,
+        subscribed: Subscribed,
     ) -> bool {
         write(&self.subscriptions)
-            .insert(filter, conn, options)
+            .insert(filter, conn, subscribed)
             .is_none()
     }
 
@@ -261,30 +284,39 @@ impl Router {
                 retained.insert(name, message.clone());
             }
         }
-        // (connection, qos, retain) for each client, highest QoS winning.
-        let mut targets: Vec<(ConnId, QoS, bool)> = Vec::new();
-        read(&self.subscriptions).for_each_match(name, |&conn, options| {
+        // One delivery per session, at the highest QoS its matching subscriptions grant.
+        let mut targets: Vec<(ConnId, Delivery)> = Vec::new();
+        read(&self.subscriptions).for_each_match(name, |&conn, subscribed| {
+            let options = subscribed.options;
             if options.no_local && conn == from {
                 return;
             }
             let qos = message.qos.min(options.qos);
             let retain = options.retain_as_published && message.retain;
-            match targets.iter_mut().find(|t| t.0 == conn) {
-                Some(t) => {
-                    t.1 = t.1.max(qos);
-                    t.2 |= retain;
+            let delivery = match targets.iter_mut().find(|t| t.0 == conn) {
+                Some((_, delivery)) => {
+                    delivery.qos = delivery.qos.max(qos);
+                    delivery.retain |= retain;
+                    delivery
                 }
-                None => targets.push((conn, qos, retain)),
-            }
+                None => {
+                    targets.push((
+                        conn,
+                        Delivery {
+                            message: message.clone(),
+                            qos,
+                            retain,
+                            subscription_ids: Vec::new(),
+                        },
+                    ));
+                    &mut targets.last_mut().expect("just pushed").1
+                }
+            };
+            delivery.subscription_ids.extend(subscribed.id);
         });
         let mailboxes = read(&self.mailboxes);
-        for (conn, qos, retain) in targets {
+        for (conn, delivery) in targets {
             if let Some(mailbox) = mailboxes.get(&conn) {
-                let delivery = Delivery {
-                    message: message.clone(),
-                    qos,
-                    retain,
-                };
                 if mailbox.try_send(delivery).is_err() {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }

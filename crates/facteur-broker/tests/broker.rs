@@ -711,3 +711,85 @@ async fn will_delay_and_a_reconnect_that_cancels_it() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn deliveries_carry_every_matching_subscription_identifier() {
+    let broker = broker_with(|_| {}).await;
+    let mut sub = Peer::client(&broker, V5, "ids").await;
+    for (filter, id, packet_id) in [("a/#", 7, 1u16), ("a/+", 300, 2)] {
+        let subs = [Subscription::new(filter, QoS::AtMostOnce)];
+        let props = [facteur_codec::Property::SubscriptionIdentifier(id)];
+        let subscribe = Subscribe {
+            properties: Properties::from_slice(&props),
+            ..Subscribe::new(packet_id, &subs)
+        };
+        sub.send(&Packet::Subscribe(subscribe)).await;
+        assert_eq!(
+            sub.recv_bytes().await,
+            [0x90, 0x04, 0x00, packet_id as u8, 0x00, 0x00]
+        );
+    }
+    let mut publisher = Peer::client(&broker, V5, "p").await;
+    publisher
+        .send(&publish("a/b", b"x", QoS::AtMostOnce, None))
+        .await;
+    // One PUBLISH, with Subscription Identifier 7 and 300 (0xAC 0x02) in match order.
+    let got = sub.recv_bytes().await;
+    let Ok(Status::Complete(d)) = decode(&got, V5, u32::MAX) else {
+        panic!()
+    };
+    let Packet::Publish(p) = d.packet else {
+        panic!()
+    };
+    let mut ids: Vec<u32> = p.properties.subscription_identifiers().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [7, 300]);
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn sys_topics_every_interval_not_matched_by_a_bare_wildcard() {
+    let broker = broker_with(|c| c.sys_interval = 1).await;
+    let mut everything = Peer::client(&broker, V311, "all").await;
+    everything
+        .subscribe("#", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
+        .await;
+    let mut admin = Peer::client(&broker, V311, "admin").await;
+    admin
+        .subscribe(
+            "$SYS/broker/clients/connected",
+            SubscriptionOptions::qos(QoS::AtMostOnce),
+            1,
+        )
+        .await;
+    // The retained value may predate the second client; a later update says 2.
+    let topic = b"$SYS/broker/clients/connected";
+    let mut values = Vec::new();
+    while values.last().map(Vec::as_slice) != Some(&b"2"[..]) {
+        assert!(values.len() < 4, "{values:?}");
+        let got = admin.recv_bytes().await;
+        assert_eq!(&got[4..4 + topic.len()], topic);
+        values.push(got[4 + topic.len()..].to_vec());
+    }
+    admin
+        .subscribe(
+            "$SYS/broker/load/messages/received/1min",
+            SubscriptionOptions::qos(QoS::AtMostOnce),
+            2,
+        )
+        .await;
+    let got = admin.recv_bytes().await;
+    let topic = b"$SYS/broker/load/messages/received/1min";
+    assert_eq!(&got[4..4 + topic.len()], topic);
+    let load: f64 = std::str::from_utf8(&got[4 + topic.len()..])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(load >= 0.0, "{load}");
+    assert_eq!(
+        everything.try_recv_bytes(Duration::from_millis(300)).await,
+        None
+    );
+    broker.shutdown().await;
+}
