@@ -34,10 +34,12 @@
 
 mod config;
 mod connection;
+mod local;
 mod router;
 mod sys;
 
 pub use config::{Config, ConfigError, Listener};
+pub use local::{LocalMessage, LocalSubscription};
 
 use router::Router;
 use std::net::SocketAddr;
@@ -120,6 +122,7 @@ impl Broker {
             ));
         }
         Ok(BrokerHandle {
+            queue_capacity: config.max_queued_messages,
             addrs,
             router,
             stop,
@@ -162,6 +165,7 @@ async fn accept_loop(
 /// A running broker: its addresses, its statistics, and the way to stop it.
 #[derive(Debug)]
 pub struct BrokerHandle {
+    queue_capacity: usize,
     addrs: Vec<SocketAddr>,
     router: Arc<Router>,
     stop: watch::Sender<bool>,
@@ -194,10 +198,35 @@ impl BrokerHandle {
         }
     }
 
+    /// Publishes a message from inside the process to every matching subscriber, as a
+    /// client's PUBLISH would be (stored first if `retain`; an empty retained payload clears
+    /// the topic).
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: facteur_codec::QoS,
+        retain: bool,
+    ) -> Result<(), facteur_topic::TopicError> {
+        local::publish(&self.router, topic, payload, qos, retain)
+    }
+
+    /// Subscribes from inside the process: matching messages (retained ones first) arrive
+    /// on the returned [`LocalSubscription`], up to `max_queued_messages` waiting.
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        qos: facteur_codec::QoS,
+    ) -> Result<LocalSubscription, facteur_topic::TopicError> {
+        LocalSubscription::new(&self.router, filter, qos, self.queue_capacity)
+    }
+
     /// Stops accepting, tells every client (5.0: DISCONNECT 0x8B, server shutting down),
     /// publishes their wills, and waits for every connection to close.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // In-process subscriptions see the end of their stream.
+        self.router.close_all_mailboxes();
     }
 }

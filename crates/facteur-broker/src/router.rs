@@ -197,6 +197,10 @@ impl Router {
         write(&self.mailboxes).insert(key, mailbox);
     }
 
+    pub(crate) fn close_all_mailboxes(&self) {
+        write(&self.mailboxes).clear();
+    }
+
     pub(crate) fn close_mailbox(&self, key: ConnId) {
         write(&self.mailboxes).remove(&key);
     }

@@ -793,3 +793,40 @@ async fn sys_topics_every_interval_not_matched_by_a_bare_wildcard() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn in_process_publish_and_subscribe() {
+    let broker = broker_with(|_| {}).await;
+    broker
+        .publish("etat/lampe", b"on", QoS::AtLeastOnce, true)
+        .unwrap();
+    let mut local = broker.subscribe("etat/#", QoS::AtMostOnce).unwrap();
+    let retained = local.recv().await.unwrap();
+    assert_eq!(
+        (
+            retained.topic.as_str(),
+            &retained.payload[..],
+            retained.qos,
+            retained.retain
+        ),
+        ("etat/lampe", &b"on"[..], QoS::AtMostOnce, true)
+    );
+    let mut client = Peer::client(&broker, V311, "c").await;
+    client
+        .send(&publish("etat/porte", b"ouverte", QoS::AtMostOnce, None))
+        .await;
+    let live = tokio::time::timeout(WAIT, local.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((live.topic.as_str(), live.retain), ("etat/porte", false));
+    assert!(broker
+        .publish("etat/#", b"", QoS::AtMostOnce, false)
+        .is_err());
+    assert_eq!(broker.stats().subscriptions, 1);
+    drop(local);
+    assert_eq!(broker.stats().subscriptions, 0);
+    let mut again = broker.subscribe("x", QoS::AtMostOnce).unwrap();
+    broker.shutdown().await;
+    assert_eq!(again.recv().await, None);
+}

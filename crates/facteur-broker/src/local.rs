@@ -1,0 +1,103 @@
+//! Publishing and subscribing inside the process that embeds the broker, without a socket.
+
+use crate::router::{ConnId, Delivery, Message, Router, Subscribed};
+use bytes::Bytes;
+use facteur_codec::{Properties, QoS, SubscriptionOptions};
+use facteur_topic::{TopicError, TopicFilter, TopicName};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A message received by a [`LocalSubscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMessage {
+    /// The topic it was published to.
+    pub topic: String,
+    /// The payload, shared with every other subscriber (not copied).
+    pub payload: Bytes,
+    /// The QoS it was delivered at (the lower of publish and subscription QoS).
+    pub qos: QoS,
+    /// True when it is a retained message sent at subscribe time.
+    pub retain: bool,
+}
+
+/// An in-process subscription made with
+/// [`BrokerHandle::subscribe`](crate::BrokerHandle::subscribe). Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct LocalSubscription {
+    key: ConnId,
+    filter: String,
+    mailbox: mpsc::Receiver<Delivery>,
+    router: Arc<Router>,
+}
+
+impl LocalSubscription {
+    pub(crate) fn new(
+        router: &Arc<Router>,
+        filter: &str,
+        qos: QoS,
+        capacity: usize,
+    ) -> Result<Self, TopicError> {
+        let parsed = TopicFilter::new(filter)?;
+        let key = router.next_key();
+        let (sender, mailbox) = mpsc::channel(capacity);
+        // Retained messages first, as a client would get them.
+        for message in router.retained_for(parsed) {
+            let delivery = Delivery {
+                qos: message.qos.min(qos),
+                message,
+                retain: true,
+                subscription_ids: Vec::new(),
+            };
+            if sender.try_send(delivery).is_err() {
+                break;
+            }
+        }
+        router.open_mailbox(key, sender);
+        let subscribed = Subscribed {
+            options: SubscriptionOptions::qos(qos),
+            id: None,
+        };
+        router.subscribe(key, parsed, subscribed);
+        Ok(Self {
+            key,
+            filter: filter.to_owned(),
+            mailbox,
+            router: router.clone(),
+        })
+    }
+
+    /// The next message, or `None` once the broker has stopped.
+    pub async fn recv(&mut self) -> Option<LocalMessage> {
+        let delivery = self.mailbox.recv().await?;
+        Some(LocalMessage {
+            topic: delivery.message.topic.clone(),
+            payload: delivery.message.payload.clone(),
+            qos: delivery.qos,
+            retain: delivery.retain,
+        })
+    }
+}
+
+impl Drop for LocalSubscription {
+    fn drop(&mut self) {
+        self.router
+            .unsubscribe_all(self.key, std::iter::once(std::mem::take(&mut self.filter)));
+        self.router.close_mailbox(self.key);
+    }
+}
+
+/// Publishes from inside the process, as a client would (retained if asked).
+pub(crate) fn publish(
+    router: &Router,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+) -> Result<(), TopicError> {
+    TopicName::new(topic)?;
+    router.publish(
+        0,
+        Message::new(topic, payload, qos, retain, &Properties::EMPTY),
+    );
+    Ok(())
+}
