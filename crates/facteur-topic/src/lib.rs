@@ -33,6 +33,8 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+mod arena;
 mod error;
 mod filter;
 #[cfg(feature = "alloc")]

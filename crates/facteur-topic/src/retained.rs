@@ -2,12 +2,12 @@
 
 use alloc::boxed::Box;
 use alloc::vec;
-use alloc::vec::Vec;
 use core::fmt;
 use core::mem::size_of;
 
+use crate::arena::{Arena, NodeId, TrieNode, ROOT};
 use crate::level::Level;
-use crate::tree::{NodeId, END, NONE, ROOT};
+use crate::tree::END;
 use crate::vecmap::VecMap;
 use crate::{TopicFilter, TopicName};
 
@@ -23,19 +23,38 @@ struct Entry<V> {
 
 #[derive(Debug, Clone)]
 struct Node<V> {
-    /// [`NONE`] for the root and free slots.
+    /// [`NONE`](crate::arena::NONE) for the root and free slots.
     parent: NodeId,
     children: VecMap<Level, NodeId>,
     value: Option<Box<Entry<V>>>,
 }
 
-impl<V> Node<V> {
+impl<V> TrieNode for Node<V> {
+    const ID_LIMIT: NodeId = ALL;
+    const FULL: &'static str = "retained index is full";
+
     fn new(parent: NodeId) -> Self {
         Self {
             parent,
             children: VecMap::default(),
             value: None,
         }
+    }
+
+    fn parent(&self) -> NodeId {
+        self.parent
+    }
+
+    fn children(&self) -> &VecMap<Level, NodeId> {
+        &self.children
+    }
+
+    fn children_mut(&mut self) -> &mut VecMap<Level, NodeId> {
+        &mut self.children
+    }
+
+    fn is_empty(&self) -> bool {
+        self.value.is_none() && self.children.is_empty()
     }
 }
 
@@ -72,8 +91,7 @@ impl<V> Node<V> {
 /// ```
 #[derive(Clone)]
 pub struct RetainedIndex<V> {
-    nodes: Vec<Node<V>>,
-    free: Vec<NodeId>,
+    nodes: Arena<Node<V>>,
     len: usize,
 }
 
@@ -96,8 +114,7 @@ impl<V> RetainedIndex<V> {
     /// An empty index.
     pub fn new() -> Self {
         Self {
-            nodes: vec![Node::new(NONE)],
-            free: Vec::new(),
+            nodes: Arena::new(),
             len: 0,
         }
     }
@@ -115,7 +132,7 @@ impl<V> RetainedIndex<V> {
     /// The number of trie nodes in use, the root excepted: one per distinct topic prefix, `0`
     /// when empty.
     pub fn node_count(&self) -> usize {
-        self.nodes.len() - self.free.len() - 1
+        self.nodes.node_count()
     }
 
     /// Removes every value.
@@ -127,14 +144,7 @@ impl<V> RetainedIndex<V> {
     /// load up to half of it can be unused. Slots freed by removals in the middle of the arena
     /// stay allocated, to be reused by later inserts.
     pub fn shrink_to_fit(&mut self) {
-        // Free slots at the end of the arena can go; the root (slot 0) is never free.
-        self.free.sort_unstable();
-        while self.free.last().map(|&id| id as usize) == Some(self.nodes.len() - 1) {
-            self.free.pop();
-            self.nodes.pop();
-        }
         self.nodes.shrink_to_fit();
-        self.free.shrink_to_fit();
     }
 
     /// An estimate of the bytes the index uses: node arena (at its capacity), level strings,
@@ -152,10 +162,7 @@ impl<V> RetainedIndex<V> {
                 n.children.heap_bytes() + keys + value
             })
             .sum();
-        size_of::<Self>()
-            + self.nodes.capacity() * size_of::<Node<V>>()
-            + self.free.capacity() * size_of::<NodeId>()
-            + nodes
+        size_of::<Self>() + self.nodes.heap_bytes() + nodes
     }
 
     /// Sets the value of `name`, returning the value it replaces.
@@ -164,20 +171,8 @@ impl<V> RetainedIndex<V> {
     ///
     /// If the index would need more than `u32::MAX - 1` nodes.
     pub fn insert(&mut self, name: TopicName<'_>, value: V) -> Option<V> {
-        let mut node = ROOT;
-        for level in name.levels() {
-            node = match self.nodes[node as usize].children.get(level.as_bytes()) {
-                Some(&child) => child,
-                None => {
-                    let child = self.allocate(node);
-                    self.nodes[node as usize]
-                        .children
-                        .insert(Level::new(level), child);
-                    child
-                }
-            };
-        }
-        let slot = &mut self.nodes[node as usize].value;
+        let node = self.nodes.find_or_insert(name.levels());
+        let slot = &mut self.nodes.get_mut(node).value;
         match slot {
             Some(entry) => Some(core::mem::replace(&mut entry.value, value)),
             None => {
@@ -193,24 +188,10 @@ impl<V> RetainedIndex<V> {
 
     /// Removes the value of `name`, returning it, and frees the nodes left empty.
     pub fn remove(&mut self, name: TopicName<'_>) -> Option<V> {
-        let mut node = self.find(name)?;
-        let entry = self.nodes[node as usize].value.take()?;
+        let node = self.find(name)?;
+        let entry = self.nodes.get_mut(node).value.take()?;
         self.len -= 1;
-        let mut levels = name.as_str().rsplit('/');
-        while node != ROOT {
-            let n = &self.nodes[node as usize];
-            if n.value.is_some() || !n.children.is_empty() {
-                break;
-            }
-            let parent = n.parent;
-            let level = levels.next().unwrap_or_default();
-            self.nodes[parent as usize]
-                .children
-                .remove(level.as_bytes());
-            self.nodes[node as usize] = Node::new(NONE);
-            self.free.push(node);
-            node = parent;
-        }
+        self.nodes.prune(node, name.as_str());
         if self.len == 0 {
             debug_assert_eq!(self.node_count(), 0);
             self.clear();
@@ -220,14 +201,14 @@ impl<V> RetainedIndex<V> {
 
     /// The value of `name`.
     pub fn get(&self, name: TopicName<'_>) -> Option<&V> {
-        let entry = self.nodes[self.find(name)? as usize].value.as_ref()?;
+        let entry = self.nodes.get(self.find(name)?).value.as_ref()?;
         Some(&entry.value)
     }
 
     /// The value of `name`, mutably.
     pub fn get_mut(&mut self, name: TopicName<'_>) -> Option<&mut V> {
         let node = self.find(name)?;
-        let entry = self.nodes[node as usize].value.as_mut()?;
+        let entry = self.nodes.get_mut(node).value.as_mut()?;
         Some(&mut entry.value)
     }
 
@@ -246,7 +227,7 @@ impl<V> RetainedIndex<V> {
         };
         let mut stack = vec![(ROOT, 0u32)];
         while let Some((id, pos)) = stack.pop() {
-            let node = &self.nodes[id as usize];
+            let node = self.nodes.get(id);
             // At the root, wildcards skip `$` topics.
             let visible = |level: &Level| id != ROOT || !level.is_dollar();
             if pos == ALL || pos == END {
@@ -292,24 +273,7 @@ impl<V> RetainedIndex<V> {
     }
 
     fn find(&self, name: TopicName<'_>) -> Option<NodeId> {
-        let mut node = ROOT;
-        for level in name.levels() {
-            node = *self.nodes[node as usize].children.get(level.as_bytes())?;
-        }
-        Some(node)
-    }
-
-    fn allocate(&mut self, parent: NodeId) -> NodeId {
-        if let Some(id) = self.free.pop() {
-            self.nodes[id as usize].parent = parent;
-            return id;
-        }
-        let id = NodeId::try_from(self.nodes.len())
-            .ok()
-            .filter(|&id| id < ALL)
-            .expect("retained index is full");
-        self.nodes.push(Node::new(parent));
-        id
+        self.nodes.find(name.levels())
     }
 }
 

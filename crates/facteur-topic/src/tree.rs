@@ -1,22 +1,16 @@
 //! The subscription tree: which subscribers want a published topic.
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::arena::{Arena, NodeId, TrieNode, NONE, ROOT};
 use crate::level::Level;
 use crate::vecmap::VecMap;
 use crate::{TopicFilter, TopicName};
 
-/// Index of a node in the arena.
-pub(crate) type NodeId = u32;
-/// "No node": an absent `+` child, the root's parent.
-pub(crate) const NONE: NodeId = NodeId::MAX;
-/// The root node, which is never freed.
-pub(crate) const ROOT: NodeId = 0;
 /// A position past the last level of a topic: every level has been consumed.
 pub(crate) const END: u32 = u32::MAX;
 
@@ -214,7 +208,10 @@ struct Node<K, V, P> {
     multi: Option<Box<Subscribers<K, V, P>>>,
 }
 
-impl<K, V, P> Node<K, V, P> {
+impl<K, V, P> TrieNode for Node<K, V, P> {
+    const ID_LIMIT: NodeId = NONE;
+    const FULL: &'static str = "subscription tree is full";
+
     fn new(parent: NodeId) -> Self {
         Self {
             parent,
@@ -224,19 +221,29 @@ impl<K, V, P> Node<K, V, P> {
             multi: None,
         }
     }
-}
 
-impl<K: Ord, V, P> Node<K, V, P> {
-    fn is_empty(&self) -> bool {
-        self.plus == NONE && self.children.is_empty() && self.here.is_none() && self.multi.is_none()
+    fn parent(&self) -> NodeId {
+        self.parent
     }
 
-    fn child(&self, level: &str) -> Option<NodeId> {
-        if level == "+" {
-            Some(self.plus).filter(|&c| c != NONE)
-        } else {
-            self.children.get(level.as_bytes()).copied()
-        }
+    fn children(&self) -> &VecMap<Level, NodeId> {
+        &self.children
+    }
+
+    fn children_mut(&mut self) -> &mut VecMap<Level, NodeId> {
+        &mut self.children
+    }
+
+    fn plus(&self) -> Option<NodeId> {
+        Some(self.plus)
+    }
+
+    fn plus_mut(&mut self) -> Option<&mut NodeId> {
+        Some(&mut self.plus)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.plus == NONE && self.children.is_empty() && self.here.is_none() && self.multi.is_none()
     }
 }
 
@@ -295,8 +302,7 @@ pub(crate) fn split_multi(filter: &str) -> (Option<&str>, bool) {
 #[derive(Clone)]
 pub struct SubscriptionTree<K, V, P = RoundRobin> {
     /// Slot [`ROOT`] is the root; free slots hold empty nodes.
-    nodes: Vec<Node<K, V, P>>,
-    free: Vec<NodeId>,
+    nodes: Arena<Node<K, V, P>>,
     len: usize,
 }
 
@@ -326,8 +332,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
     /// An empty tree whose shared-subscription groups pick members with `P`.
     pub fn with_pick() -> Self {
         Self {
-            nodes: vec![Node::new(NONE)],
-            free: Vec::new(),
+            nodes: Arena::new(),
             len: 0,
         }
     }
@@ -346,7 +351,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
     /// `n` levels uses at most `n` nodes (`n - 1` if it ends in `#`), fewer when it shares a
     /// prefix with another filter.
     pub fn node_count(&self) -> usize {
-        self.nodes.len() - self.free.len() - 1
+        self.nodes.node_count()
     }
 
     /// Removes every subscription.
@@ -358,14 +363,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
     /// load up to half of it can be unused. Slots freed by removals in the middle of the arena
     /// stay allocated, to be reused by later inserts.
     pub fn shrink_to_fit(&mut self) {
-        // Free slots at the end of the arena can go; the root (slot 0) is never free.
-        self.free.sort_unstable();
-        while self.free.last().map(|&id| id as usize) == Some(self.nodes.len() - 1) {
-            self.free.pop();
-            self.nodes.pop();
-        }
         self.nodes.shrink_to_fit();
-        self.free.shrink_to_fit();
     }
 
     /// An estimate of the heap and inline bytes the tree uses: the node arena (at its capacity),
@@ -385,10 +383,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
                 n.children.heap_bytes() + keys + subs(&n.here) + subs(&n.multi)
             })
             .sum();
-        size_of::<Self>()
-            + self.nodes.capacity() * size_of::<Node<K, V, P>>()
-            + self.free.capacity() * size_of::<NodeId>()
-            + nodes
+        size_of::<Self>() + self.nodes.heap_bytes() + nodes
     }
 
     /// Adds the subscription of `subscriber` to `filter`, or replaces its value if it exists,
@@ -404,11 +399,10 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
     {
         let (group, filter) = split_shared(filter);
         let (path, multi) = split_multi(filter);
-        let mut node = ROOT;
-        for level in path.into_iter().flat_map(|p| p.split('/')) {
-            node = self.child_or_insert(node, level);
-        }
-        let n = &mut self.nodes[node as usize];
+        let node = self
+            .nodes
+            .find_or_insert(path.into_iter().flat_map(|p| p.split('/')));
+        let n = self.nodes.get_mut(node);
         let slot = if multi { &mut n.multi } else { &mut n.here };
         let previous = slot
             .get_or_insert_with(|| Box::new(Subscribers::new()))
@@ -425,7 +419,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
         let (group, filter) = split_shared(filter);
         let (path, multi) = split_multi(filter);
         let node = self.find(path)?;
-        let n = &mut self.nodes[node as usize];
+        let n = self.nodes.get_mut(node);
         let slot = if multi { &mut n.multi } else { &mut n.here };
         let subs = slot.as_mut()?;
         let value = subs.remove(group, subscriber)?;
@@ -433,7 +427,12 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
             *slot = None;
         }
         self.len -= 1;
-        self.prune(node, path.unwrap_or(""));
+        self.nodes.prune(node, path.unwrap_or(""));
+        if self.len == 0 {
+            debug_assert_eq!(self.node_count(), 0);
+            // Empty again: give the arena back.
+            self.clear();
+        }
         Some(value)
     }
 
@@ -441,7 +440,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
     pub fn get(&self, filter: TopicFilter<'_>, subscriber: &K) -> Option<&V> {
         let (group, filter) = split_shared(filter);
         let (path, multi) = split_multi(filter);
-        let n = &self.nodes[self.find(path)? as usize];
+        let n = self.nodes.get(self.find(path)?);
         let slot = if multi { &n.multi } else { &n.here };
         slot.as_ref()?.get(group, subscriber)
     }
@@ -461,7 +460,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
         let mut stack = Stack::new();
         stack.push(Frame { node: ROOT, pos: 0 });
         while let Some(Frame { node, pos }) = stack.pop() {
-            let n = &self.nodes[node as usize];
+            let n = self.nodes.get(node);
             // A first-level wildcard must not match `$` topics.
             let wildcards = !(dollar && node == ROOT);
             if wildcards {
@@ -498,63 +497,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
 
     /// The node reached by the levels of `path` (the root for `None`), if it exists.
     fn find(&self, path: Option<&str>) -> Option<NodeId> {
-        let mut node = ROOT;
-        for level in path.into_iter().flat_map(|p| p.split('/')) {
-            node = self.nodes[node as usize].child(level)?;
-        }
-        Some(node)
-    }
-
-    fn child_or_insert(&mut self, parent: NodeId, level: &str) -> NodeId {
-        if let Some(child) = self.nodes[parent as usize].child(level) {
-            return child;
-        }
-        let child = self.allocate(parent);
-        let p = &mut self.nodes[parent as usize];
-        if level == "+" {
-            p.plus = child;
-        } else {
-            p.children.insert(Level::new(level), child);
-        }
-        child
-    }
-
-    fn allocate(&mut self, parent: NodeId) -> NodeId {
-        if let Some(id) = self.free.pop() {
-            self.nodes[id as usize].parent = parent;
-            return id;
-        }
-        let id = NodeId::try_from(self.nodes.len())
-            .ok()
-            .filter(|&id| id != NONE)
-            .expect("subscription tree is full");
-        self.nodes.push(Node::new(parent));
-        id
-    }
-
-    /// Frees `node` and its ancestors while they are empty; `path` holds the levels from the
-    /// root to `node`.
-    fn prune(&mut self, mut node: NodeId, path: &str) {
-        let mut levels = path.rsplit('/');
-        while node != ROOT && self.nodes[node as usize].is_empty() {
-            let level = levels.next().unwrap_or_default();
-            let parent = self.nodes[node as usize].parent;
-            let p = &mut self.nodes[parent as usize];
-            if level == "+" {
-                p.plus = NONE;
-            } else {
-                p.children.remove(level.as_bytes());
-            }
-            // Drop whatever capacity the slot kept.
-            self.nodes[node as usize] = Node::new(NONE);
-            self.free.push(node);
-            node = parent;
-        }
-        if self.len == 0 {
-            debug_assert_eq!(self.node_count(), 0);
-            // Empty again: give the arena back.
-            self.clear();
-        }
+        self.nodes.find(path.into_iter().flat_map(|p| p.split('/')))
     }
 }
 
