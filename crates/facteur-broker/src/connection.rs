@@ -28,7 +28,7 @@ pub(crate) async fn serve(
     router: Arc<Router>,
     stopped: watch::Receiver<bool>,
 ) {
-    let mut read = BytesMut::with_capacity(4096);
+    let mut read = BytesMut::new();
     let frame = match read_connect(&mut stream, &mut read, &config).await {
         Ok(Some(frame)) => frame,
         Ok(None) => return,
@@ -54,12 +54,13 @@ pub(crate) async fn serve(
         }
     };
     let assigned = connect.client_id.is_empty();
-    let mut attach = Attach {
+    // Boxed: the session's channel then holds pointers, not whole sockets and buffers.
+    let mut attach = Box::new(Attach {
         stream,
         read,
         frame,
         assigned,
-    };
+    });
     // At most twice: a session task that ended just now is replaced by a new one.
     for _ in 0..2 {
         match router.attach(&client_id) {
@@ -219,8 +220,8 @@ impl SessionTask {
 
     async fn run(
         mut self,
-        first: Attach,
-        mut resume: mpsc::Receiver<Attach>,
+        first: Box<Attach>,
+        mut resume: mpsc::Receiver<Box<Attach>>,
         mut stopped: watch::Receiver<bool>,
     ) {
         self.attach(first, false).await;
@@ -282,13 +283,13 @@ impl SessionTask {
 
     /// Takes a new network connection: answers its CONNECT, resuming this session or
     /// starting it afresh as the client asks.
-    async fn attach(&mut self, attach: Attach, had_state: bool) {
+    async fn attach(&mut self, attach: Box<Attach>, had_state: bool) {
         let Attach {
             mut stream,
             read,
             frame,
             assigned,
-        } = attach;
+        } = *attach;
         let Some((connect, _)) = parse_connect(&frame) else {
             return;
         };
@@ -363,7 +364,7 @@ impl SessionTask {
         let mut link = Link {
             stream,
             read,
-            out: Vec::with_capacity(4096),
+            out: Vec::new(),
             end: None,
         };
         encode_into(&mut link.out, version, &Packet::ConnAck(connack));
@@ -406,6 +407,10 @@ impl SessionTask {
                     .bytes_sent
                     .fetch_add(link.out.len() as u64, Ordering::Relaxed);
                 link.out.clear();
+                // An idle connection keeps no large buffer.
+                if link.out.capacity() > IDLE_BUFFER {
+                    link.out = Vec::new();
+                }
             }
         }
         Ok(())
@@ -452,7 +457,7 @@ impl SessionTask {
 
     /// Ends the task: subscriptions and mailbox go; connections that arrived meanwhile get a
     /// session task of their own.
-    fn end(mut self, mut resume: mpsc::Receiver<Attach>) {
+    fn end(mut self, mut resume: mpsc::Receiver<Box<Attach>>) {
         self.router.detach(&self.client_id, self.key);
         self.router.unsubscribe_all(self.key, self.filters.drain());
         self.router.close_mailbox(self.key);
@@ -513,6 +518,9 @@ impl SessionTask {
             }
         }
         if let Some(link) = &mut self.link {
+            if read.is_empty() && read.capacity() > IDLE_BUFFER {
+                read = BytesMut::new();
+            }
             link.read = read;
         }
     }
@@ -685,35 +693,36 @@ impl SessionTask {
         let Some(link) = &mut self.link else {
             return;
         };
-        let out = &mut link.out;
-        loop {
-            let at = out.len();
-            out.resize(at + 16 * 1024, 0);
-            match self.session.poll_transmit(now, &mut out[at..]) {
-                Ok(Some(n)) => out.truncate(at + n),
-                Ok(None) => {
-                    out.truncate(at);
-                    break;
-                }
-                Err(facteur_codec::EncodeError::BufferTooSmall { required, .. }) => {
-                    out.truncate(at);
-                    out.resize(at + required, 0);
-                    match self.session.poll_transmit(now, &mut out[at..]) {
-                        Ok(Some(n)) => out.truncate(at + n),
-                        _ => {
-                            out.truncate(at);
-                            break;
+        // The session encodes into a per-thread scratch buffer (no await in between), so a
+        // connection's own buffer only grows to what it actually sends.
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            loop {
+                match self.session.poll_transmit(now, &mut scratch) {
+                    Ok(Some(n)) => link.out.extend_from_slice(&scratch[..n]),
+                    Ok(None) => break,
+                    Err(facteur_codec::EncodeError::BufferTooSmall { required, .. }) => {
+                        let mut big = vec![0u8; required];
+                        match self.session.poll_transmit(now, &mut big) {
+                            Ok(Some(n)) => link.out.extend_from_slice(&big[..n]),
+                            _ => break,
                         }
                     }
-                }
-                Err(error) => {
-                    out.truncate(at);
-                    tracing::warn!(client = %self.client_id, %error, "cannot encode");
-                    break;
+                    Err(error) => {
+                        tracing::warn!(client = %self.client_id, %error, "cannot encode");
+                        break;
+                    }
                 }
             }
-        }
+        });
     }
+}
+
+/// Buffers larger than this are released when a connection goes idle.
+const IDLE_BUFFER: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
 }
 
 fn encode_into(out: &mut Vec<u8>, version: ProtocolVersion, packet: &Packet<'_>) {

@@ -1,4 +1,7 @@
-//! The `facteur` program: `facteur broker [-c facteur.toml]`.
+//! The `facteur` program: `facteur broker [-c facteur.toml]`, and `facteur bench`, a load
+//! generator for any MQTT 3.1.1 broker.
+
+mod bench;
 
 use clap::{Parser, Subcommand};
 use facteur_broker::{Broker, Config};
@@ -21,6 +24,32 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Measures an MQTT broker (facteur or another): throughput for fan-in, fan-out and
+    /// point-to-point at QoS 0 and 1, latency percentiles at a fixed rate, and idle
+    /// connections. Prints markdown tables.
+    Bench {
+        /// The broker's address.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The broker's port.
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+        /// Seconds each throughput and latency run lasts.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Messages per second for the latency runs.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Idle connections to open at the end (0: skip).
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// The broker's process id, to report its RSS per idle connection.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Only the throughput runs whose "scenario/qos/size" contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +62,34 @@ fn main() -> std::process::ExitCode {
     let config = match cli.command {
         None | Some(Command::Broker { config: None }) => Ok(Config::default()),
         Some(Command::Broker { config: Some(path) }) => Config::load(&path),
+        Some(Command::Bench {
+            host,
+            port,
+            duration,
+            rate,
+            idle,
+            pid,
+            only,
+        }) => {
+            let options = bench::Options {
+                addr: std::net::SocketAddr::new(host, port),
+                duration: std::time::Duration::from_secs(duration),
+                pid,
+                idle,
+                rate,
+                only,
+            };
+            let result = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(bench::run(options)).map_err(|e| e.to_string()));
+            return match result {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("facteur bench: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
     };
     let config = match config {
         Ok(config) => config,

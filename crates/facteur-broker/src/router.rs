@@ -94,17 +94,17 @@ pub(crate) struct Attach {
 /// Where a connecting client's session is.
 pub(crate) enum SessionSlot {
     /// A task runs it: send the connection there.
-    Existing(mpsc::Sender<Attach>),
+    Existing(mpsc::Sender<Box<Attach>>),
     /// None: the caller runs a new one under this key, receiving later connections.
     New {
         key: ConnId,
-        resume: mpsc::Receiver<Attach>,
+        resume: mpsc::Receiver<Box<Attach>>,
     },
 }
 
 struct SessionEntry {
     key: ConnId,
-    resume: mpsc::Sender<Attach>,
+    resume: mpsc::Sender<Box<Attach>>,
 }
 
 /// The shared state.

@@ -1,0 +1,493 @@
+//! `facteur bench`: a load generator in the style of emqtt-bench, for any MQTT 3.1.1 broker.
+//!
+//! It speaks MQTT through facteur-codec over plain tokio sockets and measures, against the
+//! broker at `--host`/`--port`:
+//! * throughput: fan-in (8 publishers → 1 wildcard subscriber), fan-out (1 → 8, 1 → 1000),
+//!   point-to-point (16 pairs), each at QoS 0 and 1 with 64 B and 1 KiB payloads; QoS 1
+//!   loss is counted (messages the broker acknowledged that no subscriber received);
+//! * latency percentiles at a fixed rate (1 publisher → 1 subscriber);
+//! * idle connections: connects per second, and the broker's RSS per connection (given its
+//!   `--pid`).
+
+use bytes::BytesMut;
+use facteur_codec::{
+    decode, frame, Connect, Encode, Packet, ProtocolVersion, PubResponse, Publish, QoS, Status,
+    Subscribe, Subscription,
+};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+const V: ProtocolVersion = ProtocolVersion::V3_1_1;
+const WAIT: Duration = Duration::from_secs(10);
+/// Unacknowledged QoS 1 messages a publisher keeps in flight.
+const WINDOW: usize = 16;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) addr: SocketAddr,
+    pub(crate) duration: Duration,
+    pub(crate) pid: Option<u32>,
+    pub(crate) idle: usize,
+    pub(crate) rate: u64,
+    /// Only throughput rows whose "scenario/qos/size" text contains this.
+    pub(crate) only: Option<String>,
+}
+
+struct Conn {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    buf: BytesMut,
+}
+
+fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) {
+    let at = out.len();
+    let len = packet.encoded_len(V).expect("valid packet");
+    out.resize(at + len, 0);
+    packet.encode(V, &mut out[at..]).expect("sized");
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, id: &str, keep_alive: u16) -> Result<Self, Error> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let mut conn = Self {
+            read,
+            write,
+            buf: BytesMut::with_capacity(64 * 1024),
+        };
+        let mut out = Vec::new();
+        encode(
+            &Packet::Connect(Connect {
+                keep_alive,
+                ..Connect::new(V, id)
+            }),
+            &mut out,
+        );
+        conn.write.write_all(&out).await?;
+        let connack = tokio::time::timeout(WAIT, conn.next()).await??;
+        if connack.get(3) != Some(&0) {
+            return Err(format!("refused: {connack:02X?}").into());
+        }
+        Ok(conn)
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<(), Error> {
+        let subs = [Subscription::new(filter, qos)];
+        let mut out = Vec::new();
+        encode(&Packet::Subscribe(Subscribe::new(1, &subs)), &mut out);
+        self.write.write_all(&out).await?;
+        let suback = tokio::time::timeout(WAIT, self.next()).await??;
+        if suback.first() != Some(&0x90) {
+            return Err("no SUBACK".into());
+        }
+        Ok(())
+    }
+
+    /// The next whole packet.
+    async fn next(&mut self) -> Result<BytesMut, Error> {
+        next_frame(&mut self.read, &mut self.buf).await
+    }
+}
+
+async fn next_frame(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<BytesMut, Error> {
+    loop {
+        if let Status::Complete(header) = frame(buf, u32::MAX)? {
+            return Ok(buf.split_to(header.packet_len()));
+        }
+        if read.read_buf(buf).await? == 0 {
+            return Err("connection closed".into());
+        }
+    }
+}
+
+/// What the subscribers saw.
+#[derive(Default)]
+struct Seen {
+    received: AtomicU64,
+    last_nanos: AtomicU64,
+    latencies: Mutex<Vec<u32>>,
+}
+
+/// Reads PUBLISH packets until the connection ends: counts them, acknowledges QoS 1, and
+/// records the latency written in the payload's first 8 bytes.
+async fn subscriber(mut conn: Conn, start: Instant, seen: Arc<Seen>, keep_latencies: bool) {
+    let mut acks = Vec::new();
+    loop {
+        let Ok(bytes) = conn.next().await else { break };
+        let Ok(Status::Complete(d)) = decode(&bytes, V, u32::MAX) else {
+            break;
+        };
+        if let Packet::Publish(p) = d.packet {
+            let now = start.elapsed().as_nanos() as u64;
+            if keep_latencies && p.payload.len() >= 8 {
+                let mut sent = [0u8; 8];
+                sent.copy_from_slice(&p.payload[..8]);
+                let micros = now.saturating_sub(u64::from_le_bytes(sent)) / 1000;
+                // Recorded as they come: the task is stopped from outside.
+                seen.latencies
+                    .lock()
+                    .unwrap()
+                    .push(micros.min(u64::from(u32::MAX)) as u32);
+            }
+            seen.received.fetch_add(1, Ordering::Relaxed);
+            seen.last_nanos.fetch_max(now, Ordering::Relaxed);
+            if let Some(id) = p.packet_id {
+                encode(&Packet::PubAck(PubResponse::new(id)), &mut acks);
+            }
+        }
+        // Acknowledge in batches: whatever is already buffered first.
+        if !acks.is_empty() && conn.buf.is_empty() {
+            if conn.write.write_all(&acks).await.is_err() {
+                break;
+            }
+            acks.clear();
+        }
+    }
+}
+
+/// What one publisher sends: to `topic`, at `qos`, `size` bytes, as fast as the window
+/// allows or at `rate` a second.
+struct Plan {
+    topic: String,
+    qos: QoS,
+    size: usize,
+    rate: Option<u64>,
+}
+
+/// Publishes until `stop`; counts acknowledgements in `acked`; returns how many were sent.
+async fn publisher(
+    conn: Conn,
+    plan: Plan,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+) -> Result<u64, Error> {
+    let Plan {
+        topic,
+        qos,
+        size,
+        rate,
+    } = plan;
+    let Conn {
+        mut read,
+        mut write,
+        mut buf,
+    } = conn;
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let reader = {
+        let window = window.clone();
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            while let Ok(bytes) = next_frame(&mut read, &mut buf).await {
+                if bytes.first() == Some(&0x40) {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    window.add_permits(1);
+                }
+            }
+        })
+    };
+    let mut payload = vec![0x5Au8; size.max(8)];
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut sent = 0u64;
+    let mut next_id: u16 = 0;
+    let interval = rate.map(|r| Duration::from_nanos(1_000_000_000 / r.max(1)));
+    while !stop.load(Ordering::Relaxed) {
+        let batch = if interval.is_some() { 1 } else { 32 };
+        for _ in 0..batch {
+            let packet_id = if qos == QoS::AtMostOnce {
+                None
+            } else {
+                // Send what is batched before waiting for acknowledgements.
+                match window.try_acquire() {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => {
+                        write.write_all(&out).await?;
+                        out.clear();
+                        window.acquire().await?.forget();
+                    }
+                }
+                next_id = next_id.checked_add(1).unwrap_or(1);
+                Some(next_id)
+            };
+            let now = start.elapsed().as_nanos() as u64;
+            payload[..8].copy_from_slice(&now.to_le_bytes());
+            let publish = Publish {
+                qos,
+                packet_id,
+                ..Publish::new(&topic, &payload)
+            };
+            encode(&Packet::Publish(publish), &mut out);
+            sent += 1;
+        }
+        write.write_all(&out).await?;
+        out.clear();
+        if let Some(interval) = interval {
+            tokio::time::sleep_until((start + interval * sent as u32).into()).await;
+        }
+    }
+    // QoS 1: wait for the last acknowledgements.
+    if qos != QoS::AtMostOnce {
+        let _ = tokio::time::timeout(WAIT, window.acquire_many(WINDOW as u32)).await;
+    }
+    reader.abort();
+    Ok(sent)
+}
+
+/// A throughput scenario.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    FanIn,
+    FanOut(usize),
+    PointToPoint(usize),
+}
+
+impl Shape {
+    fn name(self) -> String {
+        match self {
+            Self::FanIn => "fan-in 8→1".into(),
+            Self::FanOut(n) => format!("fan-out 1→{n}"),
+            Self::PointToPoint(n) => format!("p2p {n} pairs"),
+        }
+    }
+}
+
+/// One row of results.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) scenario: String,
+    pub(crate) qos: u8,
+    pub(crate) size: usize,
+    pub(crate) delivered_per_sec: f64,
+    pub(crate) lost: u64,
+}
+
+async fn throughput(
+    opts: &Options,
+    shape: Shape,
+    qos: QoS,
+    size: usize,
+    run: usize,
+) -> Result<Row, Error> {
+    let start = Instant::now();
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let prefix = format!("bench/{run}");
+    // (subscriber filter) list and (publisher topic) list, and how many copies each gets.
+    let (filters, topics, copies): (Vec<String>, Vec<String>, u64) = match shape {
+        Shape::FanIn => (
+            vec![format!("{prefix}/+/in")],
+            (0..8).map(|i| format!("{prefix}/{i}/in")).collect(),
+            1,
+        ),
+        Shape::FanOut(n) => (
+            vec![format!("{prefix}/out"); n],
+            vec![format!("{prefix}/out")],
+            n as u64,
+        ),
+        Shape::PointToPoint(n) => (
+            (0..n).map(|i| format!("{prefix}/p/{i}")).collect(),
+            (0..n).map(|i| format!("{prefix}/p/{i}")).collect(),
+            1,
+        ),
+    };
+    let mut subscribers = Vec::new();
+    for (i, filter) in filters.iter().enumerate() {
+        let mut conn = Conn::open(opts.addr, &format!("{prefix}-sub-{i}"), 600).await?;
+        conn.subscribe(filter, qos).await?;
+        subscribers.push(tokio::spawn(subscriber(conn, start, seen.clone(), false)));
+    }
+    let mut publishers = Vec::new();
+    for (i, topic) in topics.iter().enumerate() {
+        let conn = Conn::open(opts.addr, &format!("{prefix}-pub-{i}"), 600).await?;
+        let plan = Plan {
+            topic: topic.clone(),
+            qos,
+            size,
+            rate: None,
+        };
+        publishers.push(tokio::spawn(publisher(
+            conn,
+            plan,
+            start,
+            stop.clone(),
+            acked.clone(),
+        )));
+    }
+    let before = seen.received.load(Ordering::Relaxed);
+    tokio::time::sleep(opts.duration).await;
+    let during = seen.received.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for p in publishers {
+        sent += p.await??;
+    }
+    // Let deliveries drain: until nothing arrives for 300 ms (at most WAIT).
+    let deadline = Instant::now() + WAIT;
+    let mut last = u64::MAX;
+    while Instant::now() < deadline {
+        let now = seen.received.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for s in subscribers {
+        s.abort();
+    }
+    let received = seen.received.load(Ordering::Relaxed);
+    let lost = if qos == QoS::AtMostOnce {
+        (sent * copies).saturating_sub(received)
+    } else {
+        (acked.load(Ordering::Relaxed) * copies).saturating_sub(received)
+    };
+    Ok(Row {
+        scenario: shape.name(),
+        qos: qos as u8,
+        size,
+        delivered_per_sec: during as f64 / opts.duration.as_secs_f64(),
+        lost,
+    })
+}
+
+/// Latency percentiles (µs) at a fixed rate, 1 publisher → 1 subscriber.
+async fn latency(opts: &Options, qos: QoS, run: usize) -> Result<[u32; 4], Error> {
+    let start = Instant::now();
+    let seen = Arc::new(Seen::default());
+    let topic = format!("bench/{run}/lat");
+    let mut sub = Conn::open(opts.addr, &format!("lat-sub-{run}"), 600).await?;
+    sub.subscribe(&topic, qos).await?;
+    let task = tokio::spawn(subscriber(sub, start, seen.clone(), true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let conn = Conn::open(opts.addr, &format!("lat-pub-{run}"), 600).await?;
+    let plan = Plan {
+        topic,
+        qos,
+        size: 64,
+        rate: Some(opts.rate),
+    };
+    let publisher = tokio::spawn(publisher(
+        conn,
+        plan,
+        start,
+        stop.clone(),
+        Arc::new(AtomicU64::new(0)),
+    ));
+    tokio::time::sleep(opts.duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = publisher.await??;
+    let deadline = Instant::now() + WAIT;
+    while seen.received.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let mut all = std::mem::take(&mut *seen.latencies.lock().unwrap());
+    if all.is_empty() {
+        return Err("no message received".into());
+    }
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    Ok([at(0.5), at(0.9), at(0.99), at(0.999)])
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Opens `n` idle connections: connects per second and RSS per connection.
+async fn idle(opts: &Options) -> Result<(f64, Option<f64>), Error> {
+    let before = opts.pid.and_then(rss_kib);
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(opts.idle);
+    let mut pending = tokio::task::JoinSet::new();
+    let addr = opts.addr;
+    for i in 0..opts.idle {
+        pending.spawn(async move { Conn::open(addr, &format!("idle-{i}"), 600).await });
+        // At most 200 handshakes at a time.
+        if pending.len() >= 200 {
+            if let Some(done) = pending.join_next().await {
+                conns.push(done??);
+            }
+        }
+    }
+    while let Some(done) = pending.join_next().await {
+        conns.push(done??);
+    }
+    let per_sec = opts.idle as f64 / started.elapsed().as_secs_f64();
+    // Let the broker settle, then read its memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = opts.pid.and_then(rss_kib);
+    let per_conn = match (before, after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 * 1024.0 / opts.idle as f64),
+        _ => None,
+    };
+    drop(conns);
+    Ok((per_sec, per_conn))
+}
+
+/// Runs everything and prints markdown tables.
+pub(crate) async fn run(opts: Options) -> Result<(), Error> {
+    println!("| scenario | QoS | payload | delivered msg/s | lost |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let shapes = [
+        Shape::FanIn,
+        Shape::FanOut(8),
+        Shape::FanOut(1000),
+        Shape::PointToPoint(16),
+    ];
+    let mut run = 0;
+    for shape in shapes {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+            for size in [64, 1024] {
+                run += 1;
+                let label = format!("{}/{}/{size}", shape.name(), qos as u8);
+                if opts
+                    .only
+                    .as_ref()
+                    .is_some_and(|only| !label.contains(only.as_str()))
+                {
+                    continue;
+                }
+                eprintln!("running {label}");
+                let row = throughput(&opts, shape, qos, size, run).await?;
+                println!(
+                    "| {} | {} | {} B | {:.0} | {} |",
+                    row.scenario, row.qos, row.size, row.delivered_per_sec, row.lost
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "| latency at {} msg/s | p50 µs | p90 µs | p99 µs | p99.9 µs |",
+        opts.rate
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+        run += 1;
+        let [p50, p90, p99, p999] = latency(&opts, qos, run).await?;
+        println!("| QoS {} | {p50} | {p90} | {p99} | {p999} |", qos as u8);
+    }
+    println!();
+    if opts.idle > 0 {
+        let (per_sec, per_conn) = idle(&opts).await?;
+        let rss = per_conn.map_or("n/a (no --pid)".to_string(), |b| format!("{b:.0} B"));
+        println!("| idle connections | connects/s | broker RSS per connection |");
+        println!("| --- | ---: | ---: |");
+        println!("| {} | {per_sec:.0} | {rss} |", opts.idle);
+    }
+    Ok(())
+}
