@@ -3,7 +3,7 @@
 //! expiry allows (persistent sessions: subscriptions kept, QoS 1/2 messages queued offline),
 //! and its will is published when the session state machine says it is due.
 
-use crate::router::{Attach, ConnId, Delivery, Message, Router, SessionSlot, Subscribed};
+use crate::router::{Attach, ConnId, Delivery, Message, Router, SessionSlot, Subscribed, Waiting};
 use crate::Config;
 use bytes::{Buf, BytesMut};
 use facteur_codec::{
@@ -14,7 +14,7 @@ use facteur_codec::{
 use facteur_session::{AllocStore, Connection, Event, Instant, Role, Session};
 use facteur_topic::TopicFilter;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -181,6 +181,10 @@ struct SessionTask {
     mailbox: mpsc::Receiver<Delivery>,
     filters: HashSet<String>,
     link: Option<Link>,
+    /// Whether a client is connected (read by publishers deciding to wait or drop).
+    online: Arc<AtomicBool>,
+    /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
+    waiting: Vec<Waiting>,
     router: Arc<Router>,
     config: Arc<Config>,
 }
@@ -188,7 +192,8 @@ struct SessionTask {
 impl SessionTask {
     fn new(key: ConnId, client_id: String, config: &Arc<Config>, router: &Arc<Router>) -> Self {
         let (sender, mailbox) = mpsc::channel(config.max_queued_messages);
-        router.open_mailbox(key, sender);
+        let online = Arc::new(AtomicBool::new(false));
+        router.open_mailbox(key, sender, online.clone());
         Self {
             key,
             client_id,
@@ -197,6 +202,8 @@ impl SessionTask {
             mailbox,
             filters: HashSet::new(),
             link: None,
+            online,
+            waiting: Vec::new(),
             router: router.clone(),
             config: config.clone(),
         }
@@ -238,6 +245,12 @@ impl SessionTask {
             if over {
                 break;
             }
+            if !self.waiting.is_empty() {
+                self.wait_for_room().await;
+                // Packets that were read but held back while waiting.
+                self.on_bytes();
+                continue;
+            }
             let deadline = self
                 .session
                 .poll_timeout()
@@ -263,7 +276,7 @@ impl SessionTask {
                     }
                     self.attach(attach, true).await;
                 }
-                Some(delivery) = self.mailbox.recv() => self.deliver(delivery),
+                Some(delivery) = self.mailbox.recv(), if self.has_room() => self.deliver(delivery),
                 _ = sleep_until(deadline) => {
                     let now = self.now();
                     self.session.handle_timeout(now);
@@ -369,10 +382,22 @@ impl SessionTask {
         };
         encode_into(&mut link.out, version, &Packet::ConnAck(connack));
         self.router.link_up();
+        self.online.store(true, Ordering::Relaxed);
         self.link = Some(link);
         tracing::debug!(client = %self.client_id, %version, present, "connected");
         // Bytes that came after CONNECT in the same read.
         self.on_bytes();
+    }
+
+    /// Waits (bounded) until the full mailboxes this session's publishes are owed to have
+    /// room. Meanwhile nothing more is read from this client: TCP slows its publishing down.
+    async fn wait_for_room(&mut self) {
+        for (mailbox, delivery) in std::mem::take(&mut self.waiting) {
+            let sent = tokio::time::timeout(BACKPRESSURE_WAIT, mailbox.send(delivery)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Starts the session afresh: no subscriptions, nothing queued or in flight.
@@ -389,6 +414,7 @@ impl SessionTask {
         };
         let _ = link.stream.shutdown().await;
         self.router.link_down();
+        self.online.store(false, Ordering::Relaxed);
         let now = self.now();
         self.session.on_connection_lost(now);
         // A will without delay, or a session ending now, is due at once.
@@ -451,7 +477,8 @@ impl SessionTask {
         if let Some(message) = message {
             tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             self.session.clear_will();
-            self.router.publish(self.key, message);
+            let waiting = self.router.publish(self.key, message);
+            self.router.drop_waiting(waiting);
         }
     }
 
@@ -496,7 +523,7 @@ impl SessionTask {
         let Some(mut read) = self.link.as_mut().map(|l| std::mem::take(&mut l.read)) else {
             return;
         };
-        while self.link.as_ref().is_some_and(|l| l.end.is_none()) {
+        while self.link.as_ref().is_some_and(|l| l.end.is_none()) && self.waiting.is_empty() {
             match decode(&read, self.version, self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
@@ -551,7 +578,8 @@ impl SessionTask {
                     .filter(|p| limit == 0 || p.payload.len() <= limit)
                     .map(|p| Message::new(p.topic, p.payload, p.qos, p.retain, &p.properties));
                 if let Some(message) = message {
-                    self.router.publish(self.key, message);
+                    let waiting = self.router.publish(self.key, message);
+                    self.waiting.extend(waiting);
                 }
             }
             other => {
@@ -629,11 +657,20 @@ impl SessionTask {
         )));
     }
 
+    /// True while the session's queue can take more: otherwise deliveries stay in the
+    /// mailbox, which fills, and publishers wait (QoS 1/2) or drop (QoS 0).
+    fn has_room(&self) -> bool {
+        self.link.is_none() || self.session.queued() < self.config.max_queued_messages
+    }
+
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now();
         self.publish_to_session(&delivery, now);
         // Take whatever else is already waiting, so it goes out in the same write.
-        while let Ok(delivery) = self.mailbox.try_recv() {
+        while self.has_room() {
+            let Ok(delivery) = self.mailbox.try_recv() else {
+                break;
+            };
             self.publish_to_session(&delivery, now);
         }
     }
@@ -717,6 +754,11 @@ impl SessionTask {
         });
     }
 }
+
+/// How long a publishing connection waits for room in a connected subscriber's full mailbox
+/// before the QoS 1/2 delivery is dropped (and counted): long enough for a subscriber that is
+/// merely slower, short enough that a stuck one cannot stall publishers.
+const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Buffers larger than this are released when a connection goes idle.
 const IDLE_BUFFER: usize = 16 * 1024;

@@ -52,7 +52,11 @@ impl LocalSubscription {
                 break;
             }
         }
-        router.open_mailbox(key, sender);
+        router.open_mailbox(
+            key,
+            sender,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
         let subscribed = Subscribed {
             options: SubscriptionOptions::qos(qos),
             id: None,
@@ -95,9 +99,8 @@ pub(crate) fn publish(
     retain: bool,
 ) -> Result<(), TopicError> {
     TopicName::new(topic)?;
-    router.publish(
-        0,
-        Message::new(topic, payload, qos, retain, &Properties::EMPTY),
-    );
+    let message = Message::new(topic, payload, qos, retain, &Properties::EMPTY);
+    let waiting = router.publish(0, message);
+    router.drop_waiting(waiting);
     Ok(())
 }

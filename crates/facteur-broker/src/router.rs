@@ -8,7 +8,7 @@ use facteur_codec::{PacketType, Properties, Property, QoS, SliceWriter, Subscrip
 use facteur_session::Instant;
 use facteur_topic::{RetainedIndex, SubscriptionTree, TopicFilter, TopicName};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 
@@ -102,6 +102,16 @@ pub(crate) enum SessionSlot {
     },
 }
 
+/// Where a session's deliveries go, and whether a client is connected to take them now.
+struct Mailbox {
+    sender: mpsc::Sender<Delivery>,
+    online: Arc<AtomicBool>,
+}
+
+/// A QoS 1/2 delivery for a connected subscriber whose mailbox is full: the publishing
+/// connection waits for room (so its publisher is slowed down) instead of dropping it.
+pub(crate) type Waiting = (mpsc::Sender<Delivery>, Delivery);
+
 struct SessionEntry {
     key: ConnId,
     resume: mpsc::Sender<Box<Attach>>,
@@ -111,7 +121,7 @@ struct SessionEntry {
 pub(crate) struct Router {
     subscriptions: RwLock<SubscriptionTree<ConnId, Subscribed>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
-    mailboxes: RwLock<HashMap<ConnId, mpsc::Sender<Delivery>>>,
+    mailboxes: RwLock<HashMap<ConnId, Mailbox>>,
     sessions: Mutex<HashMap<String, SessionEntry>>,
     retain_available: bool,
     next_key: AtomicU64,
@@ -193,8 +203,21 @@ impl Router {
         }
     }
 
-    pub(crate) fn open_mailbox(&self, key: ConnId, mailbox: mpsc::Sender<Delivery>) {
-        write(&self.mailboxes).insert(key, mailbox);
+    /// Registers a session's mailbox; `online` says whether its client is connected.
+    pub(crate) fn open_mailbox(
+        &self,
+        key: ConnId,
+        sender: mpsc::Sender<Delivery>,
+        online: Arc<AtomicBool>,
+    ) {
+        write(&self.mailboxes).insert(key, Mailbox { sender, online });
+    }
+
+    /// Counts deliveries nobody will wait for as dropped.
+    pub(crate) fn drop_waiting(&self, waiting: Vec<Waiting>) {
+        self.stats
+            .dropped
+            .fetch_add(waiting.len() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn close_all_mailboxes(&self) {
@@ -275,10 +298,15 @@ impl Router {
 
     /// Stores or clears a retained message, then hands the message to every matching
     /// subscriber: once per client, at the highest QoS its matching subscriptions grant.
-    pub(crate) fn publish(&self, from: ConnId, message: Message) {
+    ///
+    /// A full mailbox drops a QoS 0 delivery, or one for a session whose client is offline
+    /// (counted); a QoS 1/2 delivery to a connected client is returned, for the caller to
+    /// wait for room (or drop with [`Router::drop_waiting`]).
+    #[must_use]
+    pub(crate) fn publish(&self, from: ConnId, message: Message) -> Vec<Waiting> {
         let message = Arc::new(message);
         let Ok(name) = TopicName::new(&message.topic) else {
-            return;
+            return Vec::new();
         };
         if message.retain && self.retain_available {
             let mut retained = write(&self.retained);
@@ -319,12 +347,24 @@ impl Router {
             delivery.subscription_ids.extend(subscribed.id);
         });
         let mailboxes = read(&self.mailboxes);
+        let mut waiting = Vec::new();
         for (conn, delivery) in targets {
-            if let Some(mailbox) = mailboxes.get(&conn) {
-                if mailbox.try_send(delivery).is_err() {
+            let Some(mailbox) = mailboxes.get(&conn) else {
+                continue;
+            };
+            match mailbox.sender.try_send(delivery) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(delivery))
+                    if delivery.qos != QoS::AtMostOnce
+                        && mailbox.online.load(Ordering::Relaxed) =>
+                {
+                    waiting.push((mailbox.sender.clone(), delivery));
+                }
+                Err(_) => {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
+        waiting
     }
 }

@@ -100,16 +100,15 @@ pub(crate) async fn run(
         }
         for (topic, value) in figures {
             let topic = format!("$SYS/broker/{topic}");
-            router.publish(
-                0,
-                Message::new(
-                    &topic,
-                    value.as_bytes(),
-                    QoS::AtMostOnce,
-                    true,
-                    &Properties::EMPTY,
-                ),
+            let message = Message::new(
+                &topic,
+                value.as_bytes(),
+                QoS::AtMostOnce,
+                true,
+                &Properties::EMPTY,
             );
+            let waiting = router.publish(0, message);
+            router.drop_waiting(waiting);
         }
     }
 }

@@ -486,34 +486,66 @@ async fn shutdown_tells_5_0_clients_and_stats_count() {
 }
 
 #[tokio::test]
-async fn a_slow_subscriber_is_bounded_and_its_drops_counted() {
+async fn a_stuck_subscriber_is_bounded_slows_its_publisher_and_drops_are_counted() {
     let broker = broker_with(|c| c.max_queued_messages = 2).await;
-    // Receive Maximum 1: one QoS 1 message in flight to this subscriber at a time.
+    // Receive Maximum 1: one QoS 1 message in flight to this subscriber, never acknowledged.
     let props = [facteur_codec::Property::ReceiveMaximum(1)];
-    let mut slow = Peer::connect(
+    let mut stuck = Peer::connect(
         &broker,
         Connect {
             properties: Properties::from_slice(&props),
-            ..Connect::new(V5, "slow")
+            ..Connect::new(V5, "stuck")
         },
     )
     .await;
-    slow.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+    stuck
+        .subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
         .await;
     let mut publisher = Peer::client(&broker, V5, "fast").await;
-    for id in 1..=20u16 {
+    // Kept: 1 in flight + 2 in the session's queue + 2 in its mailbox. Each of the next 3
+    // makes the publisher's connection wait (backpressure), then is dropped and counted.
+    for id in 1..=8u16 {
         publisher
             .send(&publish("flot", b"m", QoS::AtLeastOnce, Some(id)))
             .await;
         assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
     }
-    // One in flight, nothing more until it is acknowledged.
-    let first = slow.recv_bytes().await;
+    publisher.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(publisher.recv_bytes().await, [0xD0, 0x00]);
+    assert_eq!(broker.stats().dropped, 3);
+    let first = stuck.recv_bytes().await;
     assert_eq!(&first[..7], &[0x32, 0x0A, 0x00, 0x04, b'f', b'l', b'o']);
-    assert_eq!(slow.try_recv_bytes(Duration::from_millis(300)).await, None);
-    // At most 1 in flight + 2 queued in the session + 2 in the mailbox are kept.
-    let dropped = broker.stats().dropped;
-    assert!(dropped >= 15, "dropped {dropped}");
+    assert_eq!(stuck.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_loses_no_qos1_message() {
+    let broker = broker_with(|c| c.max_queued_messages = 4).await;
+    let mut slow = Peer::client(&broker, V311, "slow").await;
+    slow.subscribe("lent", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V311, "quick").await;
+    let count = 200u16;
+    let sender = tokio::spawn(async move {
+        for id in 1..=count {
+            publisher
+                .send(&publish("lent", b"m", QoS::AtLeastOnce, Some(id)))
+                .await;
+        }
+        publisher
+    });
+    // Acknowledge each message as it comes; every one arrives.
+    let mut received = 0;
+    while received < count {
+        let got = slow.recv_bytes().await;
+        assert_eq!(got[0] & 0xF6, 0x32, "{got:02X?}");
+        let id = [got[8], got[9]];
+        slow.send_bytes(&[0x40, 0x02, id[0], id[1]]).await;
+        received += 1;
+    }
+    let _publisher = sender.await.unwrap();
+    assert_eq!(broker.stats().dropped, 0);
     broker.shutdown().await;
 }
 
