@@ -28,6 +28,8 @@ const V: ProtocolVersion = ProtocolVersion::V3_1_1;
 const WAIT: Duration = Duration::from_secs(10);
 /// Unacknowledged QoS 1 messages a publisher keeps in flight.
 const WINDOW: usize = 16;
+/// QoS 0 messages a publisher sends between PINGREQ round trips.
+const PACE: u64 = 256;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -39,6 +41,9 @@ pub(crate) struct Options {
     pub(crate) rate: u64,
     /// Only throughput rows whose "scenario/qos/size" text contains this.
     pub(crate) only: Option<String>,
+    /// Only the idle-connection measurement (on a freshly started broker its RSS growth is
+    /// the connections' alone).
+    pub(crate) idle_only: bool,
 }
 
 struct Conn {
@@ -183,14 +188,22 @@ async fn publisher(
         mut buf,
     } = conn;
     let window = Arc::new(Semaphore::new(WINDOW));
+    // QoS 0 has no acknowledgement: a PINGREQ every PACE messages, answered before more are
+    // sent, keeps the publisher within reach of what the broker has read.
+    let pongs = Arc::new(Semaphore::new(0));
     let reader = {
         let window = window.clone();
+        let pongs = pongs.clone();
         let acked = acked.clone();
         tokio::spawn(async move {
             while let Ok(bytes) = next_frame(&mut read, &mut buf).await {
-                if bytes.first() == Some(&0x40) {
-                    acked.fetch_add(1, Ordering::Relaxed);
-                    window.add_permits(1);
+                match bytes.first() {
+                    Some(&0x40) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        window.add_permits(1);
+                    }
+                    Some(&0xD0) => pongs.add_permits(1),
+                    _ => {}
                 }
             }
         })
@@ -227,6 +240,12 @@ async fn publisher(
             };
             encode(&Packet::Publish(publish), &mut out);
             sent += 1;
+        }
+        if qos == QoS::AtMostOnce && interval.is_none() && sent % PACE < batch {
+            out.extend_from_slice(&[0xC0, 0x00]);
+            write.write_all(&out).await?;
+            out.clear();
+            tokio::time::timeout(WAIT, pongs.acquire()).await??.forget();
         }
         write.write_all(&out).await?;
         out.clear();
@@ -282,6 +301,8 @@ async fn throughput(
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let prefix = format!("bench/{run}");
+    // Client identifiers without `/`: some brokers (rumqttd) read it as a tenant separator.
+    let ids = format!("bench-{run}");
     // (subscriber filter) list and (publisher topic) list, and how many copies each gets.
     let (filters, topics, copies): (Vec<String>, Vec<String>, u64) = match shape {
         Shape::FanIn => (
@@ -302,13 +323,13 @@ async fn throughput(
     };
     let mut subscribers = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
-        let mut conn = Conn::open(opts.addr, &format!("{prefix}-sub-{i}"), 600).await?;
+        let mut conn = Conn::open(opts.addr, &format!("{ids}-sub-{i}"), 600).await?;
         conn.subscribe(filter, qos).await?;
         subscribers.push(tokio::spawn(subscriber(conn, start, seen.clone(), false)));
     }
     let mut publishers = Vec::new();
     for (i, topic) in topics.iter().enumerate() {
-        let conn = Conn::open(opts.addr, &format!("{prefix}-pub-{i}"), 600).await?;
+        let conn = Conn::open(opts.addr, &format!("{ids}-pub-{i}"), 600).await?;
         let plan = Plan {
             topic: topic.clone(),
             qos,
@@ -440,6 +461,9 @@ async fn idle(opts: &Options) -> Result<(f64, Option<f64>), Error> {
 
 /// Runs everything and prints markdown tables.
 pub(crate) async fn run(opts: Options) -> Result<(), Error> {
+    if opts.idle_only {
+        return print_idle(&opts).await;
+    }
     println!("| scenario | QoS | payload | delivered msg/s | lost |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let shapes = [
@@ -483,11 +507,16 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
     }
     println!();
     if opts.idle > 0 {
-        let (per_sec, per_conn) = idle(&opts).await?;
-        let rss = per_conn.map_or("n/a (no --pid)".to_string(), |b| format!("{b:.0} B"));
-        println!("| idle connections | connects/s | broker RSS per connection |");
-        println!("| --- | ---: | ---: |");
-        println!("| {} | {per_sec:.0} | {rss} |", opts.idle);
+        print_idle(&opts).await?;
     }
+    Ok(())
+}
+
+async fn print_idle(opts: &Options) -> Result<(), Error> {
+    let (per_sec, per_conn) = idle(opts).await?;
+    let rss = per_conn.map_or("n/a (no --pid)".to_string(), |b| format!("{b:.0} B"));
+    println!("| idle connections | connects/s | broker RSS per connection |");
+    println!("| --- | ---: | ---: |");
+    println!("| {} | {per_sec:.0} | {rss} |", opts.idle);
     Ok(())
 }

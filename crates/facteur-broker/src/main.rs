@@ -49,6 +49,9 @@ enum Command {
         /// Only the throughput runs whose "scenario/qos/size" contains this text.
         #[arg(long)]
         only: Option<String>,
+        /// Only the idle connections (run it against a freshly started broker).
+        #[arg(long)]
+        idle_only: bool,
     },
 }
 
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
             idle,
             pid,
             only,
+            idle_only,
         }) => {
             let options = bench::Options {
                 addr: std::net::SocketAddr::new(host, port),
@@ -78,6 +82,7 @@ fn main() -> std::process::ExitCode {
                 idle,
                 rate,
                 only,
+                idle_only,
             };
             let result = tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Load comparison of facteur, mosquitto and rumqttd on this machine, in one run, with
+# equivalent settings (loopback only, anonymous, 1000 queued messages per client, no
+# persistence). Prints one set of markdown tables per broker (from `facteur bench`).
+#
+# Needs: mosquitto (Debian), rumqttd (`cargo install rumqttd`), and the release build of
+# facteur (`cargo build --release -p facteur-broker`). Usage, from the repository root:
+#   bash benches/load/run.sh [seconds per run] [idle connections]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration="${1:-3}"
+idle="${2:-10000}"
+ulimit -n "$(ulimit -Hn)"
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+bench=target/release/facteur
+
+cat > "$work/facteur.toml" <<CONF
+max_queued_messages = 1000
+max_inflight_messages = 20
+[[listeners]]
+port = 18841
+CONF
+cat > "$work/mosquitto.conf" <<CONF
+listener 18842 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 1000
+max_inflight_messages 20
+max_connections -1
+CONF
+cat > "$work/rumqttd.toml" <<CONF
+id = 0
+[router]
+id = 0
+max_connections = 20000
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:18843"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+CONF
+
+start() {
+  case "$1" in
+    facteur) "$bench" broker -c "$work/facteur.toml" >/dev/null 2>&1 & ;;
+    mosquitto) mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & ;;
+    rumqttd) rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>&1 & ;;
+  esac
+  pid=$!
+  sleep 0.5
+}
+
+stop() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+for broker in ${BROKERS:-facteur mosquitto rumqttd}; do
+  case "$broker" in
+    facteur) port=18841; version="$($bench --version | awk '{print $2}')" ;;
+    mosquitto) port=18842; version="$( (mosquitto -h 2>/dev/null || true) | head -1 | awk '{print $3}')" ;;
+    rumqttd) port=18843; version="$(rumqttd --version | awk '{print $2}')" ;;
+  esac
+  echo "## $broker $version"
+  echo
+  start "$broker"
+  "$bench" bench --port "$port" --duration "$duration" --idle 0 2>/dev/null
+  stop
+  # Idle connections on a fresh process, so its RSS growth is theirs alone.
+  start "$broker"
+  "$bench" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only 2>/dev/null
+  stop
+  echo
+done
