@@ -8,25 +8,6 @@ use common::*;
 use facteur_codec::{ProtocolVersion, QoS, ReasonCode};
 use facteur_session::{AllocStore, Config, Connection, Event, HeaplessStore, Role, Session, Store};
 
-type Fixed = HeaplessStore<8, 16, 256, 4>;
-
-const PUB1: [u8; 11] = [
-    0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUB1_DUP: [u8; 11] = [
-    0x3A, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUB2: [u8; 11] = [
-    0x34, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUB2_DUP: [u8; 11] = [
-    0x3C, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUBACK1: [u8; 4] = [0x40, 0x02, 0x00, 0x01];
-const PUBREC1: [u8; 4] = [0x50, 0x02, 0x00, 0x01];
-const PUBREL1: [u8; 4] = [0x62, 0x02, 0x00, 0x01];
-const PUBCOMP1: [u8; 4] = [0x70, 0x02, 0x00, 0x01];
-
 fn hi(qos: QoS, dup: bool) -> Got {
     Got {
         topic: "a/b".into(),

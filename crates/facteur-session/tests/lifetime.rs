@@ -8,8 +8,6 @@ use facteur_session::{
     AllocStore, Config, Connection, Event, HeaplessStore, PublishError, Role, Session, Store,
 };
 
-type Fixed = HeaplessStore<8, 16, 256, 4>;
-
 /// A server session connected at 0 in `version` with keep alive `keep_alive`.
 fn server<S: Store>(version: ProtocolVersion, keep_alive: u16) -> Session<S> {
     let mut s = Session::new(Config::new(Role::Server));

@@ -8,8 +8,6 @@ use facteur_session::{
     AllocStore, Config, Connection, Event, HeaplessStore, Instant, Role, Session, Store,
 };
 
-type Fixed = HeaplessStore<8, 16, 256, 4>;
-
 fn connected<S: Store>(config: Config, connection: Connection) -> Session<S> {
     let mut s = Session::new(config);
     s.on_connect(at(0), connection);

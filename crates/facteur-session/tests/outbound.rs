@@ -7,26 +7,6 @@ use common::*;
 use facteur_codec::{EncodeError, QoS, ReasonCode};
 use facteur_session::{AllocStore, Event, HeaplessStore, MessageId, Role, Session, Store};
 
-type Fixed = HeaplessStore<8, 16, 256, 4>;
-
-/// PUBLISH QoS 1, id 1, "a/b", "hi" in 3.1.1 (the DUP resend differs in the first byte only).
-const PUB1: [u8; 11] = [
-    0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUB1_DUP: [u8; 11] = [
-    0x3A, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUB2: [u8; 11] = [
-    0x34, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUB2_DUP: [u8; 11] = [
-    0x3C, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
-];
-const PUBACK1: [u8; 4] = [0x40, 0x02, 0x00, 0x01];
-const PUBREC1: [u8; 4] = [0x50, 0x02, 0x00, 0x01];
-const PUBREL1: [u8; 4] = [0x62, 0x02, 0x00, 0x01];
-const PUBCOMP1: [u8; 4] = [0x70, 0x02, 0x00, 0x01];
-
 fn acked(message: MessageId, packet_id: u16, qos: QoS) -> Event {
     Event::Acknowledged {
         message,

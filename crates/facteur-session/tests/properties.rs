@@ -10,8 +10,6 @@ use facteur_session::{
     AllocStore, Config, Connection, HeaplessStore, PublishError, Role, Session, Store,
 };
 
-type Fixed = HeaplessStore<8, 16, 256, 4>;
-
 fn with_props(
     topic: &str,
     payload: &'static [u8],

@@ -7,6 +7,28 @@ use facteur_session::{Config, Connection, Event, Instant, Role, Session, Store};
 pub const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 pub const V5: ProtocolVersion = ProtocolVersion::V5;
 
+/// The heapless store most scenarios use: 8 in flight, 16 queued, 256-byte messages, 4 aliases.
+pub type Fixed = facteur_session::HeaplessStore<8, 16, 256, 4>;
+
+/// PUBLISH "a/b" "hi" with packet id 1 in 3.1.1: QoS 1, QoS 1 DUP, QoS 2, QoS 2 DUP (the
+/// resends differ in the first byte only); then the four responses for id 1.
+pub const PUB1: [u8; 11] = [
+    0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
+];
+pub const PUB1_DUP: [u8; 11] = [
+    0x3A, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
+];
+pub const PUB2: [u8; 11] = [
+    0x34, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
+];
+pub const PUB2_DUP: [u8; 11] = [
+    0x3C, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i',
+];
+pub const PUBACK1: [u8; 4] = [0x40, 0x02, 0x00, 0x01];
+pub const PUBREC1: [u8; 4] = [0x50, 0x02, 0x00, 0x01];
+pub const PUBREL1: [u8; 4] = [0x62, 0x02, 0x00, 0x01];
+pub const PUBCOMP1: [u8; 4] = [0x70, 0x02, 0x00, 0x01];
+
 pub fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
