@@ -85,6 +85,12 @@ async fn run(program: &'static str, args: Vec<String>) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs mosquitto_pub with these arguments and checks it succeeded.
+async fn mosquitto_pub(args: Vec<String>) {
+    let out = run("mosquitto_pub", args).await;
+    assert!(out.status.success(), "mosquitto_pub: {out:?}");
+}
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -398,25 +404,21 @@ async fn mosquitto_will_on_kill_not_on_normal_exit() {
         let trigger = format!("trigger/{version}");
         let watcher = watch(&broker, &port, version, &will_topic).await;
         let leaver = with_will(&broker, &port, version, &will_topic, &trigger, &["-C", "1"]).await;
-        let out = run(
-            "mosquitto_pub",
-            mosq(&port, version, &["-q", "1", "-t", &trigger, "-m", "x"]),
-        )
+        mosquitto_pub(mosq(
+            &port,
+            version,
+            &["-q", "1", "-t", &trigger, "-m", "x"],
+        ))
         .await;
-        assert!(out.status.success(), "{out:?}");
         let out = finish(leaver, "mosquitto_sub -C 1").await;
         assert!(out.status.success(), "{version}: {out:?}");
         until(&broker, 1, 1).await;
-        let out = run(
-            "mosquitto_pub",
-            mosq(
-                &port,
-                version,
-                &["-q", "1", "-t", &will_topic, "-m", "sentinel"],
-            ),
-        )
+        mosquitto_pub(mosq(
+            &port,
+            version,
+            &["-q", "1", "-t", &will_topic, "-m", "sentinel"],
+        ))
         .await;
-        assert!(out.status.success(), "{out:?}");
         let out = finish(watcher, "will watcher").await;
         assert_eq!(
             stdout(&out),
@@ -437,16 +439,12 @@ async fn mosquitto_will_on_kill_not_on_normal_exit() {
         } else {
             // No will: the watcher is still there, and sees the sentinel first.
             until(&broker, 1, 1).await;
-            let out = run(
-                "mosquitto_pub",
-                mosq(
-                    &port,
-                    version,
-                    &["-q", "1", "-t", &will_topic, "-m", "sentinel"],
-                ),
-            )
+            mosquitto_pub(mosq(
+                &port,
+                version,
+                &["-q", "1", "-t", &will_topic, "-m", "sentinel"],
+            ))
             .await;
-            assert!(out.status.success(), "{out:?}");
             "sentinel"
         };
         let out = finish(watcher, "will watcher").await;
