@@ -13,7 +13,7 @@ pub fn decode_stream(mut data: &[u8], version: ProtocolVersion) {
 }
 
 /// Decode → encode → decode: whatever decodes must encode to exactly `encoded_len` bytes and
-/// decode again to the same packet.
+/// decode again to the same packet; a PUBLISH, prepared, must write the same bytes.
 pub fn roundtrip(data: &[u8], version: ProtocolVersion) {
     let Ok(Status::Complete(decoded)) = decode(data, version, PROTOCOL_MAX_PACKET_SIZE) else {
         return;
@@ -30,6 +30,16 @@ pub fn roundtrip(data: &[u8], version: ProtocolVersion) {
             assert_eq!(again.packet, decoded.packet);
         }
         other => panic!("re-encoded packet does not decode: {other:?}"),
+    }
+    // A PUBLISH prepared once writes the same bytes as the one-shot encoder.
+    if let Packet::Publish(publish) = decoded.packet {
+        let prepared = publish
+            .prepare(version)
+            .expect("a decoded PUBLISH must prepare");
+        assert_eq!(prepared.encoded_len(), len);
+        let mut fast = vec![0u8; len];
+        assert_eq!(prepared.encode(&mut fast), Ok(len));
+        assert_eq!(fast, buf);
     }
 }
 

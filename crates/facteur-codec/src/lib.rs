@@ -12,6 +12,12 @@
 //! * **One codec.** The same types and functions serve all three versions, the client, the
 //!   broker and embedded users. The version is an input: CONNECT carries it, and from then on
 //!   it belongs to the connection.
+//! * **Check once, write many.** Encoding checks what decoding checks, so what facteur writes,
+//!   facteur (and any strict peer) reads. For PUBLISH, the packet sent most, the checks run once:
+//!   [`Publish::prepare`] gives a [`PreparedPublish`] whose encoding only checks the buffer's
+//!   length, and whose packet identifier, DUP and RETAIN change without a second check. That
+//!   is the recommended way to send a PUBLISH; [`Encode::encode`] on a [`Publish`] prepares and
+//!   writes in one call.
 //!
 //! # Example: a stream in, replies out
 //!
@@ -56,6 +62,37 @@
 //! # Ok::<(), facteur_codec::DecodeError>(())
 //! ```
 //!
+//! # Example: one message to many subscribers
+//!
+//! A broker checks a message once per protocol version, then writes it to each subscriber
+//! with that subscriber's packet identifier. Properties that came off the wire are copied as
+//! one slice.
+//!
+//! ```
+//! use core::num::NonZeroU16;
+//! use facteur_codec::{decode, Packet, ProtocolVersion, Status};
+//!
+//! // A QoS 1 PUBLISH (5.0) as a publisher sent it: topic "a/b", Message Expiry 60 s, "ok".
+//! let received: &[u8] = &[
+//!     0x32, 0x0F, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x09, // topic, packet id 9
+//!     0x05, 0x02, 0x00, 0x00, 0x00, 0x3C, b'o', b'k', // properties, payload
+//! ];
+//! let Status::Complete(decoded) = decode(received, ProtocolVersion::V5, 1024)? else {
+//!     unreachable!()
+//! };
+//! let Packet::Publish(message) = decoded.packet else { unreachable!() };
+//! let mut prepared = message.prepare(ProtocolVersion::V5)?;
+//! let mut out = [0u8; 64];
+//! for (subscriber_packet_id, expected_id_bytes) in [(1, [0, 1]), (300, [1, 44])] {
+//!     prepared.set_packet_id(NonZeroU16::new(subscriber_packet_id).unwrap())?;
+//!     let n = prepared.encode(&mut out)?;
+//!     assert_eq!(n, received.len());
+//!     assert_eq!(&out[7..9], &expected_id_bytes);
+//!     assert_eq!(&out[9..n], &received[9..]); // properties and payload as received
+//! }
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+//!
 //! # Features
 //!
 //! * `std` (default): nothing more than the `std` feature of the dependencies; the errors
@@ -86,9 +123,9 @@ pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use header::{frame, FixedHeader, PacketType, Status, PROTOCOL_MAX_PACKET_SIZE};
 pub use list::{Item, List, ListIter};
 pub use packet::{
-    decode, decode_frame, Auth, ConnAck, Connect, Decoded, Disconnect, Encode, Packet, PubResponse,
-    Publish, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
-    Unsubscribe, Will,
+    decode, decode_frame, Auth, ConnAck, Connect, Decoded, Disconnect, Encode, Packet,
+    PreparedPublish, PubResponse, Publish, RetainHandling, SubAck, Subscribe, Subscription,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use property::{PayloadFormat, Properties, Property, PropertyId};
 pub use qos::QoS;

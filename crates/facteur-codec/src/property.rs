@@ -292,6 +292,8 @@ impl<'a> Item<'a> for Property<'a> {
         }
     }
 
+    // Inlined into the loop over a list, the writer's position stays in a register.
+    #[inline(always)]
     fn write<S: Sink + ?Sized>(&self, _version: ProtocolVersion, out: &mut S) {
         use Property as P;
         out.put_u8(self.id() as u8);
@@ -438,12 +440,25 @@ impl PropertyChecker {
 /// assert_eq!(props.message_expiry_interval(), Some(60));
 /// assert_eq!(props.user_properties().next(), Some(("unit", "celsius")));
 /// ```
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub struct Properties<'a>(List<'a, Property<'a>>);
+#[derive(Clone, Copy, Default)]
+pub struct Properties<'a> {
+    list: List<'a, Property<'a>>,
+    /// Where the list was validated as wire bytes (decoded, or [`Properties::from_wire`]);
+    /// `None` for the caller's slices, which are checked when encoded.
+    checked_for: Option<PropertyContext>,
+}
+
+impl PartialEq for Properties<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Properties<'_> {}
 
 impl core::fmt::Debug for Properties<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.fmt(f)
+        self.list.fmt(f)
     }
 }
 
@@ -463,22 +478,30 @@ macro_rules! accessors {
 
 impl<'a> Properties<'a> {
     /// No properties.
-    pub const EMPTY: Self = Self(List::EMPTY);
+    pub const EMPTY: Self = Self {
+        list: List::EMPTY,
+        checked_for: None,
+    };
 
     /// Properties given by the caller, for encoding. They are checked when the packet is
-    /// encoded.
+    /// encoded or prepared ([`Publish::prepare`](crate::Publish::prepare)), and written one by
+    /// one; decoded properties and [`Properties::from_wire`] are wire bytes already checked for
+    /// their packet, written as one copy.
     pub const fn from_slice(list: &'a [Property<'a>]) -> Self {
-        Self(List::from_slice(list))
+        Self {
+            list: List::from_slice(list),
+            checked_for: None,
+        }
     }
 
     /// Every property, in order.
     pub fn iter(&self) -> crate::ListIter<'a, Property<'a>> {
-        self.0.iter()
+        self.list.iter()
     }
 
     /// True if there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
     /// The user properties (name, value), in order.
@@ -581,10 +604,10 @@ impl<'a> Properties<'a> {
                 .check(&property, context)
                 .map_err(|kind| section.error_at(kind, at))?;
         }
-        Ok(Self(List::from_validated_wire(
-            bytes_start,
-            ProtocolVersion::V5,
-        )))
+        Ok(Self {
+            list: List::from_validated_wire(bytes_start, ProtocolVersion::V5),
+            checked_for: Some(context),
+        })
     }
 
     /// Properties stored as wire bytes (what [`Properties::write_contents`] wrote), checked
@@ -635,37 +658,45 @@ impl<'a> Properties<'a> {
 
     /// The size of the properties on the wire, without the section's length prefix.
     pub fn contents_len(&self) -> usize {
-        self.0.wire_len(ProtocolVersion::V5)
+        self.list.wire_len(ProtocolVersion::V5)
     }
 
     /// Writes the properties as they travel, without the section's length prefix; the sink
     /// must have [`Properties::contents_len`] bytes of room.
     pub fn write_contents<S: Sink + ?Sized>(&self, out: &mut S) {
-        self.0.write(ProtocolVersion::V5, out);
+        self.list.write(ProtocolVersion::V5, out);
     }
 
     /// Checks the list for `context` before encoding; returns the size of its contents.
     #[inline]
     pub(crate) fn validate(&self, context: PropertyContext) -> Result<usize, crate::EncodeError> {
-        if let Some(bytes) = self.0.wire_bytes(ProtocolVersion::V5) {
-            return Ok(bytes.len());
+        // Wire bytes validated for this very context need no second look; validated for
+        // another packet (CONNECT's properties put into a PUBLISH), they are checked again.
+        if self.checked_for == Some(context) {
+            if let Some(bytes) = self.list.wire_bytes(ProtocolVersion::V5) {
+                return Ok(bytes.len());
+            }
         }
         let mut checker = PropertyChecker::default();
         let mut len = 0usize;
-        for property in self.iter() {
-            checker
-                .check(&property, context)
-                .map_err(crate::EncodeError::Invalid)?;
-            if !property.value_is_valid() {
-                return Err(crate::EncodeError::Invalid(
-                    DecodeErrorKind::InvalidPropertyValue(property.id()),
-                ));
-            }
-            if property.longest_field() > usize::from(u16::MAX) {
-                return Err(crate::EncodeError::FieldTooLong);
-            }
-            len += property.wire_len(ProtocolVersion::V5);
-        }
+        self.list.try_for_each(
+            #[inline(always)]
+            |property| {
+                checker
+                    .check(property, context)
+                    .map_err(crate::EncodeError::Invalid)?;
+                if !property.value_is_valid() {
+                    return Err(crate::EncodeError::Invalid(
+                        DecodeErrorKind::InvalidPropertyValue(property.id()),
+                    ));
+                }
+                if property.longest_field() > usize::from(u16::MAX) {
+                    return Err(crate::EncodeError::FieldTooLong);
+                }
+                len += property.wire_len(ProtocolVersion::V5);
+                Ok(())
+            },
+        )?;
         if len > VARINT_MAX as usize {
             return Err(crate::EncodeError::PacketTooLarge);
         }
@@ -690,7 +721,7 @@ impl<'a> Properties<'a> {
     ) {
         if version.is_v5() {
             out.put_varint(len as u32);
-            self.0.write(version, out);
+            self.list.write(version, out);
         }
     }
 }

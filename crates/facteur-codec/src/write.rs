@@ -43,14 +43,37 @@ impl Sink for SliceWriter<'_> {
     #[inline]
     fn put_slice(&mut self, bytes: &[u8]) {
         let end = self.pos + bytes.len();
-        if end <= self.buf.len() {
-            self.buf[self.pos..end].copy_from_slice(bytes);
+        if let Some(to) = self.buf.get_mut(self.pos..end) {
+            copy(to, bytes);
             self.pos = end;
         }
     }
 
     fn room(&self) -> usize {
         self.buf.len() - self.pos
+    }
+}
+
+/// `to.copy_from_slice(from)` (same lengths), without a `memcpy` call for short slices
+/// (strings and property values): two overlapping fixed-size copies cover 4 to 32 bytes.
+#[inline(always)]
+fn copy(to: &mut [u8], from: &[u8]) {
+    let n = from.len();
+    if n > 32 || n != to.len() {
+        to.copy_from_slice(from);
+    } else if n >= 16 {
+        to[..16].copy_from_slice(&from[..16]);
+        to[n - 16..].copy_from_slice(&from[n - 16..]);
+    } else if n >= 8 {
+        to[..8].copy_from_slice(&from[..8]);
+        to[n - 8..].copy_from_slice(&from[n - 8..]);
+    } else if n >= 4 {
+        to[..4].copy_from_slice(&from[..4]);
+        to[n - 4..].copy_from_slice(&from[n - 4..]);
+    } else {
+        for (t, f) in to.iter_mut().zip(from) {
+            *t = *f;
+        }
     }
 }
 
@@ -111,3 +134,34 @@ pub(crate) trait SinkExt: Sink {
 }
 
 impl<S: Sink + ?Sized> SinkExt for S {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_slices_are_copied_exactly() {
+        let from: [u8; 48] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=from.len() {
+            for at in 0..3 {
+                let mut buf = [0u8; 64];
+                let mut w = SliceWriter::new(&mut buf);
+                for _ in 0..at {
+                    w.put_u8(0xEE);
+                }
+                w.put_slice(&from[..n]);
+                assert_eq!(w.written(), at + n);
+                assert_eq!(&buf[at..at + n], &from[..n], "{n} bytes at {at}");
+                assert!(
+                    buf[at + n..].iter().all(|&b| b == 0),
+                    "nothing past the end"
+                );
+            }
+        }
+        // No room: nothing written.
+        let mut small = [0u8; 4];
+        let mut w = SliceWriter::new(&mut small);
+        w.put_slice(&from[..5]);
+        assert_eq!((w.written(), small), (0, [0; 4]));
+    }
+}

@@ -1,6 +1,7 @@
 //! Byte-level tests: exact bytes in, exact packet out, and the same bytes back out, for every
 //! packet type in every version; then exact errors for broken packets.
 
+use core::num::NonZeroU16;
 use facteur_codec::*;
 use facteur_topic::TopicError;
 
@@ -189,25 +190,30 @@ fn publish_3_1_1_qos0_and_qos2_dup_retain() {
     );
 }
 
+const PUBLISH_5_PROPS: [Property<'static>; 3] = [
+    Property::PayloadFormatIndicator(PayloadFormat::Utf8),
+    Property::TopicAlias(5),
+    Property::UserProperty("k", "v"),
+];
+
+/// A 5.0 QoS 1 PUBLISH with properties, and its bytes.
+const PUBLISH_5: Publish<'static> = Publish {
+    qos: QoS::AtLeastOnce,
+    packet_id: Some(1),
+    properties: Properties::from_slice(&PUBLISH_5_PROPS),
+    ..Publish::new("t", b"hi")
+};
+
+#[rustfmt::skip]
+const PUBLISH_5_BYTES: [u8; 22] = [
+    0x32, 0x14, 0x00, 0x01, b't', 0x00, 0x01,
+    0x0C, 0x01, 0x01, 0x23, 0x00, 0x05, 0x26, 0x00, 0x01, b'k', 0x00, 0x01, b'v',
+    b'h', b'i',
+];
+
 #[test]
 fn publish_5_with_properties_and_alias_only_topic() {
-    let props = [
-        Property::PayloadFormatIndicator(PayloadFormat::Utf8),
-        Property::TopicAlias(5),
-        Property::UserProperty("k", "v"),
-    ];
-    let publish = Publish {
-        qos: QoS::AtLeastOnce,
-        packet_id: Some(1),
-        properties: Properties::from_slice(&props),
-        ..Publish::new("t", b"hi")
-    };
-    #[rustfmt::skip]
-    let bytes = [
-        0x32, 0x14, 0x00, 0x01, b't', 0x00, 0x01,
-        0x0C, 0x01, 0x01, 0x23, 0x00, 0x05, 0x26, 0x00, 0x01, b'k', 0x00, 0x01, b'v',
-        b'h', b'i',
-    ];
+    let (publish, bytes) = (PUBLISH_5, PUBLISH_5_BYTES);
     exact(V5, &bytes, Packet::Publish(publish));
 
     let alias = [Property::TopicAlias(5)];
@@ -259,6 +265,280 @@ fn publish_header_only_for_vectored_writes() {
             available: n - 1
         })
     );
+}
+
+/// Encodes `prepared` into an exact-size buffer and returns the bytes.
+#[track_caller]
+fn prepared_bytes(prepared: &PreparedPublish<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; prepared.encoded_len()];
+    assert_eq!(prepared.encode(&mut out), Ok(out.len()));
+    out
+}
+
+#[test]
+fn prepared_publish_exact_bytes_with_packet_id_dup_and_retain_changed() {
+    let publish = Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(1),
+        ..Publish::new("a/b", b"hi")
+    };
+    let mut prepared = publish.prepare(V311).unwrap();
+    assert_eq!(prepared.version(), V311);
+    assert_eq!(prepared.qos(), QoS::AtLeastOnce);
+    assert_eq!(prepared.publish(), publish);
+    assert_eq!(
+        prepared_bytes(&prepared),
+        [0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i']
+    );
+    // Per subscriber: a packet identifier, then a resend with DUP, then RETAIN too.
+    prepared
+        .set_packet_id(NonZeroU16::new(0x1234).unwrap())
+        .unwrap();
+    assert_eq!(
+        prepared_bytes(&prepared),
+        [0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x12, 0x34, b'h', b'i']
+    );
+    prepared.set_dup(true).unwrap();
+    prepared.set_retain(true);
+    assert_eq!(
+        prepared_bytes(&prepared),
+        [0x3B, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x12, 0x34, b'h', b'i']
+    );
+    assert_eq!(
+        prepared.publish(),
+        Publish {
+            dup: true,
+            retain: true,
+            packet_id: Some(0x1234),
+            ..publish
+        }
+    );
+    prepared.set_dup(false).unwrap();
+    prepared.set_retain(false);
+    assert_eq!(prepared_bytes(&prepared)[0], 0x32);
+    // What the prepared form writes decodes to what it says it holds.
+    let bytes = prepared_bytes(&prepared);
+    let Ok(Status::Complete(decoded)) = decode(&bytes, V311, MAX) else {
+        panic!()
+    };
+    assert_eq!(decoded.packet, Packet::Publish(prepared.publish()));
+}
+
+#[test]
+fn prepared_publish_qos0_refuses_packet_id_and_dup_and_stays_unchanged() {
+    let mut prepared = Publish::new("a/b", b"hello").prepare(V311).unwrap();
+    let before = prepared;
+    assert_eq!(
+        prepared.set_packet_id(NonZeroU16::new(1).unwrap()),
+        Err(EncodeError::PacketIdMismatch)
+    );
+    assert_eq!(
+        prepared.set_dup(true),
+        Err(EncodeError::Invalid(DecodeErrorKind::InvalidFlags {
+            packet: PacketType::Publish,
+            flags: 0x08
+        }))
+    );
+    assert_eq!(prepared.set_dup(false), Ok(()));
+    assert_eq!(prepared, before);
+    assert_eq!(
+        prepared_bytes(&prepared),
+        [0x30, 0x0A, 0x00, 0x03, b'a', b'/', b'b', b'h', b'e', b'l', b'l', b'o']
+    );
+}
+
+#[test]
+fn prepared_publish_5_properties_from_a_slice_and_from_the_wire() {
+    let (publish, bytes) = (PUBLISH_5, PUBLISH_5_BYTES);
+    let prepared = publish.prepare(V5).unwrap();
+    assert_eq!(prepared.encoded_len(), bytes.len());
+    assert_eq!(prepared_bytes(&prepared), bytes);
+    // The decoded packet's properties are its validated wire bytes: copied as they are.
+    let Ok(Status::Complete(decoded)) = decode(&bytes, V5, MAX) else {
+        panic!()
+    };
+    let Packet::Publish(received) = decoded.packet else {
+        panic!()
+    };
+    assert_eq!(prepared_bytes(&received.prepare(V5).unwrap()), bytes);
+    // Stored properties rebuilt with `from_wire` are copied as they are too.
+    let stored = Properties::from_wire(&bytes[8..20], PacketType::Publish).unwrap();
+    let rebuilt = Publish {
+        properties: stored,
+        ..publish
+    };
+    assert_eq!(prepared_bytes(&rebuilt.prepare(V5).unwrap()), bytes);
+    // The same message prepared for 3.1.1 leaves the properties out.
+    assert_eq!(
+        prepared_bytes(&received.prepare(V311).unwrap()),
+        [0x32, 0x07, 0x00, 0x01, b't', 0x00, 0x01, b'h', b'i']
+    );
+    // An empty topic stands on its alias in 5.0 only.
+    let alias = [Property::TopicAlias(5)];
+    let aliased = Publish {
+        properties: Properties::from_slice(&alias),
+        ..Publish::new("", b"z")
+    };
+    assert_eq!(
+        prepared_bytes(&aliased.prepare(V5).unwrap()),
+        [0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x05, b'z']
+    );
+    assert_eq!(
+        aliased.prepare(V311),
+        Err(EncodeError::Invalid(DecodeErrorKind::MissingTopic))
+    );
+}
+
+#[test]
+fn prepared_publish_wire_properties_of_another_packet_are_checked_again() {
+    // CONNECT's properties, validated for CONNECT, are not valid PUBLISH properties: putting
+    // them into a PUBLISH does not skip the check.
+    let connect_props = [0x11, 0x00, 0x00, 0x00, 0x0A]; // Session Expiry Interval 10
+    let props = Properties::from_wire(&connect_props, PacketType::Connect).unwrap();
+    let publish = Publish {
+        properties: props,
+        ..Publish::new("a/b", b"")
+    };
+    let expected = EncodeError::Invalid(DecodeErrorKind::PropertyNotAllowed(
+        PropertyId::SessionExpiryInterval,
+    ));
+    assert_eq!(publish.prepare(V5).unwrap_err(), expected);
+    assert_eq!(publish.encoded_len(V5).unwrap_err(), expected);
+    // Before 5.0 no properties are written, so none are checked.
+    assert!(publish.prepare(V311).is_ok());
+}
+
+#[test]
+fn prepared_publish_header_and_buffer_errors() {
+    let payload = [7u8; 300];
+    let props = [Property::ContentType("text/plain")];
+    let publish = Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(3),
+        properties: Properties::from_slice(&props),
+        ..Publish::new("x/y", &payload)
+    };
+    let prepared = publish.prepare(V5).unwrap();
+    let whole = prepared_bytes(&prepared);
+    // 300 + 2 + 3 + 2 + 1 + 13 = 321 bytes of body: a two-byte remaining length.
+    assert_eq!(&whole[..3], &[0x32, 0xC1, 0x02]);
+    let mut head = [0u8; 32];
+    let n = prepared.encode_header(&mut head).unwrap();
+    assert_eq!(n, 24);
+    assert_eq!([&head[..n], &payload[..]].concat(), whole);
+    assert_eq!(publish.encode_header(V5, &mut head), Ok(n));
+    assert_eq!(
+        prepared.encode_header(&mut head[..n - 1]),
+        Err(EncodeError::BufferTooSmall {
+            required: n,
+            available: n - 1
+        })
+    );
+    let mut short = vec![0xAAu8; whole.len() - 1];
+    assert_eq!(
+        prepared.encode(&mut short),
+        Err(EncodeError::BufferTooSmall {
+            required: whole.len(),
+            available: whole.len() - 1
+        })
+    );
+    assert!(
+        short.iter().all(|&b| b == 0xAA),
+        "nothing partially written"
+    );
+    // `encode_to` writes the same bytes into any sink: a growing `BytesMut`, a slice.
+    #[cfg(feature = "bytes")]
+    {
+        let mut grown = bytes::BytesMut::new();
+        assert_eq!(prepared.encode_to(&mut grown), Ok(whole.len()));
+        assert_eq!(&grown[..], &whole[..]);
+    }
+    let mut slice = vec![0u8; whole.len() + 5];
+    let mut w = SliceWriter::new(&mut slice);
+    assert_eq!(prepared.encode_to(&mut w), Ok(whole.len()));
+    assert_eq!(w.written(), whole.len());
+    assert_eq!(&slice[..whole.len()], &whole[..]);
+}
+
+#[test]
+fn prepare_refuses_what_encode_refuses_with_the_same_errors() {
+    let publish = Publish::new("a/b", b"hello");
+    let not_allowed = [Property::ReceiveMaximum(1)];
+    let twice = [Property::TopicAlias(1), Property::TopicAlias(2)];
+    let zero_alias = [Property::TopicAlias(0)];
+    let long_value = "v".repeat(70_000);
+    let long_props = [Property::ContentType(&long_value)];
+    let long_topic = "a".repeat(70_000);
+    let cases: Vec<(ProtocolVersion, Publish<'_>)> = vec![
+        (
+            V311,
+            Publish {
+                qos: QoS::AtLeastOnce,
+                ..publish
+            },
+        ),
+        (
+            V311,
+            Publish {
+                packet_id: Some(1),
+                ..publish
+            },
+        ),
+        (
+            V311,
+            Publish {
+                qos: QoS::ExactlyOnce,
+                packet_id: Some(0),
+                ..publish
+            },
+        ),
+        (
+            V311,
+            Publish {
+                dup: true,
+                ..publish
+            },
+        ),
+        (V311, Publish::new("a/#", b"")),
+        (V311, Publish::new("a/\0", b"")),
+        (V311, Publish::new("", b"")),
+        (V5, Publish::new("", b"")),
+        (V311, Publish::new(&long_topic, b"")),
+        (
+            V5,
+            Publish {
+                properties: Properties::from_slice(&not_allowed),
+                ..publish
+            },
+        ),
+        (
+            V5,
+            Publish {
+                properties: Properties::from_slice(&twice),
+                ..publish
+            },
+        ),
+        (
+            V5,
+            Publish {
+                properties: Properties::from_slice(&zero_alias),
+                ..publish
+            },
+        ),
+        (
+            V5,
+            Publish {
+                properties: Properties::from_slice(&long_props),
+                ..publish
+            },
+        ),
+    ];
+    for (v, bad) in cases {
+        let err = bad.encoded_len(v).unwrap_err();
+        assert_eq!(bad.prepare(v).unwrap_err(), err, "{bad:?}");
+        assert_eq!(bad.encode(v, &mut [0u8; 64]), Err(err), "{bad:?}");
+        assert_eq!(Packet::Publish(bad).encoded_len(v), Err(err), "{bad:?}");
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Property tests: encode → decode is the identity for every packet type and version; decoding
 //! arbitrary bytes never panics (and what decodes re-encodes to the same packet); a packet fed
-//! in two parts at any split point is "incomplete", then the same packet.
+//! in two parts at any split point is "incomplete", then the same packet. A prepared PUBLISH
+//! writes what the checked encoder writes, and is refused exactly when the decoder would refuse
+//! the packet.
 //!
 //! Generated strings and payloads are leaked so the borrowed packet types can be `'static`
 //! inside the strategies; a test run leaks a few megabytes at most.
@@ -344,6 +346,129 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet<'static>> {
         )
 }
 
+/// A valid PUBLISH for its version (see [`publish`]).
+fn valid_publish() -> impl Strategy<Value = (ProtocolVersion, Publish<'static>)> {
+    version().prop_flat_map(|v| {
+        (
+            Just(v),
+            publish(v).prop_map(|p| match p {
+                Packet::Publish(p) => p,
+                _ => unreachable!(),
+            }),
+        )
+    })
+}
+
+/// A PUBLISH that may break any rule: wildcards or an empty topic, a packet identifier that
+/// does not fit the QoS or is 0, DUP at QoS 0, properties of other packets, repeated or out of
+/// range.
+fn any_publish() -> impl Strategy<Value = (ProtocolVersion, Publish<'static>)> {
+    let property = prop_oneof![
+        (0..3u16).prop_map(Property::TopicAlias),
+        any::<u32>().prop_map(Property::MessageExpiryInterval),
+        (0..3u32).prop_map(Property::SubscriptionIdentifier),
+        text().prop_map(Property::ContentType),
+        text().prop_map(Property::ResponseTopic),
+        (text(), text()).prop_map(|(k, v)| Property::UserProperty(k, v)),
+        any::<u32>().prop_map(Property::SessionExpiryInterval),
+        (0..3u16).prop_map(Property::ReceiveMaximum),
+        text().prop_map(Property::ReasonString),
+    ];
+    (
+        version(),
+        qos(),
+        flag(),
+        flag(),
+        prop_oneof![topic_name(), text()],
+        option::of(prop_oneof![Just(0u16), packet_id()]),
+        vec(property, 0..4).prop_map(|list| Properties::from_slice(leak(list))),
+        bytes(),
+    )
+        .prop_map(
+            |(v, qos, dup, retain, topic, packet_id, properties, payload)| {
+                let publish = Publish {
+                    dup,
+                    qos,
+                    retain,
+                    topic,
+                    packet_id,
+                    properties,
+                    payload,
+                };
+                (v, publish)
+            },
+        )
+}
+
+/// A variable byte integer, written without the codec.
+fn varint(mut value: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7F) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The PUBLISH written as given, checking nothing: the decoder is the judge of these bytes.
+fn unchecked_publish(p: &Publish<'_>, v: ProtocolVersion) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend((p.topic.len() as u16).to_be_bytes());
+    body.extend(p.topic.as_bytes());
+    if let Some(id) = p.packet_id {
+        body.extend(id.to_be_bytes());
+    }
+    if v.is_v5() {
+        let mut props = vec![0u8; p.properties.contents_len()];
+        p.properties
+            .write_contents(&mut SliceWriter::new(&mut props));
+        varint(props.len(), &mut body);
+        body.extend(props);
+    }
+    body.extend(p.payload);
+    let first = 0x30 | u8::from(p.dup) << 3 | (p.qos as u8) << 1 | u8::from(p.retain);
+    let mut out = vec![first];
+    varint(body.len(), &mut out);
+    out.extend(body);
+    out
+}
+
+/// Every way facteur encodes a PUBLISH, which must all agree: `prepare` then `encode`,
+/// `encode_to`, `encode_header` + payload; `Publish::encode`; `Packet::encode`.
+fn prepared_bytes(p: &Publish<'_>, v: ProtocolVersion) -> Result<Vec<u8>, EncodeError> {
+    let prepared = match p.prepare(v) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            assert_eq!(p.encoded_len(v), Err(e));
+            assert_eq!(Packet::Publish(*p).encoded_len(v), Err(e));
+            assert_eq!(p.encode(v, &mut [0u8; 512]), Err(e));
+            assert_eq!(Packet::Publish(*p).encode(v, &mut [0u8; 512]), Err(e));
+            return Err(e);
+        }
+    };
+    let len = prepared.encoded_len();
+    let mut fast = vec![0u8; len];
+    assert_eq!(prepared.encode(&mut fast), Ok(len));
+    let mut checked = vec![0u8; len];
+    assert_eq!(p.encode(v, &mut checked), Ok(len));
+    assert_eq!(fast, checked);
+    let mut generic = vec![0u8; len];
+    assert_eq!(Packet::Publish(*p).encode(v, &mut generic), Ok(len));
+    assert_eq!(fast, generic);
+    let mut sink = vec![0u8; len + 3];
+    let mut w = SliceWriter::new(&mut sink);
+    assert_eq!(prepared.encode_to(&mut w), Ok(len));
+    assert_eq!(&sink[..len], &fast[..]);
+    let mut head = vec![0u8; len];
+    let n = prepared.encode_header(&mut head).unwrap();
+    assert_eq!([&head[..n], p.payload].concat(), fast);
+    assert_eq!(prepared.publish(), *p);
+    Ok(fast)
+}
+
 fn pub_response(v: ProtocolVersion) -> impl Strategy<Value = Packet<'static>> {
     let kind = prop_oneof![
         Just(PacketType::PubAck),
@@ -592,6 +717,56 @@ proptest! {
         let Ok(Status::Complete(d)) = decode(&stream, v, MAX) else { panic!() };
         prop_assert_eq!(d.len, first);
         let Ok(Status::Complete(_)) = decode(&stream[first..], v, MAX) else { panic!() };
+    }
+
+    #[test]
+    fn prepared_encode_is_checked_encode_and_decodes_back((v, publish) in valid_publish(), id in packet_id(), dup in flag(), retain in flag()) {
+        let bytes = prepared_bytes(&publish, v).expect("valid publish prepares");
+        let Ok(Status::Complete(d)) = decode(&bytes, v, MAX) else { panic!() };
+        prop_assert_eq!(d.packet, Packet::Publish(publish));
+        // Prepared from the decoded packet (5.0 properties as wire bytes): the same bytes.
+        let Packet::Publish(received) = d.packet else { unreachable!() };
+        prop_assert_eq!(prepared_bytes(&received, v), Ok(bytes.clone()));
+        // A new packet identifier, DUP and RETAIN: what the checked encoder writes for the
+        // packet with those fields.
+        let mut prepared = publish.prepare(v).unwrap();
+        let changed = if publish.qos == QoS::AtMostOnce {
+            prop_assert!(prepared.set_packet_id(std::num::NonZeroU16::new(id).unwrap()).is_err());
+            prop_assert_eq!(prepared.set_dup(dup).is_ok(), !dup);
+            prepared.set_retain(retain);
+            Publish { retain, ..publish }
+        } else {
+            prepared.set_packet_id(std::num::NonZeroU16::new(id).unwrap()).unwrap();
+            prepared.set_dup(dup).unwrap();
+            prepared.set_retain(retain);
+            Publish { packet_id: Some(id), dup, retain, ..publish }
+        };
+        prop_assert_eq!(prepared.publish(), changed);
+        let mut out = vec![0u8; prepared.encoded_len()];
+        prepared.encode(&mut out).unwrap();
+        prop_assert_eq!(Ok(out), prepared_bytes(&changed, v));
+    }
+
+    #[test]
+    fn prepare_refuses_exactly_what_the_decoder_refuses((v, publish) in any_publish()) {
+        // Written without checks, the packet either decodes to itself (properties are not
+        // written before 5.0), or it does not; `prepare` must agree, and write those bytes.
+        let unchecked = unchecked_publish(&publish, v);
+        let expected = Publish {
+            properties: if v.is_v5() { publish.properties } else { Properties::EMPTY },
+            ..publish
+        };
+        let decodes_back = matches!(
+            decode(&unchecked, v, MAX),
+            Ok(Status::Complete(d)) if d.len == unchecked.len() && d.packet == Packet::Publish(expected)
+        );
+        match prepared_bytes(&publish, v) {
+            Ok(bytes) => {
+                prop_assert!(decodes_back, "prepared {:?} for {}, the decoder refuses it", publish, v);
+                prop_assert_eq!(bytes, unchecked);
+            }
+            Err(e) => prop_assert!(!decodes_back, "refused {:?} for {} with {}", publish, v, e),
+        }
     }
 
     #[test]

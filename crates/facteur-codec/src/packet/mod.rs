@@ -12,7 +12,7 @@ pub use ack::PubResponse;
 pub use connack::ConnAck;
 pub use connect::{Connect, Will};
 pub use disconnect::{Auth, Disconnect};
-pub use publish::Publish;
+pub use publish::{PreparedPublish, Publish};
 pub use suback::{SubAck, UnsubAck};
 pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions, Unsubscribe};
 
@@ -259,6 +259,18 @@ pub(crate) fn write_fixed_header<S: Sink + ?Sized>(
     out.put_varint(body as u32);
 }
 
+/// [`EncodeError::BufferTooSmall`] unless `out` has room for `len` bytes.
+#[inline]
+pub(crate) fn check_room<S: Sink + ?Sized>(out: &S, len: usize) -> Result<(), EncodeError> {
+    if out.room() < len {
+        return Err(EncodeError::BufferTooSmall {
+            required: len,
+            available: out.room(),
+        });
+    }
+    Ok(())
+}
+
 /// Encoding, shared by [`Packet`] and every packet type.
 ///
 /// Encoding checks the packet first (the same rules decoding enforces, so what is written
@@ -313,12 +325,7 @@ fn encode_body<B: Body, S: Sink + ?Sized>(
     let version = packet.effective_version(version);
     let plan = packet.plan(version)?;
     let len = packet_len(plan.body)?;
-    if out.room() < len {
-        return Err(EncodeError::BufferTooSmall {
-            required: len,
-            available: out.room(),
-        });
-    }
+    check_room(out, len)?;
     write_fixed_header(packet.packet_type(), packet.flags(), plan.body, out);
     packet.write_body(version, &plan, out);
     Ok(len)
@@ -366,7 +373,7 @@ impl Body for Packet<'_> {
         match self {
             Self::Connect(p) => p.write(plan, out),
             Self::ConnAck(p) => p.write(version, plan, out),
-            Self::Publish(p) => p.write(version, plan, out),
+            Self::Publish(p) => PreparedPublish::from_plan(p, version, plan).write_body(out),
             Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
                 p.write(version, plan, out)
             }
@@ -397,14 +404,11 @@ impl Encode for Packet<'_> {
 
 /// Packet types that encode on their own (not through a copy into [`Packet`]).
 macro_rules! standalone_body {
-    ($($ty:ident => $kind:ident $(, $flags:ident)?;)*) => {$(
+    ($($ty:ident => $kind:ident;)*) => {$(
         impl Body for $ty<'_> {
             fn packet_type(&self) -> PacketType {
                 PacketType::$kind
             }
-            $(fn flags(&self) -> u8 {
-                $ty::$flags(self)
-            })?
             fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
                 $ty::plan(self, version)
             }
@@ -416,13 +420,42 @@ macro_rules! standalone_body {
 }
 
 standalone_body! {
-    Publish => Publish, flags;
     ConnAck => ConnAck;
     Subscribe => Subscribe;
     SubAck => SubAck;
     Unsubscribe => Unsubscribe;
     UnsubAck => UnsubAck;
     Disconnect => Disconnect;
+}
+
+/// PUBLISH encodes through [`PreparedPublish`]: checked and sized once, then written.
+impl Encode for Publish<'_> {
+    #[inline]
+    fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        packet_len(self.plan(version)?.body)
+    }
+
+    #[inline]
+    fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let plan = self.plan(version)?;
+        PreparedPublish::from_plan(self, version, &plan).encode(buf)
+    }
+
+    #[inline]
+    fn encode_to<S: Sink + ?Sized>(
+        &self,
+        version: ProtocolVersion,
+        out: &mut S,
+    ) -> Result<usize, EncodeError> {
+        let plan = self.plan(version)?;
+        PreparedPublish::from_plan(self, version, &plan).encode_to(out)
+    }
+}
+
+impl<'a> From<Publish<'a>> for Packet<'a> {
+    fn from(packet: Publish<'a>) -> Self {
+        Packet::Publish(packet)
+    }
 }
 
 macro_rules! encode_impls {
@@ -454,7 +487,6 @@ macro_rules! encode_impls {
 encode_impls! {
     Connect => Connect, via_packet;
     ConnAck => ConnAck, direct;
-    Publish => Publish, direct;
     Subscribe => Subscribe, direct;
     SubAck => SubAck, direct;
     Unsubscribe => Unsubscribe, direct;
