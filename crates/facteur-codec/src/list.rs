@@ -44,6 +44,10 @@ enum Repr<'a, T> {
     Wire {
         bytes: &'a [u8],
         version: ProtocolVersion,
+        /// What the owner checked the items as, beyond reading them (properties: the packet
+        /// they were checked for); 0 when nothing more. Kept here, inside the enum's padding,
+        /// so that no packet grows for it.
+        checked_as: u8,
     },
     Slice(&'a [T]),
 }
@@ -63,8 +67,21 @@ impl<'a, T: Item<'a>> List<'a, T> {
 
     /// Wraps wire bytes that the caller has read item by item without error.
     pub(crate) const fn from_validated_wire(bytes: &'a [u8], version: ProtocolVersion) -> Self {
+        Self::from_checked_wire(bytes, version, 0)
+    }
+
+    /// Wraps wire bytes read item by item without error and checked as `checked_as` too.
+    pub(crate) const fn from_checked_wire(
+        bytes: &'a [u8],
+        version: ProtocolVersion,
+        checked_as: u8,
+    ) -> Self {
         Self {
-            repr: Repr::Wire { bytes, version },
+            repr: Repr::Wire {
+                bytes,
+                version,
+                checked_as,
+            },
         }
     }
 
@@ -84,7 +101,26 @@ impl<'a, T: Item<'a>> List<'a, T> {
     /// The wire bytes when this list was decoded, which an encoder can copy as they are.
     pub(crate) fn wire_bytes(&self, version: ProtocolVersion) -> Option<&'a [u8]> {
         match self.repr {
-            Repr::Wire { bytes, version: v } if v == version => Some(bytes),
+            Repr::Wire {
+                bytes, version: v, ..
+            } if v == version => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The wire bytes when this list was decoded in `version` and checked as `checked_as`.
+    #[inline]
+    pub(crate) fn wire_bytes_checked_as(
+        &self,
+        version: ProtocolVersion,
+        checked_as: u8,
+    ) -> Option<&'a [u8]> {
+        match self.repr {
+            Repr::Wire {
+                bytes,
+                version: v,
+                checked_as: c,
+            } if v == version && c == checked_as => Some(bytes),
             _ => None,
         }
     }
@@ -111,7 +147,9 @@ impl<'a, T: Item<'a>> List<'a, T> {
     #[inline]
     pub(crate) fn write<S: Sink + ?Sized>(&self, version: ProtocolVersion, out: &mut S) {
         match self.repr {
-            Repr::Wire { bytes, version: v } if v == version => out.put_slice(bytes),
+            Repr::Wire {
+                bytes, version: v, ..
+            } if v == version => out.put_slice(bytes),
             Repr::Slice(items) => items.iter().for_each(|item| item.write(version, out)),
             Repr::Wire { .. } => self.iter().for_each(|item| item.write(version, out)),
         }
@@ -129,7 +167,7 @@ impl<'a, T: Item<'a>> Iterator for ListIter<'a, T> {
 
     fn next(&mut self) -> Option<T> {
         match &mut self.repr {
-            Repr::Wire { bytes, version } => {
+            Repr::Wire { bytes, version, .. } => {
                 if bytes.is_empty() {
                     return None;
                 }

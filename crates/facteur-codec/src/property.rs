@@ -348,6 +348,13 @@ pub(crate) enum PropertyContext {
     Auth,
 }
 
+impl PropertyContext {
+    /// A non-zero byte for the context, kept with wire bytes checked for it.
+    const fn tag(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
 impl PropertyId {
     /// True if the spec allows this property in `context` (MQTT 5.0 §2.2.2.2).
     pub(crate) const fn allowed_in(self, context: PropertyContext) -> bool {
@@ -428,7 +435,9 @@ impl PropertyChecker {
 ///
 /// Decoding validates the list once (identifiers, types, allowed in this packet, duplicates,
 /// value ranges); reading it later cannot fail. User properties are kept, in order, however
-/// many there are.
+/// many there are. Decoded properties (and [`Properties::from_wire`]) are the wire bytes,
+/// which remember the packet they were checked for: encoded in that packet they are copied as
+/// they are, in another they are checked again.
 ///
 /// ```
 /// use facteur_codec::{Properties, Property};
@@ -440,25 +449,12 @@ impl PropertyChecker {
 /// assert_eq!(props.message_expiry_interval(), Some(60));
 /// assert_eq!(props.user_properties().next(), Some(("unit", "celsius")));
 /// ```
-#[derive(Clone, Copy, Default)]
-pub struct Properties<'a> {
-    list: List<'a, Property<'a>>,
-    /// Where the list was validated as wire bytes (decoded, or [`Properties::from_wire`]);
-    /// `None` for the caller's slices, which are checked when encoded.
-    checked_for: Option<PropertyContext>,
-}
-
-impl PartialEq for Properties<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.list == other.list
-    }
-}
-
-impl Eq for Properties<'_> {}
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Properties<'a>(List<'a, Property<'a>>);
 
 impl core::fmt::Debug for Properties<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.list.fmt(f)
+        self.0.fmt(f)
     }
 }
 
@@ -478,30 +474,24 @@ macro_rules! accessors {
 
 impl<'a> Properties<'a> {
     /// No properties.
-    pub const EMPTY: Self = Self {
-        list: List::EMPTY,
-        checked_for: None,
-    };
+    pub const EMPTY: Self = Self(List::EMPTY);
 
     /// Properties given by the caller, for encoding. They are checked when the packet is
     /// encoded or prepared ([`Publish::prepare`](crate::Publish::prepare)), and written one by
     /// one; decoded properties and [`Properties::from_wire`] are wire bytes already checked for
     /// their packet, written as one copy.
     pub const fn from_slice(list: &'a [Property<'a>]) -> Self {
-        Self {
-            list: List::from_slice(list),
-            checked_for: None,
-        }
+        Self(List::from_slice(list))
     }
 
     /// Every property, in order.
     pub fn iter(&self) -> crate::ListIter<'a, Property<'a>> {
-        self.list.iter()
+        self.0.iter()
     }
 
     /// True if there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.0.is_empty()
     }
 
     /// The user properties (name, value), in order.
@@ -604,10 +594,11 @@ impl<'a> Properties<'a> {
                 .check(&property, context)
                 .map_err(|kind| section.error_at(kind, at))?;
         }
-        Ok(Self {
-            list: List::from_validated_wire(bytes_start, ProtocolVersion::V5),
-            checked_for: Some(context),
-        })
+        Ok(Self(List::from_checked_wire(
+            bytes_start,
+            ProtocolVersion::V5,
+            context.tag(),
+        )))
     }
 
     /// Properties stored as wire bytes (what [`Properties::write_contents`] wrote), checked
@@ -658,13 +649,13 @@ impl<'a> Properties<'a> {
 
     /// The size of the properties on the wire, without the section's length prefix.
     pub fn contents_len(&self) -> usize {
-        self.list.wire_len(ProtocolVersion::V5)
+        self.0.wire_len(ProtocolVersion::V5)
     }
 
     /// Writes the properties as they travel, without the section's length prefix; the sink
     /// must have [`Properties::contents_len`] bytes of room.
     pub fn write_contents<S: Sink + ?Sized>(&self, out: &mut S) {
-        self.list.write(ProtocolVersion::V5, out);
+        self.0.write(ProtocolVersion::V5, out);
     }
 
     /// Checks the list for `context` before encoding; returns the size of its contents.
@@ -672,14 +663,15 @@ impl<'a> Properties<'a> {
     pub(crate) fn validate(&self, context: PropertyContext) -> Result<usize, crate::EncodeError> {
         // Wire bytes validated for this very context need no second look; validated for
         // another packet (CONNECT's properties put into a PUBLISH), they are checked again.
-        if self.checked_for == Some(context) {
-            if let Some(bytes) = self.list.wire_bytes(ProtocolVersion::V5) {
-                return Ok(bytes.len());
-            }
+        if let Some(bytes) = self
+            .0
+            .wire_bytes_checked_as(ProtocolVersion::V5, context.tag())
+        {
+            return Ok(bytes.len());
         }
         let mut checker = PropertyChecker::default();
         let mut len = 0usize;
-        self.list.try_for_each(
+        self.0.try_for_each(
             #[inline(always)]
             |property| {
                 checker
@@ -721,7 +713,7 @@ impl<'a> Properties<'a> {
     ) {
         if version.is_v5() {
             out.put_varint(len as u32);
-            self.list.write(version, out);
+            self.0.write(version, out);
         }
     }
 }
@@ -735,6 +727,15 @@ mod tests {
         let p = Properties::decode(&mut r, ProtocolVersion::V5, context)?;
         r.finish()?;
         Ok(p)
+    }
+
+    #[test]
+    fn remembering_the_checked_packet_costs_no_size() {
+        // Every packet holds properties: they stay three words (a slice and a tag).
+        assert_eq!(
+            core::mem::size_of::<Properties<'_>>(),
+            3 * core::mem::size_of::<usize>()
+        );
     }
 
     #[test]
