@@ -593,7 +593,8 @@ async fn persistent_session_keeps_subscriptions_and_queues_qos1_offline() {
         .await;
     publisher.send_bytes(&[0xC0, 0x00]).await;
     assert_eq!(publisher.recv_bytes().await, [0xD0, 0x00]);
-    until_stats(&broker, |s| s.messages_sent == 1 && s.dropped == 1).await;
+    // Both routed (in order, by one connection): the QoS 0 one was dropped, not kept.
+    until_stats(&broker, |s| s.dropped == 1).await;
 
     // Back with clean session 0: session present, the QoS 1 message waiting, not the QoS 0.
     let mut sub = Peer::raw(&broker, V311).await;

@@ -55,7 +55,9 @@ pub struct Connection {
     pub version: ProtocolVersion,
     /// Keep alive in seconds (the Server Keep Alive if the server sent one); 0 disables it.
     pub keep_alive: u16,
-    /// The peer's Receive Maximum (MQTT 5; 65,535 when absent).
+    /// Most outgoing QoS 1/2 messages unacknowledged at once: the peer's Receive Maximum
+    /// (MQTT 5; 65,535 when absent). Before 5.0 the protocol has none, and a caller may set
+    /// its own bound here (a broker's `max_inflight_messages`).
     pub peer_receive_maximum: u16,
     /// The peer's Topic Alias Maximum (MQTT 5; 0 when absent: no outgoing aliases).
     pub peer_topic_alias_maximum: u16,
@@ -906,20 +908,13 @@ impl<S: Store> Session<S> {
 
     /// How many outgoing QoS 1/2 messages may be in flight, across connections.
     fn send_quota(&self) -> usize {
-        let peer = if self.connection.version.is_v5() {
-            self.connection.peer_receive_maximum
-        } else {
-            u16::MAX
-        };
+        let peer = self.connection.peer_receive_maximum;
         usize::from(peer.max(1)).min(self.inflight.max_len())
     }
 
     /// True if one more QoS 1/2 PUBLISH may be resent on this connection: fewer than the
-    /// peer's Receive Maximum are unacknowledged on it (MQTT 5; no limit before).
+    /// peer's Receive Maximum are unacknowledged on it.
     fn publish_allowed(&self) -> bool {
-        if !self.connection.version.is_v5() {
-            return true;
-        }
         let counted = self.inflight.iter().filter(|f| f.counted).count();
         counted < usize::from(self.connection.peer_receive_maximum.max(1))
     }
