@@ -863,3 +863,165 @@ async fn in_process_publish_and_subscribe() {
     broker.shutdown().await;
     assert_eq!(again.recv().await, None);
 }
+
+/// A PUBLISH the broker sent: its payload, QoS and packet identifier.
+fn delivered(version: ProtocolVersion, bytes: &[u8]) -> (Vec<u8>, QoS, Option<u16>) {
+    match decode(bytes, version, u32::MAX) {
+        Ok(Status::Complete(d)) => match d.packet {
+            Packet::Publish(p) => (p.payload.to_vec(), p.qos, p.packet_id),
+            other => panic!("PUBLISH expected, got {other:?}"),
+        },
+        other => panic!("PUBLISH expected, got {other:?}"),
+    }
+}
+
+/// Sends PINGREQ and waits for PINGRESP: everything sent before has been acted on.
+async fn sync(peer: &mut Peer) {
+    peer.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(peer.recv_bytes().await, [0xD0, 0x00]);
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
+    let broker = broker_with(|c| c.max_queued_messages = 2).await;
+    // Receive Maximum 1: one QoS 1 message in flight, the rest wait.
+    let props = [facteur_codec::Property::ReceiveMaximum(1)];
+    let mut slow = Peer::connect(
+        &broker,
+        Connect {
+            properties: Properties::from_slice(&props),
+            ..Connect::new(V5, "slow")
+        },
+    )
+    .await;
+    slow.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V5, "pub").await;
+    // m1 in flight, m2 and m3 in the session's queue (2).
+    for (id, payload) in [(1u16, b"m1"), (2, b"m2"), (3, b"m3")] {
+        publisher
+            .send(&publish("flot", payload, QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    until_stats(&broker, |s| s.messages_sent == 3).await;
+    // The mailbox (2) takes q1 and q2; m4 takes q1's place; q3 finds it full.
+    for payload in [b"q1", b"q2"] {
+        publisher
+            .send(&publish("flot", payload, QoS::AtMostOnce, None))
+            .await;
+    }
+    publisher
+        .send(&publish("flot", b"m4", QoS::AtLeastOnce, Some(4)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x04]);
+    publisher
+        .send(&publish("flot", b"q3", QoS::AtMostOnce, None))
+        .await;
+    sync(&mut publisher).await;
+    assert_eq!(broker.stats().dropped, 2, "q1 and q3");
+
+    // The subscriber catches up: every QoS 1 message, in order, and q2.
+    let (mut qos1, mut qos0) = (Vec::new(), Vec::new());
+    while qos1.len() < 4 {
+        let (payload, qos, id) = delivered(V5, &slow.recv_bytes().await);
+        match id {
+            Some(id) => {
+                assert_eq!(qos, QoS::AtLeastOnce);
+                qos1.push(payload);
+                slow.send_bytes(&[0x40, 0x02, 0x00, id as u8]).await;
+            }
+            None => qos0.push(payload),
+        }
+    }
+    while let Some(bytes) = slow.try_recv_bytes(Duration::from_millis(300)).await {
+        qos0.push(delivered(V5, &bytes).0);
+    }
+    assert_eq!(qos1, [b"m1", b"m2", b"m3", b"m4"]);
+    assert_eq!(qos0, [b"q2"]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_queued_bytes_bounds_an_offline_session() {
+    let broker = broker_with(|c| c.max_queued_bytes = 10).await;
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(persistent(V311, "keeper"))).await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x00, 0x00]);
+    sub.subscribe("news", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    drop(sub);
+    until_stats(&broker, |s| s.clients_connected == 0).await;
+
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    // 6 bytes are kept; 6 more would make 12, above the 10 allowed.
+    for (id, payload) in [(1u16, b"123456"), (2, b"abcdef")] {
+        publisher
+            .send(&publish("news", payload, QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    until_stats(&broker, |s| s.dropped == 1).await;
+
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(persistent(V311, "keeper"))).await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x01, 0x00]);
+    let (payload, _, id) = delivered(V311, &sub.recv_bytes().await);
+    assert_eq!(payload, b"123456");
+    sub.send_bytes(&[0x40, 0x02, 0x00, id.unwrap() as u8]).await;
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_is_announced_and_enforced_with_0x93() {
+    let broker = broker_with(|c| c.receive_maximum = 2).await;
+    let mut client = Peer::raw(&broker, V5).await;
+    client
+        .send(&Packet::Connect(Connect::new(V5, "eager")))
+        .await;
+    // Receive Maximum 2, Topic Alias Maximum 10.
+    assert_eq!(
+        client.recv_bytes().await,
+        [0x20, 0x09, 0x00, 0x00, 0x06, 0x21, 0x00, 0x02, 0x22, 0x00, 0x0A]
+    );
+    // QoS 2 messages stay unacknowledged until PUBREL: the third is one too many.
+    for id in 1..=2u8 {
+        client
+            .send(&publish("t", b"x", QoS::ExactlyOnce, Some(u16::from(id))))
+            .await;
+        assert_eq!(client.recv_bytes().await, [0x50, 0x02, 0x00, id]);
+    }
+    client
+        .send(&publish("t", b"x", QoS::ExactlyOnce, Some(3)))
+        .await;
+    assert_eq!(client.recv_bytes().await, [0xE0, 0x01, 0x93]);
+    assert!(client.closed().await);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_inflight_messages_applies_to_3_1_1_subscribers() {
+    let broker = broker_with(|c| c.max_inflight_messages = 2).await;
+    let mut sub = Peer::client(&broker, V311, "sub").await;
+    sub.subscribe("t", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    for id in 1..=3u16 {
+        publisher
+            .send(&publish("t", b"x", QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(delivered(V311, &sub.recv_bytes().await).2.unwrap());
+    }
+    // Two unacknowledged: the third waits for an acknowledgement.
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    sub.send_bytes(&[0x40, 0x02, 0x00, ids[0] as u8]).await;
+    let (payload, _, id) = delivered(V311, &sub.recv_bytes().await);
+    assert_eq!(payload, b"x");
+    assert!(id.is_some_and(|id| !ids.contains(&id)));
+    broker.shutdown().await;
+}
