@@ -41,8 +41,8 @@ pub(crate) async fn serve(mut stream: TcpStream, config: Arc<Config>, router: Ar
     };
     let (client_id, assigned) = match admit(&frame, &config, &router) {
         Ok(admitted) => admitted,
-        Err(Some((version, reason))) => {
-            let _ = Box::pin(refuse(&mut stream, version, reason)).await;
+        Err(Some(refusal)) => {
+            let _ = Box::pin(refuse(&mut stream, &refusal)).await;
             return;
         }
         Err(None) => return,
@@ -83,17 +83,56 @@ fn admit(
     frame: &[u8],
     config: &Config,
     router: &Router,
-) -> Result<(String, bool), Option<(ProtocolVersion, ReasonCode)>> {
+) -> Result<(String, bool), Option<Refusal>> {
     let (connect, _) = parse_connect(frame).ok_or(None)?;
     if config.max_connections != 0 && router.links() >= config.max_connections {
-        return Err(Some((connect.protocol, ReasonCode::ServerBusy)));
+        let why = "the broker has as many clients as max_connections allows";
+        return Err(Some(Refusal::new(&connect, ReasonCode::ServerBusy, why)));
     }
     match client_id_for(&connect, config, router) {
         Some(id) => Ok((id, connect.client_id.is_empty())),
-        None => Err(Some((
-            connect.protocol,
+        None => Err(Some(Refusal::new(
+            &connect,
             ReasonCode::ClientIdentifierNotValid,
+            "this broker assigns no client identifier (allow_zero_length_clientid is off)",
         ))),
+    }
+}
+
+/// A CONNECT refused: the CONNACK that says so (5.0: with a reason string, if the client
+/// takes a packet that large).
+struct Refusal {
+    version: ProtocolVersion,
+    reason: ReasonCode,
+    why: String,
+    max_packet_size: u32,
+}
+
+impl Refusal {
+    fn new(connect: &Connect<'_>, reason: ReasonCode, why: impl Into<String>) -> Self {
+        Self {
+            version: connect.protocol,
+            reason,
+            why: why.into(),
+            max_packet_size: connect
+                .properties
+                .maximum_packet_size()
+                .unwrap_or(facteur_codec::PROTOCOL_MAX_PACKET_SIZE),
+        }
+    }
+
+    /// The CONNACK's bytes.
+    fn connack(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let connack = Packet::ConnAck(ConnAck::new(self.reason));
+        encode_with_reason_string(
+            &mut out,
+            self.version,
+            connack,
+            &self.why,
+            self.max_packet_size,
+        );
+        out
     }
 }
 
@@ -162,16 +201,8 @@ async fn read_connect(
     }
 }
 
-async fn refuse(
-    stream: &mut TcpStream,
-    version: ProtocolVersion,
-    reason: ReasonCode,
-) -> std::io::Result<()> {
-    let mut buf = [0u8; 8];
-    let n = ConnAck::new(reason)
-        .encode(version, &mut buf)
-        .map_err(std::io::Error::other)?;
-    stream.write_all(&buf[..n]).await?;
+async fn refuse(stream: &mut TcpStream, refusal: &Refusal) -> std::io::Result<()> {
+    stream.write_all(&refusal.connack()).await?;
     stream.shutdown().await
 }
 
@@ -210,6 +241,9 @@ struct SessionTask {
     key: ConnId,
     client_id: String,
     version: ProtocolVersion,
+    /// The client wants reason strings on acknowledgements (5.0 Request Problem
+    /// Information; CONNACK and DISCONNECT carry them regardless).
+    problem_information: bool,
     session: Session<AllocStore>,
     mailbox: Arc<Mailbox>,
     filters: HashSet<String>,
@@ -234,6 +268,7 @@ impl SessionTask {
             key,
             client_id,
             version: ProtocolVersion::V3_1_1,
+            problem_information: true,
             session: Self::fresh_session(&config, ProtocolVersion::V3_1_1),
             mailbox,
             filters: HashSet::new(),
@@ -353,14 +388,15 @@ impl SessionTask {
                 Next::Attach(attach) => {
                     if self.link.is_some() {
                         tracing::debug!(client = %self.client_id, "session taken over");
-                        self.close_with(ReasonCode::SessionTakenOver);
+                        let why = "another connection took this session over";
+                        self.close_with(ReasonCode::SessionTakenOver, why);
                         let _ = Box::pin(self.flush()).await;
                         Box::pin(self.detach()).await;
                     }
                     Box::pin(self.attach(attach, true)).await;
                 }
                 Next::Stop => {
-                    self.close_with(ReasonCode::ServerShuttingDown);
+                    self.close_with(ReasonCode::ServerShuttingDown, "the broker is stopping");
                     let _ = Box::pin(self.flush()).await;
                     Box::pin(self.detach()).await;
                     // The broker is going: a will still waiting for its delay goes now.
@@ -391,6 +427,10 @@ impl SessionTask {
             self.reset(version);
         }
         self.version = version;
+        self.problem_information = connect
+            .properties
+            .request_problem_information()
+            .unwrap_or(true);
         let max_keepalive = self.config.max_keepalive;
         let keep_alive = match connect.keep_alive {
             0 if max_keepalive < u16::MAX => max_keepalive,
@@ -425,7 +465,9 @@ impl SessionTask {
             Some(will) => {
                 if let Err(error) = self.session.set_will(will) {
                     tracing::debug!(client = %self.client_id, %error, "will refused");
-                    let _ = refuse(&mut stream, version, ReasonCode::PayloadFormatInvalid).await;
+                    let why = format!("will refused: {error}");
+                    let refusal = Refusal::new(&connect, ReasonCode::PayloadFormatInvalid, why);
+                    let _ = refuse(&mut stream, &refusal).await;
                     self.session.on_connection_lost(now);
                     return;
                 }
@@ -576,16 +618,20 @@ impl SessionTask {
         tracing::debug!(client = %self.client_id, "session ended");
     }
 
-    /// Ends the connection from the broker's side: 5.0 clients are told why.
-    fn close_with(&mut self, reason: ReasonCode) {
+    /// Ends the connection from the broker's side: 5.0 clients are told why, with the
+    /// reason code and the reason string `why`.
+    fn close_with(&mut self, reason: ReasonCode, why: &str) {
         let version = self.version;
+        let max = self.session.connection().peer_maximum_packet_size;
         if let Some(link) = &mut self.link {
             if version.is_v5() && link.end.is_none() {
-                encode_into(
-                    &mut link.out,
-                    version,
-                    &Packet::Disconnect(Disconnect::new(reason)),
-                );
+                let mut buf = [0u8; 256];
+                let why = truncated(why, 200);
+                if let Ok(n) =
+                    Disconnect::encode_with_reason_string(reason, why, max, version, &mut buf)
+                {
+                    link.out.extend_from_slice(&buf[..n]);
+                }
             }
             link.end.get_or_insert(End::Lost);
         }
@@ -637,7 +683,7 @@ impl SessionTask {
                     } else {
                         ReasonCode::ProtocolError
                     };
-                    self.close_with(reason);
+                    self.close_with(reason, &error.to_string());
                     break;
                 }
             }
@@ -651,6 +697,16 @@ impl SessionTask {
         }
     }
 
+    /// Queues a 5.0 answer with the reason string `why`, left out when the client takes no
+    /// packet that large (a reason string must not make a packet exceed the client's
+    /// Maximum Packet Size).
+    fn answer(&mut self, packet: Packet<'_>, why: &str) {
+        let max = self.session.connection().peer_maximum_packet_size;
+        if let Some(link) = &mut self.link {
+            encode_with_reason_string(&mut link.out, self.version, packet, why, max);
+        }
+    }
+
     fn queue(&mut self, packet: &Packet<'_>) {
         let version = self.version;
         if let Some(link) = &mut self.link {
@@ -661,10 +717,13 @@ impl SessionTask {
     fn on_packet(&mut self, packet: Packet<'_>) {
         let now = self.now();
         match packet {
-            Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError),
+            Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
             Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe, now),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
-            Packet::Auth(_) => self.close_with(ReasonCode::BadAuthenticationMethod),
+            Packet::Auth(_) => self.close_with(
+                ReasonCode::BadAuthenticationMethod,
+                "this broker has no extended authentication",
+            ),
             Packet::Publish(_) => {
                 self.router
                     .stats
@@ -690,9 +749,12 @@ impl SessionTask {
     fn on_subscribe(&mut self, subscribe: &Subscribe<'_>, now: Instant) {
         let mut codes = Vec::new();
         let mut retained = Vec::new();
+        // The reason string of the SUBACK (5.0): why the first refused filter was refused.
+        let mut why = None;
         for subscription in subscribe.subscriptions.iter() {
             let Ok(filter) = TopicFilter::new(subscription.filter) else {
                 codes.push(ReasonCode::TopicFilterInvalid);
+                why.get_or_insert("invalid topic filter");
                 continue;
             };
             let shared = filter.shared().is_some();
@@ -700,6 +762,11 @@ impl SessionTask {
                 // No local on a shared subscription is a protocol error (MQTT 5.0 §3.8.3.1);
                 // before 5.0 `$share/` is an ordinary filter, which facteur does not take.
                 codes.push(ReasonCode::TopicFilterInvalid);
+                why.get_or_insert(if self.version.is_v5() {
+                    "no local is not allowed on a shared subscription"
+                } else {
+                    "shared subscriptions need MQTT 5.0"
+                });
                 continue;
             }
             let options = subscription.options;
@@ -731,7 +798,11 @@ impl SessionTask {
                 }
             }
         }
-        self.queue(&Packet::SubAck(SubAck::new(subscribe.packet_id, &codes)));
+        let suback = Packet::SubAck(SubAck::new(subscribe.packet_id, &codes));
+        match why.filter(|_| self.problem_information) {
+            Some(why) => self.answer(suback, why),
+            None => self.queue(&suback),
+        }
         for delivery in retained {
             self.publish_to_session(&delivery, now);
         }
@@ -895,6 +966,50 @@ const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2)
 /// Messages moved from the mailbox into the session's own queue ahead of the writes (beyond
 /// those in flight). The rest wait in the mailbox, where the payload is shared, not copied.
 const STAGED: usize = 64;
+
+/// Encodes `packet` (a CONNACK, SUBACK or UNSUBACK without properties) with the reason
+/// string `why` in 5.0, unless that would make it larger than `max_packet_size`.
+fn encode_with_reason_string(
+    out: &mut Vec<u8>,
+    version: ProtocolVersion,
+    packet: Packet<'_>,
+    why: &str,
+    max_packet_size: u32,
+) {
+    let with_why = [Property::ReasonString(why)];
+    let mut packet = packet;
+    if version.is_v5() {
+        if let Some(properties) = properties_of(&mut packet) {
+            *properties = Properties::from_slice(&with_why);
+        }
+        let fits = packet
+            .encoded_len(version)
+            .is_ok_and(|n| n <= max_packet_size as usize);
+        if let (false, Some(properties)) = (fits, properties_of(&mut packet)) {
+            *properties = Properties::EMPTY;
+        }
+    }
+    encode_into(out, version, &packet);
+}
+
+/// The properties of the answers that may carry a reason string.
+fn properties_of<'p, 'a>(packet: &'p mut Packet<'a>) -> Option<&'p mut Properties<'a>> {
+    match packet {
+        Packet::ConnAck(p) => Some(&mut p.properties),
+        Packet::SubAck(p) => Some(&mut p.properties),
+        Packet::UnsubAck(p) => Some(&mut p.properties),
+        _ => None,
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// Room made in a connection's read buffer before each read.
 const READ_CHUNK: usize = 4096;

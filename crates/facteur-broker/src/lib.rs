@@ -28,8 +28,9 @@
 //! the highest granted QoS), retained messages with retain handling and retain-as-published,
 //! no local, wills on abnormal loss with 5.0 Will Delay, keep alive at 1.5×, a connect
 //! timeout, malformed packets closing only their connection (5.0: with the reason code),
-//! bounded per-client queues (QoS 0 dropped first, `max_queued_bytes`), subscription identifiers on delivery, `$SYS` topics every
-//! `sys_interval`. Not yet: TLS, WebSocket, authentication and ACLs.
+//! bounded per-client queues (QoS 0 dropped first, `max_queued_bytes`), subscription
+//! identifiers on delivery, reason strings on refusals, `$SYS` topics every `sys_interval`.
+//! Not yet: TLS, WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
 
 mod config;

@@ -176,7 +176,8 @@ pub struct Session<S: Store> {
     last_sent: Instant,
     last_received: Instant,
     send_pingresp: bool,
-    disconnect: Option<ReasonCode>,
+    /// The DISCONNECT to send (5.0): its reason code and reason string.
+    disconnect: Option<(ReasonCode, &'static str)>,
     /// Session Expiry Interval in seconds; `None`: not tracked (the caller ends the session).
     session_expiry: Option<u32>,
     /// When the last connection was lost, while no new one is up and the session has not
@@ -549,7 +550,10 @@ impl<S: Store> Session<S> {
                     (d.properties.session_expiry_interval(), self.config.role)
                 {
                     if self.session_expiry == Some(0) && new != 0 {
-                        self.protocol_error(ReasonCode::ProtocolError);
+                        self.protocol_error(
+                            ReasonCode::ProtocolError,
+                            "Session Expiry Interval set on DISCONNECT after 0 on CONNECT",
+                        );
                         return None;
                     }
                     self.session_expiry = Some(new);
@@ -587,10 +591,16 @@ impl<S: Store> Session<S> {
         match self.link {
             Link::Down => return Ok(None),
             Link::Closing => {
-                let Some(reason) = self.disconnect else {
+                let Some((reason, why)) = self.disconnect else {
                     return Ok(None);
                 };
-                let n = Disconnect::new(reason).encode(version, buf)?;
+                let n = Disconnect::encode_with_reason_string(
+                    reason,
+                    why,
+                    self.connection.peer_maximum_packet_size,
+                    version,
+                    buf,
+                )?;
                 self.disconnect = None;
                 return Ok(Some(self.sent(now, n)));
             }
@@ -827,7 +837,10 @@ impl<S: Store> Session<S> {
             if now >= dead {
                 self.link = Link::Closing;
                 if self.connection.version.is_v5() && self.config.role == Role::Server {
-                    self.disconnect = Some(ReasonCode::KeepAliveTimeout);
+                    self.disconnect = Some((
+                        ReasonCode::KeepAliveTimeout,
+                        "nothing received for 1.5 times the keep alive",
+                    ));
                 }
                 self.event(Event::KeepAliveTimeout);
             }
@@ -897,11 +910,12 @@ impl<S: Store> Session<S> {
         }
     }
 
-    /// The peer broke the protocol: report it, say so in MQTT 5, stop the connection.
-    fn protocol_error(&mut self, reason: ReasonCode) {
+    /// The peer broke the protocol: report it, say so (and why) in MQTT 5, stop the
+    /// connection.
+    fn protocol_error(&mut self, reason: ReasonCode, why: &'static str) {
         self.link = Link::Closing;
         if self.connection.version.is_v5() {
-            self.disconnect = Some(reason);
+            self.disconnect = Some((reason, why));
         }
         self.event(Event::ProtocolError { reason });
     }
@@ -962,26 +976,38 @@ impl<S: Store> Session<S> {
                 let max =
                     usize::from(self.config.topic_alias_maximum).min(self.in_aliases.max_len());
                 if usize::from(alias) > max {
-                    self.protocol_error(ReasonCode::TopicAliasInvalid);
+                    self.protocol_error(
+                        ReasonCode::TopicAliasInvalid,
+                        "topic alias above the Topic Alias Maximum",
+                    );
                     return None;
                 }
                 let known = self.in_aliases.iter().position(|a| a.alias == alias);
                 if publish.topic.is_empty() {
                     if known.is_none() {
-                        self.protocol_error(ReasonCode::TopicAliasInvalid);
+                        self.protocol_error(
+                            ReasonCode::TopicAliasInvalid,
+                            "empty topic with a topic alias not set before",
+                        );
                         return None;
                     }
                     aliased = known;
                 } else {
                     let Some(topic) = S::Bytes::from_parts(publish.topic.as_bytes(), &[]) else {
-                        self.protocol_error(ReasonCode::ImplementationSpecificError);
+                        self.protocol_error(
+                            ReasonCode::ImplementationSpecificError,
+                            "no room to store the topic alias",
+                        );
                         return None;
                     };
                     match known {
                         Some(i) => self.in_aliases[i].topic = topic,
                         None => {
                             if self.in_aliases.try_push(Alias { alias, topic }).is_err() {
-                                self.protocol_error(ReasonCode::TopicAliasInvalid);
+                                self.protocol_error(
+                                    ReasonCode::TopicAliasInvalid,
+                                    "more topic aliases than can be stored",
+                                );
                                 return None;
                             }
                         }
@@ -1001,7 +1027,10 @@ impl<S: Store> Session<S> {
                 } else if self.unacknowledged() >= self.receive_quota()
                     || !self.queue_ack(AckKind::Ack, id, ReasonCode::Success)
                 {
-                    self.protocol_error(ReasonCode::ReceiveMaximumExceeded);
+                    self.protocol_error(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "more QoS 1/2 messages unacknowledged than the Receive Maximum",
+                    );
                     return None;
                 } else {
                     true
@@ -1016,7 +1045,10 @@ impl<S: Store> Session<S> {
                     || self.acks.len() >= self.acks.max_len()
                     || self.received.try_push(id).is_err()
                 {
-                    self.protocol_error(ReasonCode::ReceiveMaximumExceeded);
+                    self.protocol_error(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "more QoS 1/2 messages unacknowledged than the Receive Maximum",
+                    );
                     return None;
                 } else {
                     self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
