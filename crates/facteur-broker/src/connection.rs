@@ -882,7 +882,11 @@ impl SessionTask {
             properties,
             ..Publish::new(&message.topic, &message.payload)
         };
-        match self.session.publish(&publish, now) {
+        // The payload is shared with every other subscriber, not copied.
+        match self
+            .session
+            .publish_shared(&publish, message.payload.clone(), now)
+        {
             Ok(_) => {
                 self.router
                     .stats

@@ -7,7 +7,9 @@ use facteur_codec::{
 use facteur_topic::{TopicError, TopicName};
 
 use crate::props;
-use crate::store::{Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Seq, Stage, Store};
+use crate::store::{
+    Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Stage, Store,
+};
 use crate::{Event, Instant, MessageId, PacketIds};
 
 /// Which end of the connection the session is: the few behaviours that differ follow it.
@@ -487,17 +489,54 @@ impl<S: Store> Session<S> {
         message: &Publish<'_>,
         now: Instant,
     ) -> Result<MessageId, PublishError> {
+        let payload = S::Payload::copy_of(message.payload).ok_or(PublishError::TooLarge)?;
+        self.publish_shared(message, payload, now)
+    }
+
+    /// [`publish`](Self::publish) with the payload already in the store's own form, so that
+    /// one payload given to many sessions is kept once. With [`AllocStore`](crate::AllocStore)
+    /// that is a `bytes::Bytes` (cloning it shares it); `message.payload` is then only read
+    /// by an inline store ([`HeaplessStore`](crate::HeaplessStore), which copies it), so pass
+    /// the same bytes in both.
+    ///
+    /// ```
+    /// # #[cfg(feature = "alloc")] {
+    /// use facteur_codec::{ProtocolVersion, Publish};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let payload = bytes::Bytes::from_static(b"21.5");
+    /// let now = Instant::from_millis(0);
+    /// let message = Publish::new("maison/salon/temperature", &payload);
+    /// for _ in 0..3 {
+    ///     let mut session = Session::<AllocStore>::new(Config::new(Role::Server));
+    ///     session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 60));
+    ///     // Each session holds a reference to the same payload, not a copy.
+    ///     session.publish_shared(&message, payload.clone(), now)?;
+    /// }
+    /// # }
+    /// # Ok::<(), facteur_session::PublishError>(())
+    /// ```
+    pub fn publish_shared(
+        &mut self,
+        message: &Publish<'_>,
+        payload: S::Payload,
+        now: Instant,
+    ) -> Result<MessageId, PublishError> {
         TopicName::new(message.topic).map_err(PublishError::InvalidTopic)?;
         let props = &message.properties;
         let expiry = props.message_expiry_interval();
         let layout = props::layout(props, expiry, true).ok_or(PublishError::InvalidProperties)?;
         let topic_len = message.topic.len();
-        let len = topic_len + layout.len() + message.payload.len();
+        let inline = if S::Payload::INLINE {
+            message.payload
+        } else {
+            &[]
+        };
+        let len = topic_len + layout.len() + inline.len();
         let bytes = S::Bytes::filled(len, |out| {
             out[..topic_len].copy_from_slice(message.topic.as_bytes());
-            let (stored, payload) = out[topic_len..].split_at_mut(layout.len());
+            let (stored, rest) = out[topic_len..].split_at_mut(layout.len());
             props::write(stored, props, layout);
-            payload.copy_from_slice(message.payload);
+            rest.copy_from_slice(inline);
         })
         .ok_or(PublishError::TooLarge)?;
         if !props::valid(&bytes.as_ref()[topic_len + props::ALIAS_SLOT..topic_len + layout.len()]) {
@@ -513,6 +552,7 @@ impl<S: Store> Session<S> {
             topic_len,
             props_len: layout.len(),
             bytes,
+            payload,
         };
         if let Err(queued) = self.queue.push_back(queued) {
             // Full: make room by dropping what expired while waiting, if anything did.
