@@ -8,7 +8,7 @@
 use crate::router::{Attach, Delivery};
 use facteur_codec::QoS;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
@@ -61,6 +61,9 @@ pub(crate) struct Mailbox {
     room: Notify,
     /// Whether a client is connected to take deliveries now.
     online: AtomicBool,
+    /// The number of messages waiting, as last written under the lock: lets a QoS 0 message
+    /// that cannot be taken be dropped without taking the lock.
+    waiting: AtomicUsize,
     limits: Limits,
 }
 
@@ -95,7 +98,11 @@ impl Inbox {
     }
 
     fn remove(&mut self, at: usize) -> Option<Delivery> {
-        let delivery = self.deliveries.remove(at)?;
+        let delivery = if at == 0 {
+            self.deliveries.pop_front()?
+        } else {
+            self.deliveries.remove(at)?
+        };
         self.bytes -= delivery.message.payload.len();
         if self.deliveries.is_empty() && self.deliveries.capacity() > IDLE_CAPACITY {
             // A client that caught up keeps no large queue.
@@ -120,6 +127,33 @@ fn wake(taker: Option<Waker>) {
     }
 }
 
+/// The inbox while locked; publishes its length for [`Mailbox::drops_at_once`] on unlock.
+struct Guard<'a> {
+    inbox: MutexGuard<'a, Inbox>,
+    waiting: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = Inbox;
+
+    fn deref(&self) -> &Inbox {
+        &self.inbox
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Inbox {
+        &mut self.inbox
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.waiting
+            .store(self.inbox.deliveries.len(), Ordering::Relaxed);
+    }
+}
+
 /// Queue capacity kept once a mailbox is empty again.
 const IDLE_CAPACITY: usize = 64;
 
@@ -130,12 +164,24 @@ impl Mailbox {
             inbox: Mutex::default(),
             room: Notify::new(),
             online: AtomicBool::new(online),
+            waiting: AtomicUsize::new(0),
             limits,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Guard<'_> {
+        Guard {
+            inbox: self.inbox.lock().unwrap_or_else(|p| p.into_inner()),
+            waiting: &self.waiting,
+        }
+    }
+
+    /// True if a message at `qos` would be dropped now, known without the lock: QoS 0 for a
+    /// client that is offline or whose mailbox is full (by count). The caller then need not
+    /// build the delivery at all.
+    pub(crate) fn drops_at_once(&self, qos: QoS) -> bool {
+        qos == QoS::AtMostOnce
+            && (!self.is_online() || self.waiting.load(Ordering::Relaxed) >= self.limits.messages)
     }
 
     /// Whether a client is connected.

@@ -15,6 +15,41 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A connection's identity inside the broker.
 pub(crate) type ConnId = u64;
 
+/// Hashing for maps keyed by [`ConnId`]: the keys are the broker's own counters, not chosen
+/// by clients, so one multiplication spreads them (the default SipHash costs more than the
+/// rest of a lookup, once per subscriber per message).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ConnIdHash;
+
+impl std::hash::BuildHasher for ConnIdHash {
+    type Hasher = ConnIdHasher;
+
+    fn build_hasher(&self) -> ConnIdHasher {
+        ConnIdHasher(0)
+    }
+}
+
+/// See [`ConnIdHash`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        // Fibonacci hashing: an odd constant near 2^64 / φ.
+        self.0 = (self.0.rotate_left(5) ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// An application message as the broker keeps it: shared by every subscriber it goes to.
 #[derive(Debug)]
 pub(crate) struct Message {
@@ -113,7 +148,7 @@ struct SessionEntry {
 pub(crate) struct Router {
     subscriptions: RwLock<SubscriptionTree<ConnId, Subscribed>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
-    mailboxes: RwLock<HashMap<ConnId, Arc<Mailbox>>>,
+    mailboxes: RwLock<HashMap<ConnId, Arc<Mailbox>, ConnIdHash>>,
     limits: Limits,
     /// Set once the broker stops: mailboxes opened later are told at once.
     stopping: AtomicBool,
@@ -155,7 +190,7 @@ impl Router {
         Self {
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
-            mailboxes: RwLock::new(HashMap::new()),
+            mailboxes: RwLock::new(HashMap::default()),
             limits,
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
@@ -364,43 +399,43 @@ impl Router {
                 retained.insert(name, message.clone());
             }
         }
-        // One delivery per session, at the highest QoS its matching subscriptions grant.
-        let mut targets: Vec<(ConnId, Delivery)> = Vec::new();
+        // Every matching subscription, then one delivery per session, at the highest QoS its
+        // matching subscriptions grant: grouped by sorting (stable, so subscription
+        // identifiers keep the tree's order), linear in the number of matches.
+        let mut matched: Vec<(ConnId, Subscribed)> = Vec::new();
         read(&self.subscriptions).for_each_match(name, |&conn, subscribed| {
-            let options = subscribed.options;
-            if options.no_local && conn == from {
-                return;
+            if !(subscribed.options.no_local && conn == from) {
+                matched.push((conn, *subscribed));
             }
-            let qos = message.qos.min(options.qos);
-            let retain = options.retain_as_published && message.retain;
-            let delivery = match targets.iter_mut().find(|t| t.0 == conn) {
-                Some((_, delivery)) => {
-                    delivery.qos = delivery.qos.max(qos);
-                    delivery.retain |= retain;
-                    delivery
-                }
-                None => {
-                    targets.push((
-                        conn,
-                        Delivery {
-                            message: message.clone(),
-                            qos,
-                            retain,
-                            subscription_ids: Vec::new(),
-                        },
-                    ));
-                    &mut targets.last_mut().expect("just pushed").1
-                }
-            };
-            delivery.subscription_ids.extend(subscribed.id);
         });
+        matched.sort_by_key(|&(conn, _)| conn);
         let mailboxes = read(&self.mailboxes);
         let mut waiting = Vec::new();
         let mut dropped = 0;
-        for (conn, delivery) in targets {
-            let Some(mailbox) = mailboxes.get(&conn) else {
+        for group in matched.chunk_by(|a, b| a.0 == b.0) {
+            let Some(mailbox) = mailboxes.get(&group[0].0) else {
                 continue;
             };
+            let qos = group
+                .iter()
+                .map(|(_, s)| message.qos.min(s.options.qos))
+                .max()
+                .unwrap_or(QoS::AtMostOnce);
+            if mailbox.drops_at_once(qos) {
+                dropped += 1;
+                continue;
+            }
+            let mut delivery = Delivery {
+                message: message.clone(),
+                qos,
+                retain: false,
+                subscription_ids: Vec::new(),
+            };
+            for (_, subscribed) in group {
+                let options = subscribed.options;
+                delivery.retain |= options.retain_as_published && message.retain;
+                delivery.subscription_ids.extend(subscribed.id);
+            }
             match mailbox.offer(delivery) {
                 Offer::Queued { evicted } => dropped += evicted,
                 Offer::Full(delivery) => waiting.push((mailbox.clone(), delivery)),
