@@ -92,12 +92,19 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Most clients connected at once; 0 means no limit (mosquitto: -1). Default 0.
     pub max_connections: usize,
-    /// Most QoS 1/2 messages each client may have unacknowledged, both ways: the Receive
-    /// Maximum the broker announces to 5.0 clients and honours from 3.x ones. Default 20.
+    /// Most QoS 1/2 messages the broker sends to one client before it acknowledges them
+    /// (fewer if a 5.0 client's own Receive Maximum is lower). Default 20.
     pub max_inflight_messages: u16,
-    /// Most messages waiting for one client; beyond it, new ones for that client are dropped
-    /// and counted. Default 1000.
+    /// Most QoS 1/2 messages one client may send before the broker acknowledges them: the
+    /// Receive Maximum announced to 5.0 clients, a client exceeding it is disconnected
+    /// (0x93). Default 20.
+    pub receive_maximum: u16,
+    /// Most messages waiting for one client beyond those being sent; when full, QoS 0
+    /// messages are dropped first, and every drop is counted. Default 1000.
     pub max_queued_messages: usize,
+    /// Most payload bytes waiting for one client, as `max_queued_messages` counts messages;
+    /// 0 means no limit. Default 0.
+    pub max_queued_bytes: usize,
     /// Largest PUBLISH payload accepted, in bytes; 0 means no limit beyond
     /// `max_packet_size`. Default 0.
     pub message_size_limit: u32,
@@ -119,6 +126,65 @@ pub struct Config {
     pub connect_timeout: u64,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off. Default 10.
     pub sys_interval: u64,
+    /// How long a persistent session whose client is gone is kept when nothing else ends it
+    /// (3.x clean session 0, 5.0 Session Expiry Interval 0xFFFFFFFF), in mosquitto's
+    /// notation: a number and one of `h`, `d`, `w`, `m` (30 days), `y` (365 days), for
+    /// example `"14d"`. Default: kept until the broker stops.
+    pub persistent_client_expiration: Option<Expiration>,
+}
+
+/// A duration written as mosquitto writes `persistent_client_expiration`: a positive whole
+/// number followed by `h` (hours), `d` (days), `w` (weeks), `m` (months of 30 days) or `y`
+/// (years of 365 days).
+///
+/// ```
+/// use facteur_broker::Expiration;
+/// assert_eq!("2d".parse::<Expiration>()?.seconds(), 2 * 24 * 3600);
+/// assert!("2 days".parse::<Expiration>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct Expiration {
+    seconds: u64,
+}
+
+impl Expiration {
+    /// The duration in seconds.
+    pub fn seconds(&self) -> u64 {
+        self.seconds
+    }
+}
+
+impl std::str::FromStr for Expiration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let why = || format!("{text:?} is not a number followed by h, d, w, m or y (e.g. \"14d\")");
+        let unit = text.chars().last().ok_or_else(why)?;
+        let per_unit: u64 = match unit {
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            'm' => 30 * 86_400,
+            'y' => 365 * 86_400,
+            _ => return Err(why()),
+        };
+        let count: u64 = text[..text.len() - 1].parse().map_err(|_| why())?;
+        if count == 0 {
+            return Err(why());
+        }
+        let seconds = count.checked_mul(per_unit).ok_or_else(why)?;
+        Ok(Self { seconds })
+    }
+}
+
+impl TryFrom<String> for Expiration {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
 }
 
 impl Default for Config {
@@ -127,7 +193,9 @@ impl Default for Config {
             listeners: vec![Listener::default()],
             max_connections: 0,
             max_inflight_messages: 20,
+            receive_maximum: 20,
             max_queued_messages: 1000,
+            max_queued_bytes: 0,
             message_size_limit: 0,
             max_packet_size: 0,
             max_keepalive: 65_535,
@@ -136,6 +204,7 @@ impl Default for Config {
             allow_zero_length_clientid: true,
             connect_timeout: 10,
             sys_interval: 10,
+            persistent_client_expiration: None,
         }
     }
 }
@@ -174,6 +243,9 @@ impl Config {
         if self.max_inflight_messages == 0 {
             return bad("max_inflight_messages", "must be at least 1");
         }
+        if self.receive_maximum == 0 {
+            return bad("receive_maximum", "must be at least 1");
+        }
         if self.max_queued_messages == 0 {
             return bad("max_queued_messages", "must be at least 1");
         }
@@ -197,11 +269,59 @@ impl Config {
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout)
     }
+
+    /// The session expiry interval, in seconds, of a session that asked to be kept forever
+    /// (`u32::MAX`): `persistent_client_expiration` if set. Other values are kept.
+    pub(crate) fn session_expiry(&self, asked: u32) -> u32 {
+        match (asked, self.persistent_client_expiration) {
+            (u32::MAX, Some(limit)) => u32::try_from(limit.seconds()).unwrap_or(u32::MAX - 1),
+            _ => asked,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistent_client_expiration_reads_mosquitto_units() {
+        let config = Config::from_toml("persistent_client_expiration = \"2w\"").unwrap();
+        let two_weeks = 14 * 86_400;
+        assert_eq!(
+            config.persistent_client_expiration.map(|e| e.seconds()),
+            Some(two_weeks)
+        );
+        // Only sessions kept "forever" are cut short.
+        assert_eq!(config.session_expiry(u32::MAX), two_weeks as u32);
+        assert_eq!(config.session_expiry(60), 60);
+        assert_eq!(config.session_expiry(0), 0);
+        assert_eq!(Config::default().session_expiry(u32::MAX), u32::MAX);
+        for (text, seconds) in [
+            ("1h", 3_600),
+            ("3d", 3 * 86_400),
+            ("1m", 30 * 86_400),
+            ("2y", 2 * 365 * 86_400),
+        ] {
+            assert_eq!(
+                text.parse::<Expiration>().unwrap().seconds(),
+                seconds,
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "h",
+            "0d",
+            "-1d",
+            "1.5d",
+            "10",
+            "1s",
+            "99999999999999999999y",
+        ] {
+            assert!(bad.parse::<Expiration>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn empty_file_is_the_safe_default() {
@@ -231,6 +351,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bind_address"), "{err}");
+        let err = Config::from_toml("receive_maximum = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("receive_maximum"), "{err}");
+        let err = Config::from_toml("persistent_client_expiration = \"3x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("persistent_client_expiration"), "{err}");
+        let err = Config::from_toml("max_queued_bytes = -1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_queued_bytes"), "{err}");
         let err = Config::from_toml("[[listeners]]\nprot = 1")
             .unwrap_err()
             .to_string();

@@ -3,7 +3,10 @@
 //! expiry allows (persistent sessions: subscriptions kept, QoS 1/2 messages queued offline),
 //! and its will is published when the session state machine says it is due.
 
-use crate::router::{Attach, ConnId, Delivery, Message, Router, SessionSlot, Subscribed, Waiting};
+use crate::mailbox::{Mailbox, Next};
+use crate::router::{
+    Attach, ConnId, Delivery, Message, Router, SessionSlot, Subscribed, TaskGuard, Waiting,
+};
 use crate::Config;
 use bytes::{Buf, BytesMut};
 use facteur_codec::{
@@ -14,22 +17,21 @@ use facteur_codec::{
 use facteur_session::{AllocStore, Connection, Event, Instant, Role, Session};
 use facteur_topic::TopicFilter;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
 
 /// Serves one accepted connection: reads its CONNECT, then hands it to its session's task
 /// (starting one if the client has none).
-pub(crate) async fn serve(
-    mut stream: TcpStream,
-    config: Arc<Config>,
-    router: Arc<Router>,
-    stopped: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(mut stream: TcpStream, config: Arc<Config>, router: Arc<Router>) {
+    let _task = router.track_task();
     let mut read = BytesMut::new();
-    let frame = match read_connect(&mut stream, &mut read, &config).await {
+    let frame = match Box::pin(read_connect(&mut stream, &mut read, &config)).await {
         Ok(Some(frame)) => frame,
         Ok(None) => return,
         Err(error) => {
@@ -37,43 +39,100 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let Some((connect, _)) = parse_connect(&frame) else {
-        return;
-    };
-    let full = config.max_connections != 0 && router.links() >= config.max_connections;
-    let client_id = match client_id_for(&connect, &config, &router) {
-        Some(id) if !full => id,
-        _ => {
-            let reason = if full {
-                ReasonCode::ServerBusy
-            } else {
-                ReasonCode::ClientIdentifierNotValid
-            };
-            let _ = refuse(&mut stream, connect.protocol, reason).await;
+    let (client_id, assigned) = match admit(&frame, &config, &router) {
+        Ok(admitted) => admitted,
+        Err(Some(refusal)) => {
+            let _ = Box::pin(refuse(&mut stream, &refusal)).await;
             return;
         }
+        Err(None) => return,
     };
-    let assigned = connect.client_id.is_empty();
     // Boxed: the session's channel then holds pointers, not whole sockets and buffers.
-    let mut attach = Box::new(Attach {
+    let attach = Box::new(Attach {
         stream,
         read,
         frame,
         assigned,
     });
+    hand_over(client_id, attach, config, router);
+}
+
+/// Gives a connection to its client's session: to the task running it, or to a new task.
+/// The session task is a task of its own (not this connection's), so that what stays in
+/// memory for an idle client is only what its session needs.
+fn hand_over(client_id: String, mut attach: Box<Attach>, config: Arc<Config>, router: Arc<Router>) {
     // At most twice: a session task that ended just now is replaced by a new one.
     for _ in 0..2 {
         match router.attach(&client_id) {
-            SessionSlot::Existing(sender) => match sender.send(attach).await {
+            SessionSlot::Existing(mailbox) => match mailbox.attach(attach) {
                 Ok(()) => return,
-                Err(returned) => attach = returned.0,
+                Err(returned) => attach = returned,
             },
-            SessionSlot::New { key, resume } => {
-                let task = SessionTask::new(key, client_id, &config, &router);
-                task.run(attach, resume, stopped).await;
+            SessionSlot::New { key, mailbox } => {
+                let task = SessionTask::new(key, client_id, config, router, mailbox);
+                tokio::spawn(Box::new(task).run(attach));
                 return;
             }
         }
+    }
+}
+
+/// Whether a client may connect, and under which client identifier (and whether the
+/// broker chose it). A refusal says with which CONNACK, if any.
+fn admit(
+    frame: &[u8],
+    config: &Config,
+    router: &Router,
+) -> Result<(String, bool), Option<Refusal>> {
+    let (connect, _) = parse_connect(frame).ok_or(None)?;
+    if config.max_connections != 0 && router.links() >= config.max_connections {
+        let why = "the broker has as many clients as max_connections allows";
+        return Err(Some(Refusal::new(&connect, ReasonCode::ServerBusy, why)));
+    }
+    match client_id_for(&connect, config, router) {
+        Some(id) => Ok((id, connect.client_id.is_empty())),
+        None => Err(Some(Refusal::new(
+            &connect,
+            ReasonCode::ClientIdentifierNotValid,
+            "this broker assigns no client identifier (allow_zero_length_clientid is off)",
+        ))),
+    }
+}
+
+/// A CONNECT refused: the CONNACK that says so (5.0: with a reason string, if the client
+/// takes a packet that large).
+struct Refusal {
+    version: ProtocolVersion,
+    reason: ReasonCode,
+    why: String,
+    max_packet_size: u32,
+}
+
+impl Refusal {
+    fn new(connect: &Connect<'_>, reason: ReasonCode, why: impl Into<String>) -> Self {
+        Self {
+            version: connect.protocol,
+            reason,
+            why: why.into(),
+            max_packet_size: connect
+                .properties
+                .maximum_packet_size()
+                .unwrap_or(facteur_codec::PROTOCOL_MAX_PACKET_SIZE),
+        }
+    }
+
+    /// The CONNACK's bytes.
+    fn connack(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let connack = Packet::ConnAck(ConnAck::new(self.reason));
+        encode_with_reason_string(
+            &mut out,
+            self.version,
+            connack,
+            &self.why,
+            self.max_packet_size,
+        );
+        out
     }
 }
 
@@ -142,16 +201,8 @@ async fn read_connect(
     }
 }
 
-async fn refuse(
-    stream: &mut TcpStream,
-    version: ProtocolVersion,
-    reason: ReasonCode,
-) -> std::io::Result<()> {
-    let mut buf = [0u8; 8];
-    let n = ConnAck::new(reason)
-        .encode(version, &mut buf)
-        .map_err(std::io::Error::other)?;
-    stream.write_all(&buf[..n]).await?;
+async fn refuse(stream: &mut TcpStream, refusal: &Refusal) -> std::io::Result<()> {
+    stream.write_all(&refusal.connack()).await?;
     stream.shutdown().await
 }
 
@@ -172,47 +223,67 @@ struct Link {
     end: Option<End>,
 }
 
+impl Link {
+    /// Writes the bytes waiting in `out`, then releases the buffer.
+    async fn write_out(&mut self, stats: &crate::Stats) -> std::io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        stats
+            .bytes_sent
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        // An idle connection keeps no buffer.
+        self.out = Vec::new();
+        Ok(())
+    }
+}
+
 /// One client session and the task that runs it.
 struct SessionTask {
     key: ConnId,
     client_id: String,
     version: ProtocolVersion,
+    /// The client wants reason strings on acknowledgements (5.0 Request Problem
+    /// Information; CONNACK and DISCONNECT carry them regardless).
+    problem_information: bool,
     session: Session<AllocStore>,
-    mailbox: mpsc::Receiver<Delivery>,
+    mailbox: Arc<Mailbox>,
     filters: HashSet<String>,
     link: Option<Link>,
-    /// Whether a client is connected (read by publishers deciding to wait or drop).
-    online: Arc<AtomicBool>,
     /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
     waiting: Vec<Waiting>,
     router: Arc<Router>,
     config: Arc<Config>,
+    /// Counts this task among the broker's running ones.
+    _task: TaskGuard,
 }
 
 impl SessionTask {
-    fn new(key: ConnId, client_id: String, config: &Arc<Config>, router: &Arc<Router>) -> Self {
-        let (sender, mailbox) = mpsc::channel(config.max_queued_messages);
-        let online = Arc::new(AtomicBool::new(false));
-        router.open_mailbox(key, sender, online.clone());
+    fn new(
+        key: ConnId,
+        client_id: String,
+        config: Arc<Config>,
+        router: Arc<Router>,
+        mailbox: Arc<Mailbox>,
+    ) -> Self {
         Self {
             key,
             client_id,
             version: ProtocolVersion::V3_1_1,
-            session: Self::fresh_session(config, ProtocolVersion::V3_1_1),
+            problem_information: true,
+            session: Self::fresh_session(&config, ProtocolVersion::V3_1_1),
             mailbox,
             filters: HashSet::new(),
             link: None,
-            online,
             waiting: Vec::new(),
-            router: router.clone(),
-            config: config.clone(),
+            _task: router.track_task(),
+            router,
+            config,
         }
     }
 
     fn fresh_session(config: &Config, version: ProtocolVersion) -> Session<AllocStore> {
         Session::new(facteur_session::Config {
             role: Role::Server,
-            receive_maximum: config.max_inflight_messages,
+            receive_maximum: config.receive_maximum,
             topic_alias_maximum: if version.is_v5() {
                 config.max_topic_alias
             } else {
@@ -225,13 +296,24 @@ impl SessionTask {
         self.router.now()
     }
 
-    async fn run(
-        mut self,
-        first: Box<Attach>,
-        mut resume: mpsc::Receiver<Box<Attach>>,
-        mut stopped: watch::Receiver<bool>,
-    ) {
-        self.attach(first, false).await;
+    /// Runs the session until it ends, starting with the connection `first`. Every await
+    /// that is not the idle wait is boxed, so that what an idle client costs is this task
+    /// (the session, its timer, the wait) and nothing more.
+    ///
+    /// Boxed: the task's future then holds a pointer to the session, not a copy of it
+    /// (async functions keep their arguments apart from their locals).
+    async fn run(mut self: Box<Self>, first: Box<Attach>) {
+        // The session's next deadline (keep alive, retries, expiry), reused.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        Box::pin(self.attach(first, false)).await;
+        self.serve(timer).await;
+    }
+
+    async fn serve(&mut self, mut timer: Pin<&mut Sleep>) {
+        // Which of socket and mailbox is looked at first, alternating, so that neither a
+        // client that keeps sending nor a busy mailbox starves the other.
+        let mut socket_first = true;
         loop {
             let mut over = self.process_events();
             if let Err(error) = self.flush().await {
@@ -239,14 +321,14 @@ impl SessionTask {
                 self.end_link(End::Lost);
             }
             if self.link.as_ref().is_some_and(|l| l.end.is_some()) {
-                self.detach().await;
+                Box::pin(self.detach()).await;
                 over |= self.process_events();
             }
             if over {
                 break;
             }
             if !self.waiting.is_empty() {
-                self.wait_for_room().await;
+                Box::pin(self.wait_for_room()).await;
                 // Packets that were read but held back while waiting.
                 self.on_bytes();
                 continue;
@@ -255,43 +337,76 @@ impl SessionTask {
                 .session
                 .poll_timeout()
                 .map(|at| self.router.deadline(at));
-            tokio::select! {
-                n = read_link(&mut self.link) => match n {
-                    Ok(0) | Err(_) => {
-                        if let Some(link) = &mut self.link {
-                            link.end.get_or_insert(End::Lost);
-                        }
-                    }
-                    Ok(n) => {
-                        self.router.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                        self.on_bytes();
-                    }
-                },
-                Some(attach) = resume.recv() => {
-                    if self.link.is_some() {
-                        tracing::debug!(client = %self.client_id, "session taken over");
-                        self.close_with(ReasonCode::SessionTakenOver);
-                        let _ = self.flush().await;
-                        self.detach().await;
-                    }
-                    self.attach(attach, true).await;
+            if let Some(at) = deadline {
+                if at != timer.deadline() {
+                    timer.as_mut().reset(at);
                 }
-                Some(delivery) = self.mailbox.recv(), if self.has_room() => self.deliver(delivery),
-                _ = sleep_until(deadline) => {
+            }
+            let has_room = self.has_room();
+            socket_first = !socket_first;
+            // The idle wait: polled by hand (socket readiness, the mailbox's waker slot, the
+            // timer), so an idle session keeps no future and no buffer for it.
+            let woken = std::future::poll_fn(|cx| {
+                let link = self.link.as_mut().filter(|l| l.end.is_none());
+                let socket = |cx: &mut Context<'_>| match link {
+                    Some(ref link) => link.stream.poll_read_ready(cx).map(Woken::Readable),
+                    None => Poll::Pending,
+                };
+                if socket_first {
+                    if let Poll::Ready(woken) = socket(cx) {
+                        return Poll::Ready(woken);
+                    }
+                }
+                if let Poll::Ready(next) = self.mailbox.poll_next(cx, has_room) {
+                    return Poll::Ready(Woken::Mailbox(next));
+                }
+                if !socket_first {
+                    if let Poll::Ready(woken) = socket(cx) {
+                        return Poll::Ready(woken);
+                    }
+                }
+                if deadline.is_some() && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woken::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
+            let next = match woken {
+                Woken::Readable(ready) => {
+                    self.read_ready(ready);
+                    continue;
+                }
+                Woken::Timer => {
                     let now = self.now();
                     self.session.handle_timeout(now);
+                    continue;
                 }
-                _ = stopped.changed() => {
-                    self.close_with(ReasonCode::ServerShuttingDown);
-                    let _ = self.flush().await;
-                    self.detach().await;
+                Woken::Mailbox(next) => next,
+            };
+            match next {
+                Next::Deliver(delivery) => self.deliver(delivery),
+                Next::Attach(attach) => {
+                    if self.link.is_some() {
+                        tracing::debug!(client = %self.client_id, "session taken over");
+                        let why = "another connection took this session over";
+                        self.close_with(ReasonCode::SessionTakenOver, why);
+                        let _ = Box::pin(self.flush()).await;
+                        Box::pin(self.detach()).await;
+                    }
+                    Box::pin(self.attach(attach, true)).await;
+                }
+                Next::Stop => {
+                    self.close_with(ReasonCode::ServerShuttingDown, "the broker is stopping");
+                    let _ = Box::pin(self.flush()).await;
+                    Box::pin(self.detach()).await;
                     // The broker is going: a will still waiting for its delay goes now.
                     self.publish_will();
                     break;
                 }
+                Next::Closed => break,
             }
         }
-        self.end(resume);
+        self.end();
     }
 
     /// Takes a new network connection: answers its CONNECT, resuming this session or
@@ -312,6 +427,10 @@ impl SessionTask {
             self.reset(version);
         }
         self.version = version;
+        self.problem_information = connect
+            .properties
+            .request_problem_information()
+            .unwrap_or(true);
         let max_keepalive = self.config.max_keepalive;
         let keep_alive = match connect.keep_alive {
             0 if max_keepalive < u16::MAX => max_keepalive,
@@ -320,7 +439,11 @@ impl SessionTask {
         };
         let props = &connect.properties;
         let mut connection = Connection::new(version, keep_alive);
-        connection.peer_receive_maximum = props.receive_maximum().unwrap_or(u16::MAX);
+        // What the broker sends unacknowledged: its own bound, lowered by a 5.0 client's.
+        connection.peer_receive_maximum = props
+            .receive_maximum()
+            .unwrap_or(u16::MAX)
+            .min(self.config.max_inflight_messages);
         connection.peer_topic_alias_maximum = props.topic_alias_maximum().unwrap_or(0);
         if let Some(max) = props.maximum_packet_size() {
             connection.peer_maximum_packet_size = max;
@@ -336,12 +459,15 @@ impl SessionTask {
         } else {
             u32::MAX
         };
-        self.session.set_session_expiry(expiry);
+        self.session
+            .set_session_expiry(self.config.session_expiry(expiry));
         match &connect.will {
             Some(will) => {
                 if let Err(error) = self.session.set_will(will) {
                     tracing::debug!(client = %self.client_id, %error, "will refused");
-                    let _ = refuse(&mut stream, version, ReasonCode::PayloadFormatInvalid).await;
+                    let why = format!("will refused: {error}");
+                    let refusal = Refusal::new(&connect, ReasonCode::PayloadFormatInvalid, why);
+                    let _ = refuse(&mut stream, &refusal).await;
                     self.session.on_connection_lost(now);
                     return;
                 }
@@ -352,7 +478,7 @@ impl SessionTask {
         let config = &self.config;
         let mut connack_props = Vec::new();
         if version.is_v5() {
-            connack_props.push(Property::ReceiveMaximum(config.max_inflight_messages));
+            connack_props.push(Property::ReceiveMaximum(config.receive_maximum));
             if config.max_topic_alias > 0 {
                 connack_props.push(Property::TopicAliasMaximum(config.max_topic_alias));
             }
@@ -382,7 +508,7 @@ impl SessionTask {
         };
         encode_into(&mut link.out, version, &Packet::ConnAck(connack));
         self.router.link_up();
-        self.online.store(true, Ordering::Relaxed);
+        self.mailbox.set_online(true);
         self.link = Some(link);
         tracing::debug!(client = %self.client_id, %version, present, "connected");
         // Bytes that came after CONNECT in the same read.
@@ -403,7 +529,7 @@ impl SessionTask {
     /// Starts the session afresh: no subscriptions, nothing queued or in flight.
     fn reset(&mut self, version: ProtocolVersion) {
         self.router.unsubscribe_all(self.key, self.filters.drain());
-        while self.mailbox.try_recv().is_ok() {}
+        self.mailbox.clear();
         self.session = Self::fresh_session(&self.config, version);
     }
 
@@ -414,7 +540,12 @@ impl SessionTask {
         };
         let _ = link.stream.shutdown().await;
         self.router.link_down();
-        self.online.store(false, Ordering::Relaxed);
+        // QoS 0 messages are not kept for an offline client.
+        let dropped = self.mailbox.set_online(false);
+        self.router
+            .stats
+            .dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
         let now = self.now();
         self.session.on_connection_lost(now);
         // A will without delay, or a session ending now, is due at once.
@@ -422,24 +553,17 @@ impl SessionTask {
         tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
     }
 
-    /// Writes what is waiting for the connected client.
+    /// Writes what is waiting for the connected client: at once if the socket takes it,
+    /// else waiting until it does (boxed: rarely needed, and not part of an idle client's
+    /// footprint).
     async fn flush(&mut self) -> std::io::Result<()> {
         self.drain_session();
-        if let Some(link) = &mut self.link {
-            if !link.out.is_empty() {
-                link.stream.write_all(&link.out).await?;
-                self.router
-                    .stats
-                    .bytes_sent
-                    .fetch_add(link.out.len() as u64, Ordering::Relaxed);
-                link.out.clear();
-                // An idle connection keeps no large buffer.
-                if link.out.capacity() > IDLE_BUFFER {
-                    link.out = Vec::new();
-                }
+        match &mut self.link {
+            Some(link) if !link.out.is_empty() => {
+                Box::pin(link.write_out(&self.router.stats)).await
             }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Acts on the session's events; true when the session is over.
@@ -484,38 +608,58 @@ impl SessionTask {
 
     /// Ends the task: subscriptions and mailbox go; connections that arrived meanwhile get a
     /// session task of their own.
-    fn end(mut self, mut resume: mpsc::Receiver<Box<Attach>>) {
+    fn end(&mut self) {
         self.router.detach(&self.client_id, self.key);
         self.router.unsubscribe_all(self.key, self.filters.drain());
-        self.router.close_mailbox(self.key);
-        resume.close();
-        while let Ok(attach) = resume.try_recv() {
+        for attach in self.router.close_mailbox(self.key) {
             let (config, router) = (self.config.clone(), self.router.clone());
-            let stopped = self.router.stop_signal();
-            let client_id = self.client_id.clone();
-            tokio::spawn(async move {
-                if let SessionSlot::New { key, resume } = router.attach(&client_id) {
-                    SessionTask::new(key, client_id, &config, &router)
-                        .run(attach, resume, stopped)
-                        .await;
-                }
-            });
+            hand_over(self.client_id.clone(), Box::new(attach), config, router);
         }
         tracing::debug!(client = %self.client_id, "session ended");
     }
 
-    /// Ends the connection from the broker's side: 5.0 clients are told why.
-    fn close_with(&mut self, reason: ReasonCode) {
+    /// Ends the connection from the broker's side: 5.0 clients are told why, with the
+    /// reason code and the reason string `why`.
+    fn close_with(&mut self, reason: ReasonCode, why: &str) {
         let version = self.version;
+        let max = self.session.connection().peer_maximum_packet_size;
         if let Some(link) = &mut self.link {
             if version.is_v5() && link.end.is_none() {
-                encode_into(
-                    &mut link.out,
-                    version,
-                    &Packet::Disconnect(Disconnect::new(reason)),
-                );
+                let mut buf = [0u8; 256];
+                let why = truncated(why, 200);
+                if let Ok(n) =
+                    Disconnect::encode_with_reason_string(reason, why, max, version, &mut buf)
+                {
+                    link.out.extend_from_slice(&buf[..n]);
+                }
             }
             link.end.get_or_insert(End::Lost);
+        }
+    }
+
+    /// Reads what the readable socket has (taking a buffer only now, so an idle client
+    /// holds none) and acts on it.
+    fn read_ready(&mut self, ready: std::io::Result<()>) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        let read = ready.and_then(|()| {
+            link.read.reserve(READ_CHUNK);
+            link.stream.try_read_buf(&mut link.read)
+        });
+        match read {
+            // Readiness was stale: the next wait asks again.
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(0) | Err(_) => {
+                link.end.get_or_insert(End::Lost);
+            }
+            Ok(n) => {
+                self.router
+                    .stats
+                    .bytes_received
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.on_bytes();
+            }
         }
     }
 
@@ -539,16 +683,27 @@ impl SessionTask {
                     } else {
                         ReasonCode::ProtocolError
                     };
-                    self.close_with(reason);
+                    self.close_with(reason, &error.to_string());
                     break;
                 }
             }
         }
         if let Some(link) = &mut self.link {
-            if read.is_empty() && read.capacity() > IDLE_BUFFER {
+            if read.is_empty() {
+                // An idle connection keeps no buffer; the next read takes one.
                 read = BytesMut::new();
             }
             link.read = read;
+        }
+    }
+
+    /// Queues a 5.0 answer with the reason string `why`, left out when the client takes no
+    /// packet that large (a reason string must not make a packet exceed the client's
+    /// Maximum Packet Size).
+    fn answer(&mut self, packet: Packet<'_>, why: &str) {
+        let max = self.session.connection().peer_maximum_packet_size;
+        if let Some(link) = &mut self.link {
+            encode_with_reason_string(&mut link.out, self.version, packet, why, max);
         }
     }
 
@@ -562,10 +717,13 @@ impl SessionTask {
     fn on_packet(&mut self, packet: Packet<'_>) {
         let now = self.now();
         match packet {
-            Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError),
+            Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
             Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe, now),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
-            Packet::Auth(_) => self.close_with(ReasonCode::BadAuthenticationMethod),
+            Packet::Auth(_) => self.close_with(
+                ReasonCode::BadAuthenticationMethod,
+                "this broker has no extended authentication",
+            ),
             Packet::Publish(_) => {
                 self.router
                     .stats
@@ -591,9 +749,12 @@ impl SessionTask {
     fn on_subscribe(&mut self, subscribe: &Subscribe<'_>, now: Instant) {
         let mut codes = Vec::new();
         let mut retained = Vec::new();
+        // The reason string of the SUBACK (5.0): why the first refused filter was refused.
+        let mut why = None;
         for subscription in subscribe.subscriptions.iter() {
             let Ok(filter) = TopicFilter::new(subscription.filter) else {
                 codes.push(ReasonCode::TopicFilterInvalid);
+                why.get_or_insert("invalid topic filter");
                 continue;
             };
             let shared = filter.shared().is_some();
@@ -601,6 +762,11 @@ impl SessionTask {
                 // No local on a shared subscription is a protocol error (MQTT 5.0 §3.8.3.1);
                 // before 5.0 `$share/` is an ordinary filter, which facteur does not take.
                 codes.push(ReasonCode::TopicFilterInvalid);
+                why.get_or_insert(if self.version.is_v5() {
+                    "no local is not allowed on a shared subscription"
+                } else {
+                    "shared subscriptions need MQTT 5.0"
+                });
                 continue;
             }
             let options = subscription.options;
@@ -632,7 +798,11 @@ impl SessionTask {
                 }
             }
         }
-        self.queue(&Packet::SubAck(SubAck::new(subscribe.packet_id, &codes)));
+        let suback = Packet::SubAck(SubAck::new(subscribe.packet_id, &codes));
+        match why.filter(|_| self.problem_information) {
+            Some(why) => self.answer(suback, why),
+            None => self.queue(&suback),
+        }
         for delivery in retained {
             self.publish_to_session(&delivery, now);
         }
@@ -657,10 +827,12 @@ impl SessionTask {
         )));
     }
 
-    /// True while the session's queue can take more: otherwise deliveries stay in the
-    /// mailbox, which fills, and publishers wait (QoS 1/2) or drop (QoS 0).
+    /// True while a client is connected and the session's queue (what goes out in the next
+    /// writes) has room. Otherwise deliveries stay in the mailbox, which is bounded: when it
+    /// fills, QoS 0 messages are dropped first and publishers of QoS 1/2 wait (connected
+    /// client) or their messages are dropped (offline).
     fn has_room(&self) -> bool {
-        self.link.is_none() || self.session.queued() < self.config.max_queued_messages
+        self.link.is_some() && self.session.queued() < STAGED.min(self.config.max_queued_messages)
     }
 
     fn deliver(&mut self, delivery: Delivery) {
@@ -668,7 +840,7 @@ impl SessionTask {
         self.publish_to_session(&delivery, now);
         // Take whatever else is already waiting, so it goes out in the same write.
         while self.has_room() {
-            let Ok(delivery) = self.mailbox.try_recv() else {
+            let Some(delivery) = self.mailbox.try_take() else {
                 break;
             };
             self.publish_to_session(&delivery, now);
@@ -710,7 +882,11 @@ impl SessionTask {
             properties,
             ..Publish::new(&message.topic, &message.payload)
         };
-        match self.session.publish(&publish, now) {
+        // The payload is shared with every other subscriber, not copied.
+        match self
+            .session
+            .publish_shared(&publish, message.payload.clone(), now)
+        {
             Ok(_) => {
                 self.router
                     .stats
@@ -724,20 +900,26 @@ impl SessionTask {
         }
     }
 
-    /// Moves everything the session has to send into the connection's output buffer.
+    /// Sends everything the session has to send: encoded into a per-thread scratch buffer
+    /// and written at once if the socket takes it, so a connection only keeps a buffer of
+    /// its own for what the socket could not take yet.
     fn drain_session(&mut self) {
         let now = self.now();
         let Some(link) = &mut self.link else {
             return;
         };
-        // The session encodes into a per-thread scratch buffer (no await in between), so a
-        // connection's own buffer only grows to what it actually sends.
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
+            let mut used = 0;
             loop {
-                match self.session.poll_transmit(now, &mut scratch) {
-                    Ok(Some(n)) => link.out.extend_from_slice(&scratch[..n]),
+                match self.session.poll_transmit(now, &mut scratch[used..]) {
+                    Ok(Some(n)) => used += n,
                     Ok(None) => break,
+                    Err(facteur_codec::EncodeError::BufferTooSmall { .. }) if used > 0 => {
+                        // The scratch is full: what is in it goes first.
+                        link.out.extend_from_slice(&scratch[..used]);
+                        used = 0;
+                    }
                     Err(facteur_codec::EncodeError::BufferTooSmall { required, .. }) => {
                         let mut big = vec![0u8; required];
                         match self.session.poll_transmit(now, &mut big) {
@@ -751,6 +933,31 @@ impl SessionTask {
                     }
                 }
             }
+            let bytes = &scratch[..used];
+            if bytes.is_empty() {
+                return;
+            }
+            if !link.out.is_empty() {
+                // Earlier bytes are still waiting: these go after them.
+                link.out.extend_from_slice(bytes);
+                return;
+            }
+            match link.stream.try_write(bytes) {
+                Ok(n) => {
+                    self.router
+                        .stats
+                        .bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    link.out.extend_from_slice(&bytes[n..]);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    link.out.extend_from_slice(bytes);
+                }
+                Err(error) => {
+                    tracing::debug!(client = %self.client_id, %error, "write failed");
+                    link.end.get_or_insert(End::Lost);
+                }
+            }
         });
     }
 }
@@ -760,8 +967,56 @@ impl SessionTask {
 /// merely slower, short enough that a stuck one cannot stall publishers.
 const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Buffers larger than this are released when a connection goes idle.
-const IDLE_BUFFER: usize = 16 * 1024;
+/// Messages moved from the mailbox into the session's own queue ahead of the writes (beyond
+/// those in flight). The rest wait in the mailbox, where the payload is shared, not copied.
+const STAGED: usize = 64;
+
+/// Encodes `packet` (a CONNACK, SUBACK or UNSUBACK without properties) with the reason
+/// string `why` in 5.0, unless that would make it larger than `max_packet_size`.
+fn encode_with_reason_string(
+    out: &mut Vec<u8>,
+    version: ProtocolVersion,
+    packet: Packet<'_>,
+    why: &str,
+    max_packet_size: u32,
+) {
+    let with_why = [Property::ReasonString(why)];
+    let mut packet = packet;
+    if version.is_v5() {
+        if let Some(properties) = properties_of(&mut packet) {
+            *properties = Properties::from_slice(&with_why);
+        }
+        let fits = packet
+            .encoded_len(version)
+            .is_ok_and(|n| n <= max_packet_size as usize);
+        if let (false, Some(properties)) = (fits, properties_of(&mut packet)) {
+            *properties = Properties::EMPTY;
+        }
+    }
+    encode_into(out, version, &packet);
+}
+
+/// The properties of the answers that may carry a reason string.
+fn properties_of<'p, 'a>(packet: &'p mut Packet<'a>) -> Option<&'p mut Properties<'a>> {
+    match packet {
+        Packet::ConnAck(p) => Some(&mut p.properties),
+        Packet::SubAck(p) => Some(&mut p.properties),
+        Packet::UnsubAck(p) => Some(&mut p.properties),
+        _ => None,
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Room made in a connection's read buffer before each read.
+const READ_CHUNK: usize = 4096;
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
@@ -780,17 +1035,12 @@ fn encode_into(out: &mut Vec<u8>, version: ProtocolVersion, packet: &Packet<'_>)
     }
 }
 
-/// Reads from the connected client, or waits forever when there is none.
-async fn read_link(link: &mut Option<Link>) -> std::io::Result<usize> {
-    match link {
-        Some(link) if link.end.is_none() => link.stream.read_buf(&mut link.read).await,
-        _ => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// What woke a session's task.
+enum Woken {
+    /// The client's socket is readable (or failed).
+    Readable(std::io::Result<()>),
+    /// The mailbox has something.
+    Mailbox(Next),
+    /// The session's deadline passed.
+    Timer,
 }

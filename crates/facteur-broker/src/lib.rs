@@ -28,17 +28,19 @@
 //! the highest granted QoS), retained messages with retain handling and retain-as-published,
 //! no local, wills on abnormal loss with 5.0 Will Delay, keep alive at 1.5×, a connect
 //! timeout, malformed packets closing only their connection (5.0: with the reason code),
-//! bounded per-client queues, subscription identifiers on delivery, `$SYS` topics every
-//! `sys_interval`. Not yet: TLS, WebSocket, authentication and ACLs.
+//! bounded per-client queues (QoS 0 dropped first, `max_queued_bytes`), subscription
+//! identifiers on delivery, reason strings on refusals, `$SYS` topics every `sys_interval`.
+//! Not yet: TLS, WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
 
 mod config;
 mod connection;
 mod local;
+mod mailbox;
 mod router;
 mod sys;
 
-pub use config::{Config, ConfigError, Listener};
+pub use config::{Config, ConfigError, Expiration, Listener};
 pub use local::{LocalMessage, LocalSubscription};
 
 use router::Router;
@@ -97,7 +99,11 @@ impl Broker {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let config = Arc::new(config);
         let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router::new(config.retain_available, stopped.clone()));
+        let limits = mailbox::Limits {
+            messages: config.max_queued_messages,
+            bytes: config.max_queued_bytes,
+        };
+        let router = Arc::new(Router::new(config.retain_available, limits));
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for listener in &config.listeners {
@@ -122,7 +128,6 @@ impl Broker {
             ));
         }
         Ok(BrokerHandle {
-            queue_capacity: config.max_queued_messages,
             addrs,
             router,
             stop,
@@ -137,7 +142,6 @@ async fn accept_loop(
     router: Arc<Router>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -145,27 +149,23 @@ async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     router.stats.connections.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "accepted");
-                    connections.spawn(connection::serve(
+                    // Detached: the router counts the task (no handle kept per client).
+                    tokio::spawn(connection::serve(
                         stream,
                         config.clone(),
                         router.clone(),
-                        stopped.clone(),
                     ));
                 }
                 Err(error) => tracing::warn!(%error, "accept failed"),
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stopped.changed() => break,
         }
     }
-    // Every connection has seen the stop signal; wait for them to close.
-    while connections.join_next().await.is_some() {}
 }
 
 /// A running broker: its addresses, its statistics, and the way to stop it.
 #[derive(Debug)]
 pub struct BrokerHandle {
-    queue_capacity: usize,
     addrs: Vec<SocketAddr>,
     router: Arc<Router>,
     stop: watch::Sender<bool>,
@@ -218,7 +218,7 @@ impl BrokerHandle {
         filter: &str,
         qos: facteur_codec::QoS,
     ) -> Result<LocalSubscription, facteur_topic::TopicError> {
-        LocalSubscription::new(&self.router, filter, qos, self.queue_capacity)
+        LocalSubscription::new(&self.router, filter, qos)
     }
 
     /// Stops accepting, tells every client (5.0: DISCONNECT 0x8B, server shutting down),
@@ -226,6 +226,9 @@ impl BrokerHandle {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // Every session is told; wait for them to close.
+        self.router.stop_all();
+        self.router.all_tasks_ended().await;
         // In-process subscriptions see the end of their stream.
         self.router.close_all_mailboxes();
     }

@@ -1,11 +1,11 @@
 //! Publishing and subscribing inside the process that embeds the broker, without a socket.
 
+use crate::mailbox::{Mailbox, Next};
 use crate::router::{ConnId, Delivery, Message, Router, Subscribed};
 use bytes::Bytes;
 use facteur_codec::{Properties, QoS, SubscriptionOptions};
 use facteur_topic::{TopicError, TopicFilter, TopicName};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// A message received by a [`LocalSubscription`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,21 +26,17 @@ pub struct LocalMessage {
 pub struct LocalSubscription {
     key: ConnId,
     filter: String,
-    mailbox: mpsc::Receiver<Delivery>,
+    mailbox: Arc<Mailbox>,
     router: Arc<Router>,
 }
 
 impl LocalSubscription {
-    pub(crate) fn new(
-        router: &Arc<Router>,
-        filter: &str,
-        qos: QoS,
-        capacity: usize,
-    ) -> Result<Self, TopicError> {
+    pub(crate) fn new(router: &Arc<Router>, filter: &str, qos: QoS) -> Result<Self, TopicError> {
         let parsed = TopicFilter::new(filter)?;
         let key = router.next_key();
-        let (sender, mailbox) = mpsc::channel(capacity);
-        // Retained messages first, as a client would get them.
+        // Always "online": the subscriber is in this process.
+        let mailbox = router.open_mailbox(key, true);
+        // Retained messages first, as a client would get them (as many as fit).
         for message in router.retained_for(parsed) {
             let delivery = Delivery {
                 qos: message.qos.min(qos),
@@ -48,15 +44,8 @@ impl LocalSubscription {
                 retain: true,
                 subscription_ids: Vec::new(),
             };
-            if sender.try_send(delivery).is_err() {
-                break;
-            }
+            mailbox.offer(delivery);
         }
-        router.open_mailbox(
-            key,
-            sender,
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
         let subscribed = Subscribed {
             options: SubscriptionOptions::qos(qos),
             id: None,
@@ -72,7 +61,15 @@ impl LocalSubscription {
 
     /// The next message, or `None` once the broker has stopped.
     pub async fn recv(&mut self) -> Option<LocalMessage> {
-        let delivery = self.mailbox.recv().await?;
+        let delivery = loop {
+            match self.mailbox.next(true).await {
+                Next::Deliver(delivery) => break delivery,
+                Next::Closed => return None,
+                // Not a session: connections never come here, and the end of the broker
+                // is seen when its mailboxes close.
+                Next::Attach(_) | Next::Stop => continue,
+            }
+        };
         Some(LocalMessage {
             topic: delivery.message.topic.clone(),
             payload: delivery.message.payload.clone(),
@@ -86,7 +83,7 @@ impl Drop for LocalSubscription {
     fn drop(&mut self) {
         self.router
             .unsubscribe_all(self.key, std::iter::once(std::mem::take(&mut self.filter)));
-        self.router.close_mailbox(self.key);
+        let _ = self.router.close_mailbox(self.key);
     }
 }
 

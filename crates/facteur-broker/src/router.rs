@@ -2,6 +2,7 @@
 //! connected clients, and the statistics. A PUBLISH takes read locks only on its way to the
 //! subscribers, and its payload is shared by all of them (one `Arc`, never a copy each).
 
+use crate::mailbox::{Limits, Mailbox, Offer};
 use crate::Stats;
 use bytes::Bytes;
 use facteur_codec::{PacketType, Properties, Property, QoS, SliceWriter, SubscriptionOptions};
@@ -10,10 +11,44 @@ use facteur_topic::{RetainedIndex, SubscriptionTree, TopicFilter, TopicName};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{mpsc, watch};
 
 /// A connection's identity inside the broker.
 pub(crate) type ConnId = u64;
+
+/// Hashing for maps keyed by [`ConnId`]: the keys are the broker's own counters, not chosen
+/// by clients, so one multiplication spreads them (the default SipHash costs more than the
+/// rest of a lookup, once per subscriber per message).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ConnIdHash;
+
+impl std::hash::BuildHasher for ConnIdHash {
+    type Hasher = ConnIdHasher;
+
+    fn build_hasher(&self) -> ConnIdHasher {
+        ConnIdHasher(0)
+    }
+}
+
+/// See [`ConnIdHash`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        // Fibonacci hashing: an odd constant near 2^64 / φ.
+        self.0 = (self.0.rotate_left(5) ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// An application message as the broker keeps it: shared by every subscriber it goes to.
 #[derive(Debug)]
@@ -83,6 +118,7 @@ pub(crate) struct Subscribed {
 
 /// A network connection on its way to its session's task: the socket, what was read after
 /// its CONNECT, and the CONNECT itself.
+#[derive(Debug)]
 pub(crate) struct Attach {
     pub(crate) stream: tokio::net::TcpStream,
     pub(crate) read: bytes::BytesMut,
@@ -93,43 +129,51 @@ pub(crate) struct Attach {
 
 /// Where a connecting client's session is.
 pub(crate) enum SessionSlot {
-    /// A task runs it: send the connection there.
-    Existing(mpsc::Sender<Box<Attach>>),
-    /// None: the caller runs a new one under this key, receiving later connections.
-    New {
-        key: ConnId,
-        resume: mpsc::Receiver<Box<Attach>>,
-    },
-}
-
-/// Where a session's deliveries go, and whether a client is connected to take them now.
-struct Mailbox {
-    sender: mpsc::Sender<Delivery>,
-    online: Arc<AtomicBool>,
+    /// A task runs it: hand the connection to its mailbox.
+    Existing(Arc<Mailbox>),
+    /// None: the caller runs a new one under this key, with this (registered) mailbox.
+    New { key: ConnId, mailbox: Arc<Mailbox> },
 }
 
 /// A QoS 1/2 delivery for a connected subscriber whose mailbox is full: the publishing
 /// connection waits for room (so its publisher is slowed down) instead of dropping it.
-pub(crate) type Waiting = (mpsc::Sender<Delivery>, Delivery);
+pub(crate) type Waiting = (Arc<Mailbox>, Delivery);
 
 struct SessionEntry {
     key: ConnId,
-    resume: mpsc::Sender<Box<Attach>>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// The shared state.
 pub(crate) struct Router {
     subscriptions: RwLock<SubscriptionTree<ConnId, Subscribed>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
-    mailboxes: RwLock<HashMap<ConnId, Mailbox>>,
+    mailboxes: RwLock<HashMap<ConnId, Arc<Mailbox>, ConnIdHash>>,
+    limits: Limits,
+    /// Set once the broker stops: mailboxes opened later are told at once.
+    stopping: AtomicBool,
     sessions: Mutex<HashMap<String, SessionEntry>>,
     retain_available: bool,
     next_key: AtomicU64,
     links: AtomicUsize,
     max_links: AtomicUsize,
     epoch: tokio::time::Instant,
-    stopped: watch::Receiver<bool>,
+    /// Connection and session tasks running, and the wake-up when none is left.
+    tasks: AtomicUsize,
+    tasks_ended: tokio::sync::Notify,
     pub(crate) stats: Stats,
+}
+
+/// Counts one running connection or session task while it lives (see
+/// [`Router::all_tasks_ended`]).
+pub(crate) struct TaskGuard(Arc<Router>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.tasks_ended.notify_waiters();
+        }
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -142,19 +186,41 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(retain_available: bool, stopped: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(retain_available: bool, limits: Limits) -> Self {
         Self {
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
-            mailboxes: RwLock::new(HashMap::new()),
+            mailboxes: RwLock::new(HashMap::default()),
+            limits,
+            stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             retain_available,
             next_key: AtomicU64::new(1),
             links: AtomicUsize::new(0),
             max_links: AtomicUsize::new(0),
             epoch: tokio::time::Instant::now(),
-            stopped,
+            tasks: AtomicUsize::new(0),
+            tasks_ended: tokio::sync::Notify::new(),
             stats: Stats::default(),
+        }
+    }
+
+    /// Counts a task until the guard is dropped.
+    pub(crate) fn track_task(self: &Arc<Self>) -> TaskGuard {
+        self.tasks.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(self.clone())
+    }
+
+    /// Waits until no connection or session task is running.
+    pub(crate) async fn all_tasks_ended(&self) {
+        loop {
+            let ended = self.tasks_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.tasks.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
         }
     }
 
@@ -173,26 +239,24 @@ impl Router {
         self.epoch + std::time::Duration::from_millis(at.as_millis())
     }
 
-    /// The broker's stop signal, for tasks started later.
-    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stopped.clone()
-    }
-
-    /// Finds the session of `client_id`, or reserves it for the caller.
+    /// Finds the session of `client_id`, or reserves it (and its mailbox) for the caller.
     pub(crate) fn attach(&self, client_id: &str) -> SessionSlot {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = sessions.get(client_id) {
-            if !entry.resume.is_closed() {
-                return SessionSlot::Existing(entry.resume.clone());
+            if !entry.mailbox.is_closed() {
+                return SessionSlot::Existing(entry.mailbox.clone());
             }
         }
         let key = self.next_key();
-        let (resume, receiver) = mpsc::channel(4);
-        sessions.insert(client_id.to_owned(), SessionEntry { key, resume });
-        SessionSlot::New {
-            key,
-            resume: receiver,
-        }
+        let mailbox = self.open_mailbox(key, false);
+        sessions.insert(
+            client_id.to_owned(),
+            SessionEntry {
+                key,
+                mailbox: mailbox.clone(),
+            },
+        );
+        SessionSlot::New { key, mailbox }
     }
 
     /// Forgets the session `key` of `client_id` (if a newer one has not replaced it).
@@ -203,14 +267,25 @@ impl Router {
         }
     }
 
-    /// Registers a session's mailbox; `online` says whether its client is connected.
-    pub(crate) fn open_mailbox(
-        &self,
-        key: ConnId,
-        sender: mpsc::Sender<Delivery>,
-        online: Arc<AtomicBool>,
-    ) {
-        write(&self.mailboxes).insert(key, Mailbox { sender, online });
+    /// Opens and registers the mailbox of `key`; `online` says whether a client is there to
+    /// take deliveries now.
+    pub(crate) fn open_mailbox(&self, key: ConnId, online: bool) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::new(self.limits, online));
+        let mut mailboxes = write(&self.mailboxes);
+        if self.stopping.load(Ordering::Relaxed) {
+            mailbox.stop();
+        }
+        mailboxes.insert(key, mailbox.clone());
+        mailbox
+    }
+
+    /// Tells every session the broker is stopping.
+    pub(crate) fn stop_all(&self) {
+        let mailboxes = write(&self.mailboxes);
+        self.stopping.store(true, Ordering::Relaxed);
+        for mailbox in mailboxes.values() {
+            mailbox.stop();
+        }
     }
 
     /// Counts deliveries nobody will wait for as dropped.
@@ -220,12 +295,20 @@ impl Router {
             .fetch_add(waiting.len() as u64, Ordering::Relaxed);
     }
 
+    /// Closes every mailbox left (in-process subscriptions see their end).
     pub(crate) fn close_all_mailboxes(&self) {
-        write(&self.mailboxes).clear();
+        for (_, mailbox) in write(&self.mailboxes).drain() {
+            mailbox.close();
+        }
     }
 
-    pub(crate) fn close_mailbox(&self, key: ConnId) {
-        write(&self.mailboxes).remove(&key);
+    /// Unregisters and closes the mailbox of `key`; returns the connections that were on
+    /// their way to it.
+    pub(crate) fn close_mailbox(&self, key: ConnId) -> Vec<Attach> {
+        match write(&self.mailboxes).remove(&key) {
+            Some(mailbox) => mailbox.close(),
+            None => Vec::new(),
+        }
     }
 
     /// Removes every subscription of session `key`.
@@ -316,54 +399,54 @@ impl Router {
                 retained.insert(name, message.clone());
             }
         }
-        // One delivery per session, at the highest QoS its matching subscriptions grant.
-        let mut targets: Vec<(ConnId, Delivery)> = Vec::new();
+        // Every matching subscription, then one delivery per session, at the highest QoS its
+        // matching subscriptions grant: grouped by sorting (stable, so subscription
+        // identifiers keep the tree's order), linear in the number of matches.
+        let mut matched: Vec<(ConnId, Subscribed)> = Vec::new();
         read(&self.subscriptions).for_each_match(name, |&conn, subscribed| {
-            let options = subscribed.options;
-            if options.no_local && conn == from {
-                return;
+            if !(subscribed.options.no_local && conn == from) {
+                matched.push((conn, *subscribed));
             }
-            let qos = message.qos.min(options.qos);
-            let retain = options.retain_as_published && message.retain;
-            let delivery = match targets.iter_mut().find(|t| t.0 == conn) {
-                Some((_, delivery)) => {
-                    delivery.qos = delivery.qos.max(qos);
-                    delivery.retain |= retain;
-                    delivery
-                }
-                None => {
-                    targets.push((
-                        conn,
-                        Delivery {
-                            message: message.clone(),
-                            qos,
-                            retain,
-                            subscription_ids: Vec::new(),
-                        },
-                    ));
-                    &mut targets.last_mut().expect("just pushed").1
-                }
-            };
-            delivery.subscription_ids.extend(subscribed.id);
         });
+        matched.sort_by_key(|&(conn, _)| conn);
         let mailboxes = read(&self.mailboxes);
         let mut waiting = Vec::new();
-        for (conn, delivery) in targets {
-            let Some(mailbox) = mailboxes.get(&conn) else {
+        let mut dropped = 0;
+        for group in matched.chunk_by(|a, b| a.0 == b.0) {
+            let Some(mailbox) = mailboxes.get(&group[0].0) else {
                 continue;
             };
-            match mailbox.sender.try_send(delivery) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(delivery))
-                    if delivery.qos != QoS::AtMostOnce
-                        && mailbox.online.load(Ordering::Relaxed) =>
-                {
-                    waiting.push((mailbox.sender.clone(), delivery));
-                }
-                Err(_) => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+            let qos = group
+                .iter()
+                .map(|(_, s)| message.qos.min(s.options.qos))
+                .max()
+                .unwrap_or(QoS::AtMostOnce);
+            if mailbox.drops_at_once(qos) {
+                dropped += 1;
+                continue;
             }
+            let mut delivery = Delivery {
+                message: message.clone(),
+                qos,
+                retain: false,
+                subscription_ids: Vec::new(),
+            };
+            for (_, subscribed) in group {
+                let options = subscribed.options;
+                delivery.retain |= options.retain_as_published && message.retain;
+                delivery.subscription_ids.extend(subscribed.id);
+            }
+            match mailbox.offer(delivery) {
+                Offer::Queued { evicted } => dropped += evicted,
+                Offer::Full(delivery) => waiting.push((mailbox.clone(), delivery)),
+                Offer::Dropped => dropped += 1,
+                Offer::Closed => {}
+            }
+        }
+        if dropped > 0 {
+            self.stats
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         waiting
     }

@@ -101,6 +101,24 @@ impl Peer {
     }
 }
 
+/// The exact bytes of a 5.0 DISCONNECT with `reason` and the reason string `why`.
+fn disconnect_why(reason: u8, why: &str) -> Vec<u8> {
+    let len = u8::try_from(why.len()).expect("a short reason string");
+    assert!(len < 120, "one-byte lengths");
+    let mut f = vec![0xE0, 5 + len, reason, 3 + len, 0x1F, 0x00, len];
+    f.extend_from_slice(why.as_bytes());
+    f
+}
+
+/// The exact bytes of a 5.0 CONNACK refusing with `reason` and the reason string `why`.
+fn connack_why(reason: u8, why: &str) -> Vec<u8> {
+    let len = u8::try_from(why.len()).expect("a short reason string");
+    assert!(len < 120, "one-byte lengths");
+    let mut f = vec![0x20, 6 + len, 0x00, reason, 3 + len, 0x1F, 0x00, len];
+    f.extend_from_slice(why.as_bytes());
+    f
+}
+
 fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, id: Option<u16>) -> Packet<'a> {
     Packet::Publish(Publish {
         qos,
@@ -152,7 +170,13 @@ async fn empty_client_id_is_assigned_in_5_0_and_refused_when_disallowed() {
     assert!(v3.closed().await);
     let mut v5 = Peer::raw(&broker, V5).await;
     v5.send(&Packet::Connect(Connect::new(V5, ""))).await;
-    assert_eq!(v5.recv_bytes().await, [0x20, 0x03, 0x00, 0x85, 0x00]);
+    assert_eq!(
+        v5.recv_bytes().await,
+        connack_why(
+            0x85,
+            "this broker assigns no client identifier (allow_zero_length_clientid is off)"
+        )
+    );
     broker.shutdown().await;
 }
 
@@ -332,12 +356,21 @@ async fn malformed_packet_closes_only_its_connection_with_the_reason() {
     let mut bad = Peer::client(&broker, V5, "bad").await;
     // PUBLISH with QoS 3: malformed.
     bad.send_bytes(&[0x36, 0x04, 0x00, 0x01, b't', 0x00]).await;
-    assert_eq!(bad.recv_bytes().await, [0xE0, 0x01, 0x81]);
+    assert_eq!(
+        bad.recv_bytes().await,
+        disconnect_why(0x81, "QoS 3 is reserved (at byte 0)")
+    );
     assert!(bad.closed().await);
     // A wildcard in a PUBLISH topic: 0x90.
     let mut bad2 = Peer::client(&broker, V5, "bad2").await;
     bad2.send_bytes(&[0x30, 0x04, 0x00, 0x01, b'#', 0x00]).await;
-    assert_eq!(bad2.recv_bytes().await, [0xE0, 0x01, 0x90]);
+    assert_eq!(
+        bad2.recv_bytes().await,
+        disconnect_why(
+            0x90,
+            "invalid topic name: wildcard character at byte 0 in a topic name (at byte 2)"
+        )
+    );
     // Everyone else is still served.
     let mut other = Peer::client(&broker, V5, "other").await;
     other
@@ -356,7 +389,13 @@ async fn too_large_packet_is_refused_before_its_body() {
     let mut peer = Peer::client(&broker, V5, "big").await;
     // A PUBLISH announcing 1000 bytes: refused as soon as the length is read.
     peer.send_bytes(&[0x30, 0xE8, 0x07]).await;
-    assert_eq!(peer.recv_bytes().await, [0xE0, 0x01, 0x95]);
+    assert_eq!(
+        peer.recv_bytes().await,
+        disconnect_why(
+            0x95,
+            "packet of 1003 bytes exceeds the maximum of 64 (at byte 1)"
+        )
+    );
     assert!(peer.closed().await);
     broker.shutdown().await;
 }
@@ -383,7 +422,10 @@ async fn keep_alive_is_enforced_at_one_and_a_half_times() {
     )
     .await;
     let started = std::time::Instant::now();
-    assert_eq!(peer.recv_bytes().await, [0xE0, 0x01, 0x8D]);
+    assert_eq!(
+        peer.recv_bytes().await,
+        disconnect_why(0x8D, "nothing received for 1.5 times the keep alive")
+    );
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1400), "{waited:?}");
     assert!(peer.closed().await);
@@ -395,7 +437,10 @@ async fn session_takeover_disconnects_the_old_connection_with_0x8e() {
     let broker = broker_with(|_| {}).await;
     let mut first = Peer::client(&broker, V5, "same").await;
     let _second = Peer::client(&broker, V5, "same").await;
-    assert_eq!(first.recv_bytes().await, [0xE0, 0x01, 0x8E]);
+    assert_eq!(
+        first.recv_bytes().await,
+        disconnect_why(0x8E, "another connection took this session over")
+    );
     assert!(first.closed().await);
     broker.shutdown().await;
 }
@@ -480,7 +525,10 @@ async fn shutdown_tells_5_0_clients_and_stats_count() {
     assert_eq!(stats.clients_connected, 1);
     assert_eq!(stats.messages_received, 1);
     let stop = tokio::spawn(broker.shutdown());
-    assert_eq!(peer.recv_bytes().await, [0xE0, 0x01, 0x8B]);
+    assert_eq!(
+        peer.recv_bytes().await,
+        disconnect_why(0x8B, "the broker is stopping")
+    );
     assert!(peer.closed().await);
     tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
 }
@@ -593,7 +641,8 @@ async fn persistent_session_keeps_subscriptions_and_queues_qos1_offline() {
         .await;
     publisher.send_bytes(&[0xC0, 0x00]).await;
     assert_eq!(publisher.recv_bytes().await, [0xD0, 0x00]);
-    until_stats(&broker, |s| s.messages_sent == 1 && s.dropped == 1).await;
+    // Both routed (in order, by one connection): the QoS 0 one was dropped, not kept.
+    until_stats(&broker, |s| s.dropped == 1).await;
 
     // Back with clean session 0: session present, the QoS 1 message waiting, not the QoS 0.
     let mut sub = Peer::raw(&broker, V311).await;
@@ -861,4 +910,219 @@ async fn in_process_publish_and_subscribe() {
     let mut again = broker.subscribe("x", QoS::AtMostOnce).unwrap();
     broker.shutdown().await;
     assert_eq!(again.recv().await, None);
+}
+
+/// A PUBLISH the broker sent: its payload, QoS and packet identifier.
+fn delivered(version: ProtocolVersion, bytes: &[u8]) -> (Vec<u8>, QoS, Option<u16>) {
+    match decode(bytes, version, u32::MAX) {
+        Ok(Status::Complete(d)) => match d.packet {
+            Packet::Publish(p) => (p.payload.to_vec(), p.qos, p.packet_id),
+            other => panic!("PUBLISH expected, got {other:?}"),
+        },
+        other => panic!("PUBLISH expected, got {other:?}"),
+    }
+}
+
+/// Sends PINGREQ and waits for PINGRESP: everything sent before has been acted on.
+async fn sync(peer: &mut Peer) {
+    peer.send_bytes(&[0xC0, 0x00]).await;
+    assert_eq!(peer.recv_bytes().await, [0xD0, 0x00]);
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
+    let broker = broker_with(|c| c.max_queued_messages = 2).await;
+    // Receive Maximum 1: one QoS 1 message in flight, the rest wait.
+    let props = [facteur_codec::Property::ReceiveMaximum(1)];
+    let mut slow = Peer::connect(
+        &broker,
+        Connect {
+            properties: Properties::from_slice(&props),
+            ..Connect::new(V5, "slow")
+        },
+    )
+    .await;
+    slow.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V5, "pub").await;
+    // m1 in flight, m2 and m3 in the session's queue (2).
+    for (id, payload) in [(1u16, b"m1"), (2, b"m2"), (3, b"m3")] {
+        publisher
+            .send(&publish("flot", payload, QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    until_stats(&broker, |s| s.messages_sent == 3).await;
+    // The mailbox (2) takes q1 and q2; m4 takes q1's place; q3 finds it full.
+    for payload in [b"q1", b"q2"] {
+        publisher
+            .send(&publish("flot", payload, QoS::AtMostOnce, None))
+            .await;
+    }
+    publisher
+        .send(&publish("flot", b"m4", QoS::AtLeastOnce, Some(4)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x04]);
+    publisher
+        .send(&publish("flot", b"q3", QoS::AtMostOnce, None))
+        .await;
+    sync(&mut publisher).await;
+    assert_eq!(broker.stats().dropped, 2, "q1 and q3");
+
+    // The subscriber catches up: every QoS 1 message, in order, and q2.
+    let (mut qos1, mut qos0) = (Vec::new(), Vec::new());
+    while qos1.len() < 4 {
+        let (payload, qos, id) = delivered(V5, &slow.recv_bytes().await);
+        match id {
+            Some(id) => {
+                assert_eq!(qos, QoS::AtLeastOnce);
+                qos1.push(payload);
+                slow.send_bytes(&[0x40, 0x02, 0x00, id as u8]).await;
+            }
+            None => qos0.push(payload),
+        }
+    }
+    while let Some(bytes) = slow.try_recv_bytes(Duration::from_millis(300)).await {
+        qos0.push(delivered(V5, &bytes).0);
+    }
+    assert_eq!(qos1, [b"m1", b"m2", b"m3", b"m4"]);
+    assert_eq!(qos0, [b"q2"]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_queued_bytes_bounds_an_offline_session() {
+    let broker = broker_with(|c| c.max_queued_bytes = 10).await;
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(persistent(V311, "keeper"))).await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x00, 0x00]);
+    sub.subscribe("news", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    drop(sub);
+    until_stats(&broker, |s| s.clients_connected == 0).await;
+
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    // 6 bytes are kept; 6 more would make 12, above the 10 allowed.
+    for (id, payload) in [(1u16, b"123456"), (2, b"abcdef")] {
+        publisher
+            .send(&publish("news", payload, QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    until_stats(&broker, |s| s.dropped == 1).await;
+
+    let mut sub = Peer::raw(&broker, V311).await;
+    sub.send(&Packet::Connect(persistent(V311, "keeper"))).await;
+    assert_eq!(sub.recv_bytes().await, [0x20, 0x02, 0x01, 0x00]);
+    let (payload, _, id) = delivered(V311, &sub.recv_bytes().await);
+    assert_eq!(payload, b"123456");
+    sub.send_bytes(&[0x40, 0x02, 0x00, id.unwrap() as u8]).await;
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_is_announced_and_enforced_with_0x93() {
+    let broker = broker_with(|c| c.receive_maximum = 2).await;
+    let mut client = Peer::raw(&broker, V5).await;
+    client
+        .send(&Packet::Connect(Connect::new(V5, "eager")))
+        .await;
+    // Receive Maximum 2, Topic Alias Maximum 10.
+    assert_eq!(
+        client.recv_bytes().await,
+        [0x20, 0x09, 0x00, 0x00, 0x06, 0x21, 0x00, 0x02, 0x22, 0x00, 0x0A]
+    );
+    // QoS 2 messages stay unacknowledged until PUBREL: the third is one too many.
+    for id in 1..=2u8 {
+        client
+            .send(&publish("t", b"x", QoS::ExactlyOnce, Some(u16::from(id))))
+            .await;
+        assert_eq!(client.recv_bytes().await, [0x50, 0x02, 0x00, id]);
+    }
+    client
+        .send(&publish("t", b"x", QoS::ExactlyOnce, Some(3)))
+        .await;
+    assert_eq!(
+        client.recv_bytes().await,
+        disconnect_why(
+            0x93,
+            "more QoS 1/2 messages unacknowledged than the Receive Maximum"
+        )
+    );
+    assert!(client.closed().await);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_inflight_messages_applies_to_3_1_1_subscribers() {
+    let broker = broker_with(|c| c.max_inflight_messages = 2).await;
+    let mut sub = Peer::client(&broker, V311, "sub").await;
+    sub.subscribe("t", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    for id in 1..=3u16 {
+        publisher
+            .send(&publish("t", b"x", QoS::AtLeastOnce, Some(id)))
+            .await;
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(delivered(V311, &sub.recv_bytes().await).2.unwrap());
+    }
+    // Two unacknowledged: the third waits for an acknowledgement.
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(300)).await, None);
+    sub.send_bytes(&[0x40, 0x02, 0x00, ids[0] as u8]).await;
+    let (payload, _, id) = delivered(V311, &sub.recv_bytes().await);
+    assert_eq!(payload, b"x");
+    assert!(id.is_some_and(|id| !ids.contains(&id)));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_carry_a_reason_string_unless_the_client_declines_it() {
+    let broker = broker_with(|_| {}).await;
+    // SUBSCRIBE 1 (5.0) to `$share/g/t` with no local, which the broker refuses.
+    let mut invalid = vec![0x82, 0x10, 0x00, 0x01, 0x00, 0x00, 0x0A];
+    invalid.extend_from_slice(b"$share/g/t");
+    invalid.push(0x04);
+    let mut asks = Peer::client(&broker, V5, "asks").await;
+    asks.send_bytes(&invalid).await;
+    let why = b"no local is not allowed on a shared subscription";
+    let mut suback = vec![0x90, 55, 0x00, 0x01, 51, 0x1F, 0x00, 48];
+    suback.extend_from_slice(why);
+    suback.push(0x8F);
+    assert_eq!(asks.recv_bytes().await, suback);
+
+    // Request Problem Information 0: the bare codes only.
+    let props = [facteur_codec::Property::RequestProblemInformation(false)];
+    let mut declines = Peer::connect(
+        &broker,
+        Connect {
+            properties: Properties::from_slice(&props),
+            ..Connect::new(V5, "declines")
+        },
+    )
+    .await;
+    declines.send_bytes(&invalid).await;
+    assert_eq!(
+        declines.recv_bytes().await,
+        [0x90, 0x04, 0x00, 0x01, 0x00, 0x8F]
+    );
+
+    // A client taking no packet above 16 bytes gets the CONNACK without its reason string.
+    let broker_full = broker_with(|c| c.max_connections = 1).await;
+    let _first = Peer::client(&broker_full, V5, "first").await;
+    let small = [facteur_codec::Property::MaximumPacketSize(16)];
+    let mut second = Peer::raw(&broker_full, V5).await;
+    second
+        .send(&Packet::Connect(Connect {
+            properties: Properties::from_slice(&small),
+            ..Connect::new(V5, "second")
+        }))
+        .await;
+    assert_eq!(second.recv_bytes().await, [0x20, 0x03, 0x00, 0x89, 0x00]);
+    broker_full.shutdown().await;
+    broker.shutdown().await;
 }

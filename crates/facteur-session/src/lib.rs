@@ -19,7 +19,9 @@
 //!
 //! # What it does
 //!
-//! * **Outgoing QoS 1 and 2** ([`Session::publish`]): packet identifiers from [`PacketIds`]
+//! * **Outgoing QoS 1 and 2** ([`Session::publish`], or [`Session::publish_shared`] to
+//!   keep one payload for many sessions, a `bytes::Bytes` with [`AllocStore`]): packet
+//!   identifiers from [`PacketIds`]
 //!   (never one still in flight); PUBLISH → PUBACK, PUBLISH → PUBREC → PUBREL → PUBCOMP; on
 //!   a new connection unacknowledged PUBLISH packets are resent with DUP set and PUBREL
 //!   packets are resent, in their original order, before anything new.
@@ -133,5 +135,7 @@ pub use retained::{RetainedMessage, RetainedStore};
 pub use session::{Config, Connection, PublishError, Role, Session};
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
-pub use store::{Ack, Alias, Fifo, HeaplessStore, Inflight, Message, OwnedBytes, Seq, Store};
+pub use store::{
+    Ack, Alias, Fifo, HeaplessStore, Inflight, Inline, Message, OwnedBytes, Payload, Seq, Store,
+};
 pub use time::Instant;

@@ -7,7 +7,9 @@ use facteur_codec::{
 use facteur_topic::{TopicError, TopicName};
 
 use crate::props;
-use crate::store::{Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Seq, Stage, Store};
+use crate::store::{
+    Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Stage, Store,
+};
 use crate::{Event, Instant, MessageId, PacketIds};
 
 /// Which end of the connection the session is: the few behaviours that differ follow it.
@@ -55,7 +57,9 @@ pub struct Connection {
     pub version: ProtocolVersion,
     /// Keep alive in seconds (the Server Keep Alive if the server sent one); 0 disables it.
     pub keep_alive: u16,
-    /// The peer's Receive Maximum (MQTT 5; 65,535 when absent).
+    /// Most outgoing QoS 1/2 messages unacknowledged at once: the peer's Receive Maximum
+    /// (MQTT 5; 65,535 when absent). Before 5.0 the protocol has none, and a caller may set
+    /// its own bound here (a broker's `max_inflight_messages`).
     pub peer_receive_maximum: u16,
     /// The peer's Topic Alias Maximum (MQTT 5; 0 when absent: no outgoing aliases).
     pub peer_topic_alias_maximum: u16,
@@ -174,7 +178,8 @@ pub struct Session<S: Store> {
     last_sent: Instant,
     last_received: Instant,
     send_pingresp: bool,
-    disconnect: Option<ReasonCode>,
+    /// The DISCONNECT to send (5.0): its reason code and reason string.
+    disconnect: Option<(ReasonCode, &'static str)>,
     /// Session Expiry Interval in seconds; `None`: not tracked (the caller ends the session).
     session_expiry: Option<u32>,
     /// When the last connection was lost, while no new one is up and the session has not
@@ -484,17 +489,54 @@ impl<S: Store> Session<S> {
         message: &Publish<'_>,
         now: Instant,
     ) -> Result<MessageId, PublishError> {
+        let payload = S::Payload::copy_of(message.payload).ok_or(PublishError::TooLarge)?;
+        self.publish_shared(message, payload, now)
+    }
+
+    /// [`publish`](Self::publish) with the payload already in the store's own form, so that
+    /// one payload given to many sessions is kept once. With [`AllocStore`](crate::AllocStore)
+    /// that is a `bytes::Bytes` (cloning it shares it); `message.payload` is then only read
+    /// by an inline store ([`HeaplessStore`](crate::HeaplessStore), which copies it), so pass
+    /// the same bytes in both.
+    ///
+    /// ```
+    /// # #[cfg(feature = "alloc")] {
+    /// use facteur_codec::{ProtocolVersion, Publish};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let payload = bytes::Bytes::from_static(b"21.5");
+    /// let now = Instant::from_millis(0);
+    /// let message = Publish::new("maison/salon/temperature", &payload);
+    /// for _ in 0..3 {
+    ///     let mut session = Session::<AllocStore>::new(Config::new(Role::Server));
+    ///     session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 60));
+    ///     // Each session holds a reference to the same payload, not a copy.
+    ///     session.publish_shared(&message, payload.clone(), now)?;
+    /// }
+    /// # }
+    /// # Ok::<(), facteur_session::PublishError>(())
+    /// ```
+    pub fn publish_shared(
+        &mut self,
+        message: &Publish<'_>,
+        payload: S::Payload,
+        now: Instant,
+    ) -> Result<MessageId, PublishError> {
         TopicName::new(message.topic).map_err(PublishError::InvalidTopic)?;
         let props = &message.properties;
         let expiry = props.message_expiry_interval();
         let layout = props::layout(props, expiry, true).ok_or(PublishError::InvalidProperties)?;
         let topic_len = message.topic.len();
-        let len = topic_len + layout.len() + message.payload.len();
+        let inline = if S::Payload::INLINE {
+            message.payload
+        } else {
+            &[]
+        };
+        let len = topic_len + layout.len() + inline.len();
         let bytes = S::Bytes::filled(len, |out| {
             out[..topic_len].copy_from_slice(message.topic.as_bytes());
-            let (stored, payload) = out[topic_len..].split_at_mut(layout.len());
+            let (stored, rest) = out[topic_len..].split_at_mut(layout.len());
             props::write(stored, props, layout);
-            payload.copy_from_slice(message.payload);
+            rest.copy_from_slice(inline);
         })
         .ok_or(PublishError::TooLarge)?;
         if !props::valid(&bytes.as_ref()[topic_len + props::ALIAS_SLOT..topic_len + layout.len()]) {
@@ -510,6 +552,7 @@ impl<S: Store> Session<S> {
             topic_len,
             props_len: layout.len(),
             bytes,
+            payload,
         };
         if let Err(queued) = self.queue.push_back(queued) {
             // Full: make room by dropping what expired while waiting, if anything did.
@@ -547,7 +590,10 @@ impl<S: Store> Session<S> {
                     (d.properties.session_expiry_interval(), self.config.role)
                 {
                     if self.session_expiry == Some(0) && new != 0 {
-                        self.protocol_error(ReasonCode::ProtocolError);
+                        self.protocol_error(
+                            ReasonCode::ProtocolError,
+                            "Session Expiry Interval set on DISCONNECT after 0 on CONNECT",
+                        );
                         return None;
                     }
                     self.session_expiry = Some(new);
@@ -585,10 +631,16 @@ impl<S: Store> Session<S> {
         match self.link {
             Link::Down => return Ok(None),
             Link::Closing => {
-                let Some(reason) = self.disconnect else {
+                let Some((reason, why)) = self.disconnect else {
                     return Ok(None);
                 };
-                let n = Disconnect::new(reason).encode(version, buf)?;
+                let n = Disconnect::encode_with_reason_string(
+                    reason,
+                    why,
+                    self.connection.peer_maximum_packet_size,
+                    version,
+                    buf,
+                )?;
                 self.disconnect = None;
                 return Ok(Some(self.sent(now, n)));
             }
@@ -825,7 +877,10 @@ impl<S: Store> Session<S> {
             if now >= dead {
                 self.link = Link::Closing;
                 if self.connection.version.is_v5() && self.config.role == Role::Server {
-                    self.disconnect = Some(ReasonCode::KeepAliveTimeout);
+                    self.disconnect = Some((
+                        ReasonCode::KeepAliveTimeout,
+                        "nothing received for 1.5 times the keep alive",
+                    ));
                 }
                 self.event(Event::KeepAliveTimeout);
             }
@@ -895,31 +950,25 @@ impl<S: Store> Session<S> {
         }
     }
 
-    /// The peer broke the protocol: report it, say so in MQTT 5, stop the connection.
-    fn protocol_error(&mut self, reason: ReasonCode) {
+    /// The peer broke the protocol: report it, say so (and why) in MQTT 5, stop the
+    /// connection.
+    fn protocol_error(&mut self, reason: ReasonCode, why: &'static str) {
         self.link = Link::Closing;
         if self.connection.version.is_v5() {
-            self.disconnect = Some(reason);
+            self.disconnect = Some((reason, why));
         }
         self.event(Event::ProtocolError { reason });
     }
 
     /// How many outgoing QoS 1/2 messages may be in flight, across connections.
     fn send_quota(&self) -> usize {
-        let peer = if self.connection.version.is_v5() {
-            self.connection.peer_receive_maximum
-        } else {
-            u16::MAX
-        };
+        let peer = self.connection.peer_receive_maximum;
         usize::from(peer.max(1)).min(self.inflight.max_len())
     }
 
     /// True if one more QoS 1/2 PUBLISH may be resent on this connection: fewer than the
-    /// peer's Receive Maximum are unacknowledged on it (MQTT 5; no limit before).
+    /// peer's Receive Maximum are unacknowledged on it.
     fn publish_allowed(&self) -> bool {
-        if !self.connection.version.is_v5() {
-            return true;
-        }
         let counted = self.inflight.iter().filter(|f| f.counted).count();
         counted < usize::from(self.connection.peer_receive_maximum.max(1))
     }
@@ -967,26 +1016,38 @@ impl<S: Store> Session<S> {
                 let max =
                     usize::from(self.config.topic_alias_maximum).min(self.in_aliases.max_len());
                 if usize::from(alias) > max {
-                    self.protocol_error(ReasonCode::TopicAliasInvalid);
+                    self.protocol_error(
+                        ReasonCode::TopicAliasInvalid,
+                        "topic alias above the Topic Alias Maximum",
+                    );
                     return None;
                 }
                 let known = self.in_aliases.iter().position(|a| a.alias == alias);
                 if publish.topic.is_empty() {
                     if known.is_none() {
-                        self.protocol_error(ReasonCode::TopicAliasInvalid);
+                        self.protocol_error(
+                            ReasonCode::TopicAliasInvalid,
+                            "empty topic with a topic alias not set before",
+                        );
                         return None;
                     }
                     aliased = known;
                 } else {
                     let Some(topic) = S::Bytes::from_parts(publish.topic.as_bytes(), &[]) else {
-                        self.protocol_error(ReasonCode::ImplementationSpecificError);
+                        self.protocol_error(
+                            ReasonCode::ImplementationSpecificError,
+                            "no room to store the topic alias",
+                        );
                         return None;
                     };
                     match known {
                         Some(i) => self.in_aliases[i].topic = topic,
                         None => {
                             if self.in_aliases.try_push(Alias { alias, topic }).is_err() {
-                                self.protocol_error(ReasonCode::TopicAliasInvalid);
+                                self.protocol_error(
+                                    ReasonCode::TopicAliasInvalid,
+                                    "more topic aliases than can be stored",
+                                );
                                 return None;
                             }
                         }
@@ -1006,7 +1067,10 @@ impl<S: Store> Session<S> {
                 } else if self.unacknowledged() >= self.receive_quota()
                     || !self.queue_ack(AckKind::Ack, id, ReasonCode::Success)
                 {
-                    self.protocol_error(ReasonCode::ReceiveMaximumExceeded);
+                    self.protocol_error(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "more QoS 1/2 messages unacknowledged than the Receive Maximum",
+                    );
                     return None;
                 } else {
                     true
@@ -1021,7 +1085,10 @@ impl<S: Store> Session<S> {
                     || self.acks.len() >= self.acks.max_len()
                     || self.received.try_push(id).is_err()
                 {
-                    self.protocol_error(ReasonCode::ReceiveMaximumExceeded);
+                    self.protocol_error(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "more QoS 1/2 messages unacknowledged than the Receive Maximum",
+                    );
                     return None;
                 } else {
                     self.queue_ack(AckKind::Rec, id, ReasonCode::Success);

@@ -17,6 +17,36 @@ pub trait OwnedBytes: AsRef<[u8]> + AsMut<[u8]> + Sized {
     fn filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Option<Self>;
 }
 
+/// How a store keeps an outgoing message's payload: in the message's own buffer, after its
+/// topic and properties ([`Inline`], the fixed-capacity choice), or apart, as a value that
+/// can be shared with other sessions without a copy (`bytes::Bytes` in [`AllocStore`]).
+pub trait Payload: Sized {
+    /// True if the payload is kept in the message's buffer.
+    const INLINE: bool;
+    /// A copy of `payload` (nothing for [`Inline`]: the session copies it into the
+    /// message's buffer), or `None` if it does not fit.
+    fn copy_of(payload: &[u8]) -> Option<Self>;
+    /// The payload: this value's bytes, or `inline` (the message's buffer after its topic and
+    /// properties) for an inline store.
+    fn bytes<'a>(&'a self, inline: &'a [u8]) -> &'a [u8];
+}
+
+/// Payloads kept in the message's own buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Inline;
+
+impl Payload for Inline {
+    const INLINE: bool = true;
+
+    fn copy_of(_: &[u8]) -> Option<Self> {
+        Some(Inline)
+    }
+
+    fn bytes<'a>(&'a self, inline: &'a [u8]) -> &'a [u8] {
+        inline
+    }
+}
+
 /// An ordered sequence with room for a bounded or unbounded number of items: a slice that can
 /// grow at the end and shrink anywhere, keeping order.
 pub trait Seq<T>: Default + Deref<Target = [T]> + DerefMut {
@@ -68,12 +98,15 @@ pub trait Fifo<T>: Default {
 /// The implementing type is only a name for the set of container types; it is never built.
 /// Use [`HeaplessStore`] (fixed capacity, no allocator) or [`AllocStore`] (growable).
 pub trait Store {
-    /// A message's (or the will's) topic, MQTT 5 properties and payload; an aliased topic.
+    /// A message's (or the will's) topic, MQTT 5 properties and payload (if [`Payload::INLINE`]);
+    /// an aliased topic.
     type Bytes: OwnedBytes;
+    /// Where an outgoing message's payload is kept.
+    type Payload: Payload;
     /// Messages accepted by [`publish`](crate::Session::publish) and not yet sent.
-    type Queue: Fifo<Message<Self::Bytes>>;
+    type Queue: Fifo<Message<Self::Bytes, Self::Payload>>;
     /// Outgoing QoS 1 and 2 messages sent and not yet completed, in the order first sent.
-    type Inflight: Seq<Inflight<Self::Bytes>>;
+    type Inflight: Seq<Inflight<Self::Bytes, Self::Payload>>;
     /// Identifiers of incoming QoS 2 messages received and not yet released (PUBREL).
     type Received: Seq<u16>;
     /// Acknowledgements (PUBACK, PUBREC, PUBCOMP) to send, in order.
@@ -84,10 +117,10 @@ pub trait Store {
     type Events: Fifo<Event>;
 }
 
-/// An outgoing message held by the session: topic, MQTT 5 properties (as wire bytes, see
-/// the session writes them) and payload in one buffer.
+/// An outgoing message held by the session: topic, MQTT 5 properties (as wire bytes, as the
+/// session writes them) and, for an inline store, the payload in one buffer.
 #[derive(Debug, Clone)]
-pub struct Message<B> {
+pub struct Message<B, P> {
     pub(crate) id: MessageId,
     pub(crate) qos: QoS,
     pub(crate) retain: bool,
@@ -98,9 +131,10 @@ pub struct Message<B> {
     /// The stored properties: topic alias slot, expiry slot (if any), the others.
     pub(crate) props_len: usize,
     pub(crate) bytes: B,
+    pub(crate) payload: P,
 }
 
-impl<B> Message<B> {
+impl<B, P> Message<B, P> {
     /// When the Message Expiry Interval runs out, if there is one.
     pub(crate) fn expires_at(&self) -> Option<Instant> {
         self.expiry
@@ -119,14 +153,15 @@ impl<B> Message<B> {
     }
 }
 
-impl<B: AsRef<[u8]>> Message<B> {
+impl<B: AsRef<[u8]>, P: Payload> Message<B, P> {
     pub(crate) fn topic(&self) -> &str {
         // The bytes were copied from a `&str` of exactly this length.
         core::str::from_utf8(&self.bytes.as_ref()[..self.topic_len]).unwrap_or_default()
     }
 
     pub(crate) fn payload(&self) -> &[u8] {
-        &self.bytes.as_ref()[self.topic_len + self.props_len..]
+        let inline = &self.bytes.as_ref()[self.topic_len + self.props_len..];
+        self.payload.bytes(inline)
     }
 
     /// The properties to send, as last set by [`Message::stamp`]: with the topic alias slot
@@ -138,7 +173,7 @@ impl<B: AsRef<[u8]>> Message<B> {
     }
 }
 
-impl<B: AsMut<[u8]>> Message<B> {
+impl<B: AsMut<[u8]>, P> Message<B, P> {
     /// Writes the remaining Message Expiry Interval at `now` and the topic alias into their
     /// slots, for [`Message::properties`].
     pub(crate) fn stamp(&mut self, now: Instant, alias: Option<u16>) {
@@ -161,7 +196,7 @@ pub(crate) enum Stage {
 
 /// An outgoing QoS 1 or 2 message that has a packet identifier.
 #[derive(Debug, Clone)]
-pub struct Inflight<B> {
+pub struct Inflight<B, P> {
     pub(crate) packet_id: u16,
     pub(crate) stage: Stage,
     /// The packet of this stage (PUBLISH with DUP, or PUBREL) must be (re)sent.
@@ -169,7 +204,7 @@ pub struct Inflight<B> {
     /// Its PUBLISH was written on this connection and is not acknowledged: it counts against
     /// the peer's Receive Maximum, which is per connection.
     pub(crate) counted: bool,
-    pub(crate) message: Message<B>,
+    pub(crate) message: Message<B, P>,
 }
 
 /// Which acknowledgement an [`Ack`] is.
@@ -240,8 +275,9 @@ impl<
     > Store for HeaplessStore<INFLIGHT, QUEUE, BYTES, ALIASES, EVENTS>
 {
     type Bytes = heapless::Vec<u8, BYTES>;
-    type Queue = heapless::Deque<Message<Self::Bytes>, QUEUE>;
-    type Inflight = heapless::Vec<Inflight<Self::Bytes>, INFLIGHT>;
+    type Payload = Inline;
+    type Queue = heapless::Deque<Message<Self::Bytes, Inline>, QUEUE>;
+    type Inflight = heapless::Vec<Inflight<Self::Bytes, Inline>, INFLIGHT>;
     type Received = heapless::Vec<u16, INFLIGHT>;
     type Acks = heapless::Vec<Ack, INFLIGHT>;
     type Aliases = heapless::Vec<Alias<Self::Bytes>, ALIASES>;
@@ -314,18 +350,22 @@ mod growable {
     use alloc::collections::VecDeque;
     use alloc::vec::Vec;
 
-    use super::{Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Seq, Store};
+    use super::{Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Store};
     use crate::Event;
+    use bytes::Bytes;
 
     /// Growable storage on `alloc`'s `Vec` and `VecDeque`: nothing is bounded but the
-    /// session's receive maximum and the peer's.
+    /// session's receive maximum and the peer's. Payloads are kept as [`Bytes`], so one
+    /// payload given to many sessions with
+    /// [`publish_shared`](crate::Session::publish_shared) is stored once.
     #[derive(Debug, Clone, Copy)]
     pub struct AllocStore;
 
     impl Store for AllocStore {
         type Bytes = Vec<u8>;
-        type Queue = VecDeque<Message<Vec<u8>>>;
-        type Inflight = Vec<Inflight<Vec<u8>>>;
+        type Payload = Bytes;
+        type Queue = VecDeque<Message<Vec<u8>, Bytes>>;
+        type Inflight = Vec<Inflight<Vec<u8>, Bytes>>;
         type Received = Vec<u16>;
         type Acks = Vec<Ack>;
         type Aliases = Vec<Alias<Vec<u8>>>;
@@ -344,6 +384,18 @@ mod growable {
             let mut v = alloc::vec![0; len];
             fill(&mut v);
             Some(v)
+        }
+    }
+
+    impl Payload for Bytes {
+        const INLINE: bool = false;
+
+        fn copy_of(payload: &[u8]) -> Option<Self> {
+            Some(Bytes::copy_from_slice(payload))
+        }
+
+        fn bytes<'a>(&'a self, _: &'a [u8]) -> &'a [u8] {
+            self
         }
     }
 

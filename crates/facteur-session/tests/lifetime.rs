@@ -125,7 +125,13 @@ fn disconnect_changes_the_session_expiry<S: Store>() {
             reason: ReasonCode::ProtocolError
         }]
     );
-    assert_eq!(drain(&mut zero, at(0)), [vec![0xE0, 0x01, 0x82]]);
+    assert_eq!(
+        drain(&mut zero, at(0)),
+        [disconnect_why(
+            0x82,
+            "Session Expiry Interval set on DISCONNECT after 0 on CONNECT"
+        )]
+    );
 }
 
 fn will_is_due_after_its_delay<S: Store>() {

@@ -161,7 +161,13 @@ fn silent_peer_is_reported_after_one_and_a_half_keep_alive<S: Store>() {
     assert_eq!(s.poll_timeout(), Some(at(15_000)), "servers do not ping");
     s.handle_timeout(at(15_000));
     assert_eq!(events(&mut s), [Event::KeepAliveTimeout]);
-    assert_eq!(drain(&mut s, at(15_000)), [vec![0xE0, 0x01, 0x8D]]);
+    assert_eq!(
+        drain(&mut s, at(15_000)),
+        [disconnect_why(
+            0x8D,
+            "nothing received for 1.5 times the keep alive"
+        )]
+    );
 }
 
 fn server_answers_pingreq<S: Store>() {
@@ -281,7 +287,13 @@ fn incoming_topic_aliases_resolve<S: Store>() {
             reason: ReasonCode::TopicAliasInvalid
         }]
     );
-    assert_eq!(drain(&mut s, at(1)), [vec![0xE0, 0x01, 0x94]]);
+    assert_eq!(
+        drain(&mut s, at(1)),
+        [disconnect_why(
+            0x94,
+            "empty topic with a topic alias not set before"
+        )]
+    );
 }
 
 fn incoming_alias_above_our_maximum_is_refused<S: Store>() {
@@ -296,7 +308,13 @@ fn incoming_alias_above_our_maximum_is_refused<S: Store>() {
             reason: ReasonCode::TopicAliasInvalid
         }]
     );
-    assert_eq!(drain(&mut s, at(0)), [vec![0xE0, 0x01, 0x94]]);
+    assert_eq!(
+        drain(&mut s, at(0)),
+        [disconnect_why(
+            0x94,
+            "topic alias above the Topic Alias Maximum"
+        )]
+    );
 }
 
 fn with_expiry(topic: &str, qos: QoS, secs: u32) -> facteur_codec::Publish<'static> {
@@ -510,6 +528,15 @@ fn queued_messages_expire_on_the_timer<S: Store>() {
     assert_eq!(publish_fields(&out[0]), ("c".into(), None, None));
 }
 
+fn reason_string_left_out_when_the_peer_takes_no_packet_that_large<S: Store>() {
+    let mut connection = Connection::new(V5, 10);
+    connection.peer_maximum_packet_size = 10;
+    let mut s = connected::<S>(Config::new(Role::Server), connection);
+    s.handle_timeout(at(15_000));
+    assert_eq!(events(&mut s), [Event::KeepAliveTimeout]);
+    assert_eq!(drain(&mut s, at(15_000)), [vec![0xE0, 0x01, 0x8D]]);
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -537,4 +564,5 @@ for_both_stores!(
     clear_session_state_forgets_everything_in_flight,
     peer_maximum_packet_size_drops_what_does_not_fit,
     queued_messages_expire_on_the_timer,
+    reason_string_left_out_when_the_peer_takes_no_packet_that_large,
 );

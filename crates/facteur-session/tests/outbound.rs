@@ -244,6 +244,34 @@ for_both_stores!(
 
 /// Identifiers wrap from 65535 to 1 and skip one still in flight.
 #[test]
+fn a_shared_payload_is_kept_once_by_every_session_until_acknowledged() {
+    let payload = bytes::Bytes::from(b"hi".to_vec());
+    let message = message("a/b", b"hi", QoS::AtLeastOnce);
+    let message = facteur_codec::Publish {
+        payload: &payload,
+        ..message
+    };
+    let mut sessions: Vec<Session<AllocStore>> =
+        (0..3).map(|_| session(Role::Server, V3)).collect();
+    for s in &mut sessions {
+        s.publish_shared(&message, payload.clone(), at(0)).unwrap();
+    }
+    assert!(!payload.is_unique(), "the sessions hold the payload itself");
+    for s in &mut sessions {
+        assert_eq!(drain(s, at(0)), [PUB1.to_vec()]);
+        // Resent from the same bytes after a reconnection.
+        s.on_connection_lost(at(1));
+        s.on_reconnect(at(1));
+        assert_eq!(drain(s, at(1)), [PUB1_DUP.to_vec()]);
+    }
+    for s in &mut sessions {
+        assert_eq!(feed(s, &PUBACK1, V3, at(2)), None);
+        assert_eq!((s.queued(), s.inflight()), (0, 0));
+    }
+    assert!(payload.is_unique(), "released once acknowledged everywhere");
+}
+
+#[test]
 fn packet_ids_wrap_and_skip_the_one_in_flight() {
     let mut c = session::<AllocStore>(Role::Client, V3);
     c.publish(&message("stuck", b"", QoS::AtLeastOnce), at(0))

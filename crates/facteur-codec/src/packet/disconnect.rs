@@ -70,3 +70,42 @@ reason_packet!(
     PacketType::Auth,
     PropertyContext::Auth
 );
+
+impl Disconnect<'_> {
+    /// Encodes a DISCONNECT with `reason_code` and, in 5.0, the reason string `why`, which is
+    /// left out when it is empty or would make the packet larger than `max_packet_size` (the
+    /// receiver's Maximum Packet Size: MQTT 5.0 §3.14.2.2.3). Returns the bytes written.
+    ///
+    /// ```
+    /// use facteur_codec::{Disconnect, ProtocolVersion, ReasonCode};
+    /// let mut buf = [0u8; 32];
+    /// let v5 = ProtocolVersion::V5;
+    /// let n = Disconnect::encode_with_reason_string(ReasonCode::ServerBusy, "full", 100, v5, &mut buf)?;
+    /// assert_eq!(&buf[..n], &[0xE0, 0x09, 0x89, 0x07, 0x1F, 0x00, 0x04, b'f', b'u', b'l', b'l']);
+    /// // The receiver takes at most 8 bytes: the reason string is left out.
+    /// let n = Disconnect::encode_with_reason_string(ReasonCode::ServerBusy, "full", 8, v5, &mut buf)?;
+    /// assert_eq!(&buf[..n], &[0xE0, 0x01, 0x89]);
+    /// # Ok::<(), facteur_codec::EncodeError>(())
+    /// ```
+    pub fn encode_with_reason_string(
+        reason_code: ReasonCode,
+        why: &str,
+        max_packet_size: u32,
+        version: ProtocolVersion,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        use crate::{Encode, Property};
+        let with_why = [Property::ReasonString(why)];
+        let mut packet = Disconnect::new(reason_code);
+        if version.is_v5() && !why.is_empty() {
+            packet.properties = Properties::from_slice(&with_why);
+            let fits = packet
+                .encoded_len(version)
+                .is_ok_and(|len| len <= max_packet_size as usize);
+            if !fits {
+                packet.properties = Properties::EMPTY;
+            }
+        }
+        packet.encode(version, buf)
+    }
+}

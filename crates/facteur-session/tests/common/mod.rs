@@ -125,3 +125,11 @@ pub fn kind(frame: &[u8], version: ProtocolVersion) -> String {
 pub fn kinds(frames: &[Vec<u8>], version: ProtocolVersion) -> Vec<String> {
     frames.iter().map(|f| kind(f, version)).collect()
 }
+
+/// The exact bytes of a 5.0 DISCONNECT with `reason` and the reason string `why`.
+pub fn disconnect_why(reason: u8, why: &str) -> Vec<u8> {
+    let len = u8::try_from(why.len()).expect("a short reason string");
+    let mut f = vec![0xE0, 5 + len, reason, 3 + len, 0x1F, 0x00, len];
+    f.extend_from_slice(why.as_bytes());
+    f
+}
