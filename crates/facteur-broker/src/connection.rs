@@ -16,7 +16,6 @@ use facteur_codec::{
 };
 use facteur_session::{AllocStore, Connection, Event, Instant, Role, Session};
 use facteur_topic::TopicFilter;
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -54,13 +53,18 @@ pub(crate) async fn serve(mut stream: TcpStream, config: Arc<Config>, router: Ar
         frame,
         assigned,
     });
-    hand_over(client_id, attach, config, router);
+    hand_over(client_id.into(), attach, config, router);
 }
 
 /// Gives a connection to its client's session: to the task running it, or to a new task.
 /// The session task is a task of its own (not this connection's), so that what stays in
 /// memory for an idle client is only what its session needs.
-fn hand_over(client_id: String, mut attach: Box<Attach>, config: Arc<Config>, router: Arc<Router>) {
+fn hand_over(
+    client_id: Arc<str>,
+    mut attach: Box<Attach>,
+    config: Arc<Config>,
+    router: Arc<Router>,
+) {
     // At most twice: a session task that ended just now is replaced by a new one.
     for _ in 0..2 {
         match router.attach(&client_id) {
@@ -239,14 +243,16 @@ impl Link {
 /// One client session and the task that runs it.
 struct SessionTask {
     key: ConnId,
-    client_id: String,
+    /// Shared with the router's table of sessions (one allocation per client).
+    client_id: Arc<str>,
     version: ProtocolVersion,
     /// The client wants reason strings on acknowledgements (5.0 Request Problem
     /// Information; CONNACK and DISCONNECT carry them regardless).
     problem_information: bool,
     session: Session<AllocStore>,
     mailbox: Arc<Mailbox>,
-    filters: HashSet<String>,
+    /// The session's subscription filters (few per client: a list, not a set).
+    filters: Vec<Box<str>>,
     link: Option<Link>,
     /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
     waiting: Vec<Waiting>,
@@ -259,7 +265,7 @@ struct SessionTask {
 impl SessionTask {
     fn new(
         key: ConnId,
-        client_id: String,
+        client_id: Arc<str>,
         config: Arc<Config>,
         router: Arc<Router>,
         mailbox: Arc<Mailbox>,
@@ -271,7 +277,7 @@ impl SessionTask {
             problem_information: true,
             session: Self::fresh_session(&config, ProtocolVersion::V3_1_1),
             mailbox,
-            filters: HashSet::new(),
+            filters: Vec::new(),
             link: None,
             waiting: Vec::new(),
             _task: router.track_task(),
@@ -347,22 +353,17 @@ impl SessionTask {
             // The idle wait: polled by hand (socket readiness, the mailbox's waker slot, the
             // timer), so an idle session keeps no future and no buffer for it.
             let woken = std::future::poll_fn(|cx| {
-                let link = self.link.as_mut().filter(|l| l.end.is_none());
-                let socket = |cx: &mut Context<'_>| match link {
-                    Some(ref link) => link.stream.poll_read_ready(cx).map(Woken::Readable),
-                    None => Poll::Pending,
-                };
                 if socket_first {
-                    if let Poll::Ready(woken) = socket(cx) {
-                        return Poll::Ready(woken);
+                    if let Poll::Ready(read) = poll_read_link(&mut self.link, cx) {
+                        return Poll::Ready(Woken::Read(read));
                     }
                 }
                 if let Poll::Ready(next) = self.mailbox.poll_next(cx, has_room) {
                     return Poll::Ready(Woken::Mailbox(next));
                 }
                 if !socket_first {
-                    if let Poll::Ready(woken) = socket(cx) {
-                        return Poll::Ready(woken);
+                    if let Poll::Ready(read) = poll_read_link(&mut self.link, cx) {
+                        return Poll::Ready(Woken::Read(read));
                     }
                 }
                 if deadline.is_some() && timer.as_mut().poll(cx).is_ready() {
@@ -372,8 +373,8 @@ impl SessionTask {
             })
             .await;
             let next = match woken {
-                Woken::Readable(ready) => {
-                    self.read_ready(ready);
+                Woken::Read(read) => {
+                    self.on_read(read);
                     continue;
                 }
                 Woken::Timer => {
@@ -528,7 +529,8 @@ impl SessionTask {
 
     /// Starts the session afresh: no subscriptions, nothing queued or in flight.
     fn reset(&mut self, version: ProtocolVersion) {
-        self.router.unsubscribe_all(self.key, self.filters.drain());
+        self.router
+            .unsubscribe_all(self.key, self.filters.drain(..));
         self.mailbox.clear();
         self.session = Self::fresh_session(&self.config, version);
     }
@@ -610,7 +612,8 @@ impl SessionTask {
     /// session task of their own.
     fn end(&mut self) {
         self.router.detach(&self.client_id, self.key);
-        self.router.unsubscribe_all(self.key, self.filters.drain());
+        self.router
+            .unsubscribe_all(self.key, self.filters.drain(..));
         for attach in self.router.close_mailbox(self.key) {
             let (config, router) = (self.config.clone(), self.router.clone());
             hand_over(self.client_id.clone(), Box::new(attach), config, router);
@@ -637,19 +640,12 @@ impl SessionTask {
         }
     }
 
-    /// Reads what the readable socket has (taking a buffer only now, so an idle client
-    /// holds none) and acts on it.
-    fn read_ready(&mut self, ready: std::io::Result<()>) {
+    /// Acts on what a read from the client gave.
+    fn on_read(&mut self, read: std::io::Result<usize>) {
         let Some(link) = &mut self.link else {
             return;
         };
-        let read = ready.and_then(|()| {
-            link.read.reserve(READ_CHUNK);
-            link.stream.try_read_buf(&mut link.read)
-        });
         match read {
-            // Readiness was stale: the next wait asks again.
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
             Ok(0) | Err(_) => {
                 link.end.get_or_insert(End::Lost);
             }
@@ -689,10 +685,6 @@ impl SessionTask {
             }
         }
         if let Some(link) = &mut self.link {
-            if read.is_empty() {
-                // An idle connection keeps no buffer; the next read takes one.
-                read = BytesMut::new();
-            }
             link.read = read;
         }
     }
@@ -775,7 +767,9 @@ impl SessionTask {
                 id: subscribe.properties.subscription_identifier(),
             };
             let new = self.router.subscribe(self.key, filter, subscribed);
-            self.filters.insert(subscription.filter.to_owned());
+            if !self.filters.iter().any(|f| **f == *subscription.filter) {
+                self.filters.push(subscription.filter.into());
+            }
             codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
@@ -814,7 +808,7 @@ impl SessionTask {
             let existed = TopicFilter::new(filter)
                 .map(|f| self.router.unsubscribe(self.key, f))
                 .unwrap_or(false);
-            self.filters.remove(filter);
+            self.filters.retain(|f| **f != *filter);
             codes.push(if existed {
                 ReasonCode::Success
             } else {
@@ -1016,7 +1010,7 @@ fn truncated(text: &str, max: usize) -> &str {
 }
 
 /// Room made in a connection's read buffer before each read.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 8192;
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
@@ -1035,10 +1029,35 @@ fn encode_into(out: &mut Vec<u8>, version: ProtocolVersion, packet: &Packet<'_>)
     }
 }
 
+/// Reads from the connected client once its socket is readable, taking a read buffer only
+/// then (an idle client holds none). A read that does not fill the buffer tells tokio the
+/// socket is drained, so the next wait needs no read that would block.
+fn poll_read_link(link: &mut Option<Link>, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+    let Some(link) = link.as_mut().filter(|l| l.end.is_none()) else {
+        return Poll::Pending;
+    };
+    let ready = link.stream.poll_read_ready(cx);
+    if ready.is_ready() {
+        link.read.reserve(READ_CHUNK);
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut link.stream), cx, &mut link.read);
+        if read.is_ready() {
+            return read;
+        }
+    }
+    if link.read.is_empty() {
+        // Nothing to read now: an idle client keeps no buffer.
+        link.read = BytesMut::new();
+    }
+    match ready {
+        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        _ => Poll::Pending,
+    }
+}
+
 /// What woke a session's task.
 enum Woken {
-    /// The client's socket is readable (or failed).
-    Readable(std::io::Result<()>),
+    /// A read from the client: bytes (0 when it closed) or the error.
+    Read(std::io::Result<usize>),
     /// The mailbox has something.
     Mailbox(Next),
     /// The session's deadline passed.

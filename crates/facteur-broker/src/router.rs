@@ -152,7 +152,7 @@ pub(crate) struct Router {
     limits: Limits,
     /// Set once the broker stops: mailboxes opened later are told at once.
     stopping: AtomicBool,
-    sessions: Mutex<HashMap<String, SessionEntry>>,
+    sessions: Mutex<HashMap<Arc<str>, SessionEntry>>,
     retain_available: bool,
     next_key: AtomicU64,
     links: AtomicUsize,
@@ -240,9 +240,9 @@ impl Router {
     }
 
     /// Finds the session of `client_id`, or reserves it (and its mailbox) for the caller.
-    pub(crate) fn attach(&self, client_id: &str) -> SessionSlot {
+    pub(crate) fn attach(&self, client_id: &Arc<str>) -> SessionSlot {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = sessions.get(client_id) {
+        if let Some(entry) = sessions.get(&**client_id) {
             if !entry.mailbox.is_closed() {
                 return SessionSlot::Existing(entry.mailbox.clone());
             }
@@ -250,7 +250,7 @@ impl Router {
         let key = self.next_key();
         let mailbox = self.open_mailbox(key, false);
         sessions.insert(
-            client_id.to_owned(),
+            client_id.clone(),
             SessionEntry {
                 key,
                 mailbox: mailbox.clone(),
@@ -312,10 +312,14 @@ impl Router {
     }
 
     /// Removes every subscription of session `key`.
-    pub(crate) fn unsubscribe_all(&self, key: ConnId, filters: impl Iterator<Item = String>) {
+    pub(crate) fn unsubscribe_all<F: AsRef<str>>(
+        &self,
+        key: ConnId,
+        filters: impl Iterator<Item = F>,
+    ) {
         let mut tree = write(&self.subscriptions);
         for filter in filters {
-            if let Ok(filter) = TopicFilter::new(&filter) {
+            if let Ok(filter) = TopicFilter::new(filter.as_ref()) {
                 tree.remove(filter, &key);
             }
         }
