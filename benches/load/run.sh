@@ -44,7 +44,7 @@ next_connection_delay_ms = 0
     [v4.1.connections]
     connection_timeout_ms = 60000
     max_payload_size = 20480
-    max_inflight_count = 100
+    max_inflight_count = 20
     dynamic_filters = true
 CONF
 

@@ -335,37 +335,21 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let err = Config::from_toml("max_conections = 5")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("max_conections"), "{err}");
-        let err = Config::from_toml("max_keepalive = \"x\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("max_keepalive"), "{err}");
-        let err = Config::from_toml("max_inflight_messages = 0")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("max_inflight_messages"), "{err}");
-        let err = Config::from_toml("[[listeners]]\nbind_address = \"nowhere\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("bind_address"), "{err}");
-        let err = Config::from_toml("receive_maximum = 0")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("receive_maximum"), "{err}");
-        let err = Config::from_toml("persistent_client_expiration = \"3x\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("persistent_client_expiration"), "{err}");
-        let err = Config::from_toml("max_queued_bytes = -1")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("max_queued_bytes"), "{err}");
-        let err = Config::from_toml("[[listeners]]\nprot = 1")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("prot"), "{err}");
+        for (text, key) in [
+            ("max_conections = 5", "max_conections"),
+            ("max_keepalive = \"x\"", "max_keepalive"),
+            ("max_inflight_messages = 0", "max_inflight_messages"),
+            ("[[listeners]]\nbind_address = \"nowhere\"", "bind_address"),
+            ("receive_maximum = 0", "receive_maximum"),
+            (
+                "persistent_client_expiration = \"3x\"",
+                "persistent_client_expiration",
+            ),
+            ("max_queued_bytes = -1", "max_queued_bytes"),
+            ("[[listeners]]\nprot = 1", "prot"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
     }
 }

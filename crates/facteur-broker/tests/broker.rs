@@ -84,6 +84,13 @@ impl Peer {
         }
     }
 
+    /// Checks the next packet is a 5.0 DISCONNECT with `reason` and the reason string
+    /// `why`, then that the broker closes the connection.
+    async fn told_why_then_closed(&mut self, reason: u8, why: &str) {
+        assert_eq!(self.recv_bytes().await, disconnect_why(reason, why));
+        assert!(self.closed().await, "closed after DISCONNECT {reason:#04X}");
+    }
+
     /// True once the broker has closed the connection (within `WAIT`).
     async fn closed(&mut self) -> bool {
         let mut chunk = [0u8; 64];
@@ -356,11 +363,8 @@ async fn malformed_packet_closes_only_its_connection_with_the_reason() {
     let mut bad = Peer::client(&broker, V5, "bad").await;
     // PUBLISH with QoS 3: malformed.
     bad.send_bytes(&[0x36, 0x04, 0x00, 0x01, b't', 0x00]).await;
-    assert_eq!(
-        bad.recv_bytes().await,
-        disconnect_why(0x81, "QoS 3 is reserved (at byte 0)")
-    );
-    assert!(bad.closed().await);
+    bad.told_why_then_closed(0x81, "QoS 3 is reserved (at byte 0)")
+        .await;
     // A wildcard in a PUBLISH topic: 0x90.
     let mut bad2 = Peer::client(&broker, V5, "bad2").await;
     bad2.send_bytes(&[0x30, 0x04, 0x00, 0x01, b'#', 0x00]).await;
@@ -389,14 +393,11 @@ async fn too_large_packet_is_refused_before_its_body() {
     let mut peer = Peer::client(&broker, V5, "big").await;
     // A PUBLISH announcing 1000 bytes: refused as soon as the length is read.
     peer.send_bytes(&[0x30, 0xE8, 0x07]).await;
-    assert_eq!(
-        peer.recv_bytes().await,
-        disconnect_why(
-            0x95,
-            "packet of 1003 bytes exceeds the maximum of 64 (at byte 1)"
-        )
-    );
-    assert!(peer.closed().await);
+    peer.told_why_then_closed(
+        0x95,
+        "packet of 1003 bytes exceeds the maximum of 64 (at byte 1)",
+    )
+    .await;
     broker.shutdown().await;
 }
 
@@ -437,11 +438,9 @@ async fn session_takeover_disconnects_the_old_connection_with_0x8e() {
     let broker = broker_with(|_| {}).await;
     let mut first = Peer::client(&broker, V5, "same").await;
     let _second = Peer::client(&broker, V5, "same").await;
-    assert_eq!(
-        first.recv_bytes().await,
-        disconnect_why(0x8E, "another connection took this session over")
-    );
-    assert!(first.closed().await);
+    first
+        .told_why_then_closed(0x8E, "another connection took this session over")
+        .await;
     broker.shutdown().await;
 }
 
@@ -525,11 +524,8 @@ async fn shutdown_tells_5_0_clients_and_stats_count() {
     assert_eq!(stats.clients_connected, 1);
     assert_eq!(stats.messages_received, 1);
     let stop = tokio::spawn(broker.shutdown());
-    assert_eq!(
-        peer.recv_bytes().await,
-        disconnect_why(0x8B, "the broker is stopping")
-    );
-    assert!(peer.closed().await);
+    peer.told_why_then_closed(0x8B, "the broker is stopping")
+        .await;
     tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
 }
 
@@ -1043,14 +1039,12 @@ async fn receive_maximum_is_announced_and_enforced_with_0x93() {
     client
         .send(&publish("t", b"x", QoS::ExactlyOnce, Some(3)))
         .await;
-    assert_eq!(
-        client.recv_bytes().await,
-        disconnect_why(
+    client
+        .told_why_then_closed(
             0x93,
-            "more QoS 1/2 messages unacknowledged than the Receive Maximum"
+            "more QoS 1/2 messages unacknowledged than the Receive Maximum",
         )
-    );
-    assert!(client.closed().await);
+        .await;
     broker.shutdown().await;
 }
 
