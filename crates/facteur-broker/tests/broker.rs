@@ -47,6 +47,16 @@ impl Peer {
         peer
     }
 
+    /// A 5.0 client that takes at most `max` unacknowledged QoS 1/2 messages.
+    async fn with_receive_maximum(broker: &BrokerHandle, id: &str, max: u16) -> Self {
+        let props = [facteur_codec::Property::ReceiveMaximum(max)];
+        let connect = Connect {
+            properties: Properties::from_slice(&props),
+            ..Connect::new(V5, id)
+        };
+        Self::connect(broker, connect).await
+    }
+
     async fn client(broker: &BrokerHandle, version: ProtocolVersion, id: &str) -> Self {
         Self::connect(broker, Connect::new(version, id)).await
     }
@@ -533,15 +543,7 @@ async fn shutdown_tells_5_0_clients_and_stats_count() {
 async fn a_stuck_subscriber_is_bounded_slows_its_publisher_and_drops_are_counted() {
     let broker = broker_with(|c| c.max_queued_messages = 2).await;
     // Receive Maximum 1: one QoS 1 message in flight to this subscriber, never acknowledged.
-    let props = [facteur_codec::Property::ReceiveMaximum(1)];
-    let mut stuck = Peer::connect(
-        &broker,
-        Connect {
-            properties: Properties::from_slice(&props),
-            ..Connect::new(V5, "stuck")
-        },
-    )
-    .await;
+    let mut stuck = Peer::with_receive_maximum(&broker, "stuck", 1).await;
     stuck
         .subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
         .await;
@@ -929,15 +931,7 @@ async fn sync(peer: &mut Peer) {
 async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
     let broker = broker_with(|c| c.max_queued_messages = 2).await;
     // Receive Maximum 1: one QoS 1 message in flight, the rest wait.
-    let props = [facteur_codec::Property::ReceiveMaximum(1)];
-    let mut slow = Peer::connect(
-        &broker,
-        Connect {
-            properties: Properties::from_slice(&props),
-            ..Connect::new(V5, "slow")
-        },
-    )
-    .await;
+    let mut slow = Peer::with_receive_maximum(&broker, "slow", 1).await;
     slow.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
         .await;
     let mut publisher = Peer::client(&broker, V5, "pub").await;
