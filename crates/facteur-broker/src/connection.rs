@@ -826,19 +826,42 @@ impl SessionTask {
     /// fills, QoS 0 messages are dropped first and publishers of QoS 1/2 wait (connected
     /// client) or their messages are dropped (offline).
     fn has_room(&self) -> bool {
-        self.link.is_some() && self.session.queued() < STAGED.min(self.config.max_queued_messages)
+        self.room() > 0
+    }
+
+    /// How many more messages the session's queue takes now.
+    fn room(&self) -> usize {
+        match self.link {
+            Some(_) => STAGED
+                .min(self.config.max_queued_messages)
+                .saturating_sub(self.session.queued()),
+            None => 0,
+        }
     }
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now();
         self.publish_to_session(&delivery, now);
-        // Take whatever else is already waiting, so it goes out in the same write.
-        while self.has_room() {
-            let Some(delivery) = self.mailbox.try_take() else {
-                break;
-            };
-            self.publish_to_session(&delivery, now);
-        }
+        drop(delivery);
+        // Take whatever else is already waiting (a batch per lock), so it goes out in the
+        // same write.
+        BATCH.with(|cell| {
+            let mut batch = cell.take();
+            loop {
+                let room = self.room();
+                if room == 0 {
+                    break;
+                }
+                self.mailbox.take_up_to(room, &mut batch);
+                if batch.is_empty() {
+                    break;
+                }
+                for delivery in batch.drain(..) {
+                    self.publish_to_session(&delivery, now);
+                }
+            }
+            cell.replace(batch);
+        });
     }
 
     fn publish_to_session(&mut self, delivery: &Delivery, now: Instant) {
@@ -855,7 +878,10 @@ impl SessionTask {
         let message = &delivery.message;
         // The subscriber's subscription identifiers join the message's own properties.
         let with_ids: Vec<Property<'_>>;
-        let properties = if delivery.subscription_ids.is_empty() || !self.version.is_v5() {
+        let properties = if !self.version.is_v5() {
+            // Not sent before 5.0: not even read.
+            Properties::EMPTY
+        } else if delivery.subscription_ids.is_empty() {
             message.properties()
         } else {
             with_ids = message
@@ -1013,6 +1039,8 @@ fn truncated(text: &str, max: usize) -> &str {
 const READ_CHUNK: usize = 8192;
 
 thread_local! {
+    /// Deliveries taken from a mailbox in one go (per thread, reused).
+    static BATCH: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
 }
 

@@ -274,16 +274,20 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Takes the next delivery if there is one, without waiting.
-    pub(crate) fn try_take(&self) -> Option<Delivery> {
+    /// Moves up to `max` waiting deliveries, oldest first, into `out` (one lock for all).
+    pub(crate) fn take_up_to(&self, max: usize, out: &mut Vec<Delivery>) {
         let mut inbox = self.lock();
-        let delivery = inbox.remove(0)?;
-        let wanted = std::mem::take(&mut inbox.room_wanted);
+        for _ in 0..max {
+            match inbox.remove(0) {
+                Some(delivery) => out.push(delivery),
+                None => break,
+            }
+        }
+        let wanted = !out.is_empty() && std::mem::take(&mut inbox.room_wanted);
         drop(inbox);
         if wanted {
             self.room.notify_waiters();
         }
-        Some(delivery)
     }
 
     /// What the session's task must act on: a connection first, then the stop signal,
@@ -380,9 +384,9 @@ mod tests {
     }
 
     fn payloads(mailbox: &Mailbox) -> Vec<Vec<u8>> {
-        std::iter::from_fn(|| mailbox.try_take())
-            .map(|d| d.message.payload.to_vec())
-            .collect()
+        let mut taken = Vec::new();
+        mailbox.take_up_to(usize::MAX, &mut taken);
+        taken.iter().map(|d| d.message.payload.to_vec()).collect()
     }
 
     const TWO: Limits = Limits {
