@@ -3,7 +3,6 @@
 use super::{check_field, check_room, check_topic_name, packet_len, write_fixed_header, Plan};
 use crate::property::PropertyContext;
 use crate::read::Reader;
-use crate::varint::varint_len;
 use crate::write::{Sink, SinkExt, SliceWriter};
 use crate::{
     DecodeError, DecodeErrorKind, EncodeError, FixedHeader, PacketType, Properties,
@@ -247,8 +246,9 @@ pub struct PreparedPublish<'a> {
     body: u32,
     /// The property contents' length (5.0; 0 before).
     props: u32,
-    /// The fixed header's length, 2 to 5.
-    header_len: u8,
+    /// The fixed header then the topic's length, as written: `head_len` bytes, 4 to 7.
+    head: [u8; 8],
+    head_len: u8,
 }
 
 impl<'a> PreparedPublish<'a> {
@@ -313,7 +313,7 @@ impl<'a> PreparedPublish<'a> {
     /// ```
     #[inline]
     pub const fn encoded_len(&self) -> usize {
-        self.header_len as usize + self.body as usize
+        self.head_len as usize - 2 + self.body as usize
     }
 
     /// Sets the packet identifier of a QoS 1 or 2 message (a resend keeps its own; each
@@ -367,7 +367,7 @@ impl<'a> PreparedPublish<'a> {
                 flags,
             }));
         }
-        self.flags = flags;
+        self.set_flags(flags);
         Ok(())
     }
 
@@ -385,7 +385,13 @@ impl<'a> PreparedPublish<'a> {
     /// ```
     #[inline]
     pub fn set_retain(&mut self, retain: bool) {
-        self.flags = (self.flags & !0x01) | u8::from(retain);
+        self.set_flags((self.flags & !0x01) | u8::from(retain));
+    }
+
+    #[inline]
+    fn set_flags(&mut self, flags: u8) {
+        self.flags = flags;
+        self.head[0] = (PacketType::Publish as u8) << 4 | flags;
     }
 
     /// Encodes into `buf` and returns the bytes written ([`PreparedPublish::encoded_len`]).
@@ -415,8 +421,9 @@ impl<'a> PreparedPublish<'a> {
         };
         // A writer of its own (not `encode_to`'s `&mut`), so its position stays in a register.
         let mut out = SliceWriter::new(buf);
-        self.write_fixed_header(&mut out);
-        self.write_body(&mut out);
+        out.put_slice(self.head());
+        self.write_after_head(&mut out);
+        out.put_slice(self.payload);
         Ok(len)
     }
 
@@ -437,8 +444,9 @@ impl<'a> PreparedPublish<'a> {
     pub fn encode_to<S: Sink + ?Sized>(&self, out: &mut S) -> Result<usize, EncodeError> {
         let len = self.encoded_len();
         check_room(out, len)?;
-        self.write_fixed_header(out);
-        self.write_body(out);
+        out.put_slice(self.head());
+        self.write_after_head(out);
+        out.put_slice(self.payload);
         Ok(len)
     }
 
@@ -459,8 +467,8 @@ impl<'a> PreparedPublish<'a> {
         let len = self.encoded_len() - self.payload.len();
         let mut out = SliceWriter::new(buf);
         check_room(&out, len)?;
-        self.write_fixed_header(&mut out);
-        self.write_variable_header(&mut out);
+        out.put_slice(self.head());
+        self.write_after_head(&mut out);
         Ok(len)
     }
 
@@ -469,6 +477,11 @@ impl<'a> PreparedPublish<'a> {
     /// sizes fit their fields.
     #[inline]
     pub(crate) fn from_plan(publish: &Publish<'a>, version: ProtocolVersion, plan: &Plan) -> Self {
+        let mut head = [0u8; 8];
+        let mut w = SliceWriter::new(&mut head);
+        write_fixed_header(PacketType::Publish, publish.flags(), plan.body, &mut w);
+        w.put_u16(publish.topic.len() as u16);
+        let head_len = w.written() as u8;
         Self {
             topic: publish.topic,
             payload: publish.payload,
@@ -478,19 +491,22 @@ impl<'a> PreparedPublish<'a> {
             packet_id: publish.packet_id.unwrap_or(0),
             body: plan.body as u32,
             props: plan.props as u32,
-            header_len: (1 + varint_len(plan.body as u32)) as u8,
+            head,
+            head_len,
         }
     }
 
+    /// The fixed header and the topic's length, written once by `from_plan`.
     #[inline]
-    fn write_fixed_header<S: Sink + ?Sized>(&self, out: &mut S) {
-        write_fixed_header(PacketType::Publish, self.flags, self.body as usize, out);
+    fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
     }
 
-    /// Writes the variable header (topic, packet id, properties); the payload follows.
+    /// Writes the rest of the variable header (topic, packet id, properties) after the head;
+    /// the payload follows.
     #[inline]
-    fn write_variable_header<S: Sink + ?Sized>(&self, out: &mut S) {
-        out.put_str(self.topic);
+    fn write_after_head<S: Sink + ?Sized>(&self, out: &mut S) {
+        out.put_slice(self.topic.as_bytes());
         if self.flags & 0x06 != 0 {
             out.put_u16(self.packet_id);
         }
@@ -498,10 +514,13 @@ impl<'a> PreparedPublish<'a> {
             .write(self.version, self.props as usize, out);
     }
 
-    /// Writes everything after the fixed header.
+    /// Writes everything after the fixed header (for the generic encoder, which wrote it).
     #[inline]
     pub(crate) fn write_body<S: Sink + ?Sized>(&self, out: &mut S) {
-        self.write_variable_header(out);
+        let head = self.head();
+        out.put_slice(&head[head.len() - 2..]); // the topic's length
+
+        self.write_after_head(out);
         out.put_slice(self.payload);
     }
 }
