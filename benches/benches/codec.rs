@@ -4,19 +4,27 @@
 //! * decode: facteur `decode` over the bytes (zero-copy borrow) vs rumqttc `Packet::read` over a
 //!   `BytesMut` holding the same bytes (its input is prepared outside the timed part);
 //! * encode: facteur `encode` into a reused `[u8]` vs rumqttc `write` into a reused `BytesMut`,
-//!   each from a packet value built beforehand.
+//!   each from a packet value built beforehand. A PUBLISH is prepared once
+//!   (`Publish::prepare`, every check and the sizes) and each timed call sets the packet
+//!   identifier and encodes (`facteur`); `facteur-wire-props` (5.0) does the same from the
+//!   decoded packet, whose properties are wire bytes; `facteur-checked` times the one-shot
+//!   `Publish::encode`, which checks on every call.
 //!
-//! Also a PUBLISH decoder written with nom, for the hand-written vs nom comparison that
+//! Also the floor (a PUBLISH writer that checks nothing and knows its sizes), and a PUBLISH
+//! decoder written with nom, for the hand-written vs nom comparison that
 //! docs/performance.md records.
 //!
-//! Run: `cargo bench -p facteur-benches --bench codec`
+//! Run: `cargo bench -p facteur-benches --bench codec` (`-- --noplot 'encode/publish|floor'`
+//! for the PUBLISH encoders alone).
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use facteur_codec::{
-    decode, Connect, Encode, Packet, Properties, Property, ProtocolVersion, PubResponse, Publish,
-    QoS, Status, Subscribe, Subscription, Will, PROTOCOL_MAX_PACKET_SIZE,
+    decode, Connect, Encode, Packet, PacketType, PreparedPublish, Properties, Property,
+    ProtocolVersion, PubResponse, Publish, QoS, Status, Subscribe, Subscription, Will,
+    PROTOCOL_MAX_PACKET_SIZE,
 };
+use std::num::NonZeroU16;
 
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -64,12 +72,27 @@ impl RumqttcPacket {
         }
     }
 
+    /// Where this PUBLISH's payload lives (it was read out of its own copy of the bytes).
+    fn payload(&self) -> Option<*const u8> {
+        match self {
+            Self::V4(rumqttc::mqttbytes::v4::Packet::Publish(p)) => Some(p.payload.as_ptr()),
+            Self::V5(rumqttc::v5::mqttbytes::v5::Packet::Publish(p)) => Some(p.payload.as_ptr()),
+            _ => None,
+        }
+    }
+
     fn write(&self, out: &mut BytesMut) -> usize {
         match self {
             Self::V4(p) => p.write(out, usize::MAX).unwrap(),
             Self::V5(p) => p.write(out, None).unwrap(),
         }
     }
+}
+
+/// The offset into a buffer at `dst` where a packet whose payload starts `payload_at` bytes in
+/// lands that payload 2 KiB past `src` modulo 4 KiB.
+fn offset_mod_4k(src: *const u8, payload_at: usize, dst: *const u8) -> usize {
+    (src as usize + 2048 - payload_at).wrapping_sub(dst as usize) % 4096
 }
 
 fn facteur_decode(bytes: &[u8], v: ProtocolVersion) -> usize {
@@ -106,18 +129,107 @@ fn bench_case(c: &mut Criterion, case: &Case<'_>) {
 
     let mut group = c.benchmark_group(format!("encode/{}", case.name));
     group.throughput(Throughput::Elements(1));
-    let mut out = vec![0u8; bytes.len()];
-    // A PUBLISH or PUBACK is encoded through its own type, as a client or broker does on
-    // the hot path; the other packets through `Packet`.
-    match case.packet {
-        Packet::Publish(publish) => group.bench_function("facteur", |b| {
-            b.iter(|| black_box(&publish).encode(v, &mut out).unwrap())
-        }),
-        _ => group.bench_function("facteur", |b| {
-            b.iter(|| black_box(&case.packet).encode(v, &mut out).unwrap())
-        }),
+    // Where each side writes a PUBLISH: 2 KiB past its payload's source, modulo 4 KiB, so that
+    // neither copy runs into 4K aliasing (a destination a little ahead of its source modulo
+    // 4 KiB makes a 1 KiB copy twice as slow) wherever the allocator put the buffers.
+    let is_publish = matches!(case.packet, Packet::Publish(_));
+    let mut out_buf = vec![0u8; bytes.len() + 4096];
+    let shift = match is_publish {
+        true => offset_mod_4k(bytes.as_ptr(), 0, out_buf.as_ptr()),
+        false => 0,
     };
-    let mut their_out = BytesMut::with_capacity(bytes.len() * 2);
+    let out = &mut out_buf[shift..shift + bytes.len()];
+    match case.packet {
+        Packet::Publish(publish) => {
+            // rumqttc's packet was read from `bytes`, so its topic and payload live there;
+            // facteur's borrows them from the same bytes (the same alignment for the copies),
+            // as a decoded packet does. They are sliced out by hand rather than decoded: a
+            // second call site of `decode` here would change how it is inlined into the decode
+            // bench above.
+            let topic_at = bytes
+                .windows(publish.topic.len())
+                .position(|w| w == publish.topic.as_bytes())
+                .unwrap();
+            let topic = std::str::from_utf8(&bytes[topic_at..][..publish.topic.len()]).unwrap();
+            let payload_at = bytes.len() - publish.payload.len();
+            // 5.0: the property section between the packet id and the payload, its one-byte
+            // length first; as wire bytes checked for PUBLISH, as the decoder leaves them.
+            let section = &bytes[topic_at + topic.len() + 2..payload_at];
+            let wire_props = match section.split_first() {
+                Some((&len, contents)) if v.is_v5() => {
+                    assert_eq!(usize::from(len), contents.len());
+                    Properties::from_wire(contents, PacketType::Publish).unwrap()
+                }
+                _ => Properties::EMPTY,
+            };
+            let received = Publish {
+                topic,
+                payload: &bytes[payload_at..],
+                properties: wire_props,
+                ..publish
+            };
+            // As the caller built it: the properties from the caller's slice of `Property`.
+            let built = Publish {
+                properties: publish.properties,
+                ..received
+            };
+            assert_eq!(built, publish);
+            // What a client or broker does per packet: the message was prepared (checked and
+            // sized) once, when it was built; each send sets its packet identifier and writes.
+            let id = NonZeroU16::new(42).unwrap();
+            let mut send = |name: &str, mut prepared: PreparedPublish<'_>| {
+                prepared.set_packet_id(id).unwrap();
+                assert_eq!(prepared.encode(out), Ok(bytes.len()));
+                assert_eq!(
+                    out,
+                    &bytes[..],
+                    "{name} writes the bytes both codecs agreed on"
+                );
+                group.bench_function(name, |b| {
+                    b.iter(|| {
+                        let prepared = black_box(&mut prepared);
+                        prepared.set_packet_id(id).unwrap();
+                        prepared.encode(out).unwrap()
+                    })
+                });
+            };
+            send("facteur", built.prepare(v).unwrap());
+            // The same, prepared from the received packet: 5.0 properties are the validated
+            // wire bytes, written as one copy (a broker forwarding what it received).
+            if v.is_v5() {
+                send("facteur-wire-props", received.prepare(v).unwrap());
+            }
+            // The one-shot checked path, `Publish::encode`: every check, the sizing and the
+            // writes, per call.
+            group.bench_function("facteur-checked", |b| {
+                b.iter(|| black_box(&built).encode(v, out).unwrap())
+            });
+        }
+        _ => {
+            group.bench_function("facteur", |b| {
+                b.iter(|| black_box(&case.packet).encode(v, out).unwrap())
+            });
+        }
+    }
+    let mut their_out = BytesMut::with_capacity(bytes.len() * 2 + 4096);
+    if let (true, Some(src)) = (is_publish, theirs.payload()) {
+        let payload_at = bytes.len()
+            - match case.packet {
+                Packet::Publish(p) => p.payload.len(),
+                _ => unreachable!(),
+            };
+        let shift = offset_mod_4k(src, payload_at, their_out.as_ptr());
+        their_out.resize(shift, 0);
+        drop(their_out.split_to(shift));
+        their_out.clear();
+        theirs.write(&mut their_out);
+        let at = their_out.as_ptr() as usize + payload_at;
+        assert_eq!(at.wrapping_sub(src as usize) % 4096, 2048);
+        assert!(
+            their_out.capacity() >= bytes.len() * 2,
+            "no reallocation while timed"
+        );
+    }
     group.bench_function("rumqttc", |b| {
         b.iter(|| {
             their_out.clear();
@@ -325,25 +437,40 @@ fn codec(c: &mut Criterion) {
 /// The floor: a PUBLISH writer that checks nothing and knows its sizes, to see how much room
 /// there is between rumqttc's writer and the least a writer can do.
 fn bench_floor(c: &mut Criterion) {
-    let payload = [0x5Au8; 64];
     let topic = TOPIC.as_bytes();
-    let mut out = [0u8; 200];
-    c.bench_function("floor/publish-64B-3.1.1", |b| {
-        b.iter(|| {
-            let topic = black_box(topic);
-            let payload = black_box(&payload[..]);
-            let out = &mut out[..];
-            let body = 2 + topic.len() + 2 + payload.len();
-            out[0] = 0x32;
-            out[1] = body as u8;
-            out[2..4].copy_from_slice(&(topic.len() as u16).to_be_bytes());
-            out[4..4 + topic.len()].copy_from_slice(topic);
-            let i = 4 + topic.len();
-            out[i..i + 2].copy_from_slice(&42u16.to_be_bytes());
-            out[i + 2..i + 2 + payload.len()].copy_from_slice(payload);
-            black_box(i + 2 + payload.len())
-        })
-    });
+    for (name, size) in [("64B", 64usize), ("1KiB", 1024)] {
+        let payload = vec![0x5Au8; size];
+        // Placed like the codecs' outputs: the payload lands 2 KiB past its source.
+        let mut buf = vec![0u8; size + 64 + 4096];
+        let body = 2 + topic.len() + 2 + size;
+        let payload_at = if body < 128 { 2 } else { 3 } + 2 + topic.len() + 2;
+        let shift = offset_mod_4k(payload.as_ptr(), payload_at, buf.as_ptr());
+        let out = &mut buf[shift..shift + size + 64];
+        c.bench_function(&format!("floor/publish-{name}-3.1.1"), |b| {
+            b.iter(|| {
+                let topic = black_box(topic);
+                let payload = black_box(&payload[..]);
+                let out = &mut out[..];
+                let body = 2 + topic.len() + 2 + payload.len();
+                out[0] = 0x32;
+                // The remaining length: one byte below 128, two up to 16,383 (both cases here).
+                let h = if body < 128 {
+                    out[1] = body as u8;
+                    2
+                } else {
+                    out[1] = body as u8 | 0x80;
+                    out[2] = (body >> 7) as u8;
+                    3
+                };
+                out[h..h + 2].copy_from_slice(&(topic.len() as u16).to_be_bytes());
+                out[h + 2..h + 2 + topic.len()].copy_from_slice(topic);
+                let i = h + 2 + topic.len();
+                out[i..i + 2].copy_from_slice(&42u16.to_be_bytes());
+                out[i + 2..i + 2 + payload.len()].copy_from_slice(payload);
+                black_box(i + 2 + payload.len())
+            })
+        });
+    }
 }
 
 criterion_group! {
