@@ -55,7 +55,15 @@ start() {
     rumqttd) rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>&1 & ;;
   esac
   pid=$!
-  sleep 0.5
+  # Bounded wait until it accepts connections (a restart may take a moment to bind).
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$1 did not start listening on $port" >&2
+  return 1
 }
 
 stop() {
@@ -76,7 +84,7 @@ for broker in ${BROKERS:-facteur mosquitto rumqttd}; do
   stop
   # Idle connections on a fresh process, so its RSS growth is theirs alone.
   start "$broker"
-  "$bench" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only 2>/dev/null
+  "$bench" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only 2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
   stop
   echo
 done
