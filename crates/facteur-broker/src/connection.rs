@@ -254,6 +254,9 @@ struct SessionTask {
     /// The session's subscription filters (few per client: a list, not a set).
     filters: Vec<Box<str>>,
     link: Option<Link>,
+    /// A QoS 0 message from this client was dropped for a connected subscriber's full
+    /// mailbox: let the subscribers' tasks run before reading more from this client.
+    congested: bool,
     /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
     waiting: Vec<Waiting>,
     router: Arc<Router>,
@@ -279,6 +282,7 @@ impl SessionTask {
             mailbox,
             filters: Vec::new(),
             link: None,
+            congested: false,
             waiting: Vec::new(),
             _task: router.track_task(),
             router,
@@ -347,6 +351,10 @@ impl SessionTask {
                 if at != timer.deadline() {
                     timer.as_mut().reset(at);
                 }
+            }
+            if std::mem::take(&mut self.congested) {
+                // Fairness, not a wait: subscribers that fell behind get their turn first.
+                tokio::task::yield_now().await;
             }
             let has_room = self.has_room();
             socket_first = !socket_first;
@@ -603,7 +611,7 @@ impl SessionTask {
         if let Some(message) = message {
             tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             self.session.clear_will();
-            let waiting = self.router.publish(self.key, message);
+            let waiting = self.router.publish(self.key, message).waiting;
             self.router.drop_waiting(waiting);
         }
     }
@@ -728,8 +736,9 @@ impl SessionTask {
                     .filter(|p| limit == 0 || p.payload.len() <= limit)
                     .map(|p| Message::new(p.topic, p.payload, p.qos, p.retain, &p.properties));
                 if let Some(message) = message {
-                    let waiting = self.router.publish(self.key, message);
-                    self.waiting.extend(waiting);
+                    let routed = self.router.publish(self.key, message);
+                    self.waiting.extend(routed.waiting);
+                    self.congested |= routed.congested;
                 }
             }
             other => {

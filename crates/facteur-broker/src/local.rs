@@ -97,7 +97,7 @@ pub(crate) fn publish(
 ) -> Result<(), TopicError> {
     TopicName::new(topic)?;
     let message = Message::new(topic, payload, qos, retain, &Properties::EMPTY);
-    let waiting = router.publish(0, message);
+    let waiting = router.publish(0, message).waiting;
     router.drop_waiting(waiting);
     Ok(())
 }

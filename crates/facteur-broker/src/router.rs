@@ -135,6 +135,17 @@ pub(crate) enum SessionSlot {
     New { key: ConnId, mailbox: Arc<Mailbox> },
 }
 
+/// Where a message went that needs its publisher's attention.
+#[derive(Default)]
+pub(crate) struct Routed {
+    /// QoS 1/2 deliveries to connected subscribers with full mailboxes: the publisher's
+    /// connection waits for room.
+    pub(crate) waiting: Vec<Waiting>,
+    /// A connected subscriber's mailbox was full and a QoS 0 delivery was dropped: the
+    /// publisher's connection lets other tasks run before reading more.
+    pub(crate) congested: bool,
+}
+
 /// A QoS 1/2 delivery for a connected subscriber whose mailbox is full: the publishing
 /// connection waits for room (so its publisher is slowed down) instead of dropping it.
 pub(crate) type Waiting = (Arc<Mailbox>, Delivery);
@@ -390,10 +401,11 @@ impl Router {
     /// (counted); a QoS 1/2 delivery to a connected client is returned, for the caller to
     /// wait for room (or drop with [`Router::drop_waiting`]).
     #[must_use]
-    pub(crate) fn publish(&self, from: ConnId, message: Message) -> Vec<Waiting> {
+    pub(crate) fn publish(&self, from: ConnId, message: Message) -> Routed {
         let message = Arc::new(message);
+        let mut routed = Routed::default();
         let Ok(name) = TopicName::new(&message.topic) else {
-            return Vec::new();
+            return routed;
         };
         if message.retain && self.retain_available {
             let mut retained = write(&self.retained);
@@ -414,7 +426,6 @@ impl Router {
         });
         matched.sort_by_key(|&(conn, _)| conn);
         let mailboxes = read(&self.mailboxes);
-        let mut waiting = Vec::new();
         let mut dropped = 0;
         for group in matched.chunk_by(|a, b| a.0 == b.0) {
             let Some(mailbox) = mailboxes.get(&group[0].0) else {
@@ -427,6 +438,7 @@ impl Router {
                 .unwrap_or(QoS::AtMostOnce);
             if mailbox.drops_at_once(qos) {
                 dropped += 1;
+                routed.congested |= mailbox.is_online();
                 continue;
             }
             let mut delivery = Delivery {
@@ -442,8 +454,11 @@ impl Router {
             }
             match mailbox.offer(delivery) {
                 Offer::Queued { evicted } => dropped += evicted,
-                Offer::Full(delivery) => waiting.push((mailbox.clone(), delivery)),
-                Offer::Dropped => dropped += 1,
+                Offer::Full(delivery) => routed.waiting.push((mailbox.clone(), delivery)),
+                Offer::Dropped => {
+                    dropped += 1;
+                    routed.congested |= mailbox.is_online();
+                }
                 Offer::Closed => {}
             }
         }
@@ -452,6 +467,6 @@ impl Router {
                 .dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
-        waiting
+        routed
     }
 }

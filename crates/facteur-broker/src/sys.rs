@@ -107,7 +107,7 @@ pub(crate) async fn run(
                 true,
                 &Properties::EMPTY,
             );
-            let waiting = router.publish(0, message);
+            let waiting = router.publish(0, message).waiting;
             router.drop_waiting(waiting);
         }
     }
