@@ -128,13 +128,12 @@ impl Refusal {
     /// The CONNACK's bytes.
     fn connack(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let connack = Packet::ConnAck(ConnAck::new(self.reason));
-        encode_with_reason_string(
-            &mut out,
-            self.version,
-            connack,
+        let version = self.version;
+        Packet::ConnAck(ConnAck::new(self.reason)).with_reason_string(
             &self.why,
             self.max_packet_size,
+            version,
+            |connack| encode_into(&mut out, version, connack),
         );
         out
     }
@@ -457,6 +456,8 @@ impl SessionTask {
         if let Some(max) = props.maximum_packet_size() {
             connection.peer_maximum_packet_size = max;
         }
+        connection.peer_request_problem_information =
+            props.request_problem_information().unwrap_or(true);
         let now = self.now();
         self.session.on_connect(now, connection);
         // 3.x: clean session ends the session with the connection, otherwise it stays
@@ -702,8 +703,11 @@ impl SessionTask {
     /// Maximum Packet Size).
     fn answer(&mut self, packet: Packet<'_>, why: &str) {
         let max = self.session.connection().peer_maximum_packet_size;
+        let version = self.version;
         if let Some(link) = &mut self.link {
-            encode_with_reason_string(&mut link.out, self.version, packet, why, max);
+            packet.with_reason_string(why, max, version, |answer| {
+                encode_into(&mut link.out, version, answer)
+            });
         }
     }
 
@@ -824,10 +828,12 @@ impl SessionTask {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        self.queue(&Packet::UnsubAck(UnsubAck::new(
-            unsubscribe.packet_id,
-            &codes,
-        )));
+        let unsuback = Packet::UnsubAck(UnsubAck::new(unsubscribe.packet_id, &codes));
+        let none = codes.contains(&ReasonCode::NoSubscriptionExisted);
+        match self.problem_information && none {
+            true => self.answer(unsuback, "no subscription with this filter"),
+            false => self.queue(&unsuback),
+        }
     }
 
     /// True while a client is connected and the session's queue (what goes out in the next
@@ -999,41 +1005,6 @@ const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2)
 /// Messages moved from the mailbox into the session's own queue ahead of the writes (beyond
 /// those in flight). The rest wait in the mailbox, where the payload is shared, not copied.
 const STAGED: usize = 64;
-
-/// Encodes `packet` (a CONNACK, SUBACK or UNSUBACK without properties) with the reason
-/// string `why` in 5.0, unless that would make it larger than `max_packet_size`.
-fn encode_with_reason_string(
-    out: &mut Vec<u8>,
-    version: ProtocolVersion,
-    packet: Packet<'_>,
-    why: &str,
-    max_packet_size: u32,
-) {
-    let with_why = [Property::ReasonString(why)];
-    let mut packet = packet;
-    if version.is_v5() {
-        if let Some(properties) = properties_of(&mut packet) {
-            *properties = Properties::from_slice(&with_why);
-        }
-        let fits = packet
-            .encoded_len(version)
-            .is_ok_and(|n| n <= max_packet_size as usize);
-        if let (false, Some(properties)) = (fits, properties_of(&mut packet)) {
-            *properties = Properties::EMPTY;
-        }
-    }
-    encode_into(out, version, &packet);
-}
-
-/// The properties of the answers that may carry a reason string.
-fn properties_of<'p, 'a>(packet: &'p mut Packet<'a>) -> Option<&'p mut Properties<'a>> {
-    match packet {
-        Packet::ConnAck(p) => Some(&mut p.properties),
-        Packet::SubAck(p) => Some(&mut p.properties),
-        Packet::UnsubAck(p) => Some(&mut p.properties),
-        _ => None,
-    }
-}
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
 fn truncated(text: &str, max: usize) -> &str {

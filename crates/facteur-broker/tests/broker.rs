@@ -1082,6 +1082,14 @@ async fn refusals_carry_a_reason_string_unless_the_client_declines_it() {
     suback.extend_from_slice(why);
     suback.push(0x8F);
     assert_eq!(asks.recv_bytes().await, suback);
+    // UNSUBSCRIBE 2 from `z`, which it never subscribed to.
+    asks.send_bytes(&[0xA2, 0x06, 0x00, 0x02, 0x00, 0x00, 0x01, b'z'])
+        .await;
+    let why = b"no subscription with this filter";
+    let mut unsuback = vec![0xB0, 39, 0x00, 0x02, 35, 0x1F, 0x00, 32];
+    unsuback.extend_from_slice(why);
+    unsuback.push(0x11);
+    assert_eq!(asks.recv_bytes().await, unsuback);
 
     // Request Problem Information 0: the bare codes only.
     let props = [facteur_codec::Property::RequestProblemInformation(false)];

@@ -67,6 +67,9 @@ pub struct Connection {
     /// absent). A queued message whose PUBLISH would be larger is dropped
     /// ([`Event::TooLarge`]).
     pub peer_maximum_packet_size: u32,
+    /// Whether the peer wants reason strings on acknowledgements (MQTT 5 Request Problem
+    /// Information; true when absent). DISCONNECT carries one regardless.
+    pub peer_request_problem_information: bool,
 }
 
 impl Connection {
@@ -79,6 +82,7 @@ impl Connection {
             peer_receive_maximum: u16::MAX,
             peer_topic_alias_maximum: 0,
             peer_maximum_packet_size: facteur_codec::PROTOCOL_MAX_PACKET_SIZE,
+            peer_request_problem_information: true,
         }
     }
 }
@@ -657,7 +661,13 @@ impl<S: Store> Session<S> {
                 AckKind::Rec => Packet::PubRec(r),
                 AckKind::Comp => Packet::PubComp(r),
             };
-            let n = packet.encode(version, buf)?;
+            let why = match ack.reason {
+                _ if !self.connection.peer_request_problem_information => "",
+                ReasonCode::PacketIdentifierNotFound => "no QoS 2 message with this identifier",
+                _ => "",
+            };
+            let max = self.connection.peer_maximum_packet_size;
+            let n = packet.with_reason_string(why, max, version, |ack| ack.encode(version, buf))?;
             self.acks.remove_at(0);
             return Ok(Some(self.sent(now, n)));
         }

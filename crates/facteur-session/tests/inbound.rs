@@ -109,7 +109,19 @@ fn qos2_pubrel_for_unknown_id<S: Store>() {
     assert_eq!(drain(&mut s, at(0)), [vec![0x70, 0x02, 0x00, 0x09]]);
     let mut s = session::<S>(Role::Server, V5);
     feed(&mut s, &[0x62, 0x02, 0x00, 0x09], V5, at(0));
-    // 0x92 Packet Identifier not found.
+    // 0x92 Packet Identifier not found, and why.
+    let why = b"no QoS 2 message with this identifier";
+    let mut pubcomp = vec![0x70, 4 + 3 + why.len() as u8, 0x00, 0x09, 0x92];
+    pubcomp.extend_from_slice(&[3 + why.len() as u8, 0x1F, 0x00, why.len() as u8]);
+    pubcomp.extend_from_slice(why);
+    assert_eq!(drain(&mut s, at(0)), [pubcomp]);
+    // Without the reason string when the client asked for none (Request Problem
+    // Information 0).
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_request_problem_information = false;
+    let mut s = Session::<S>::new(Config::new(Role::Server));
+    s.on_connect(at(0), connection);
+    feed(&mut s, &[0x62, 0x02, 0x00, 0x09], V5, at(0));
     assert_eq!(drain(&mut s, at(0)), [vec![0x70, 0x03, 0x00, 0x09, 0x92]]);
 }
 

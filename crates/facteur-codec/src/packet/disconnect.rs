@@ -94,18 +94,12 @@ impl Disconnect<'_> {
         version: ProtocolVersion,
         buf: &mut [u8],
     ) -> Result<usize, EncodeError> {
-        use crate::{Encode, Property};
-        let with_why = [Property::ReasonString(why)];
-        let mut packet = Disconnect::new(reason_code);
-        if version.is_v5() && !why.is_empty() {
-            packet.properties = Properties::from_slice(&with_why);
-            let fits = packet
-                .encoded_len(version)
-                .is_ok_and(|len| len <= max_packet_size as usize);
-            if !fits {
-                packet.properties = Properties::EMPTY;
-            }
-        }
-        packet.encode(version, buf)
+        use crate::Encode;
+        crate::Packet::Disconnect(Disconnect::new(reason_code)).with_reason_string(
+            why,
+            max_packet_size,
+            version,
+            |packet| packet.encode(version, buf),
+        )
     }
 }

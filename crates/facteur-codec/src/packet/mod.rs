@@ -5,6 +5,7 @@ mod connack;
 mod connect;
 mod disconnect;
 mod publish;
+mod reason_string;
 mod suback;
 mod subscribe;
 
