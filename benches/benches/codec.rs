@@ -199,6 +199,20 @@ fn bench_case(c: &mut Criterion, case: &Case<'_>) {
             if v.is_v5() {
                 send("facteur-wire-props", received.prepare(v).unwrap());
             }
+            // Header only, for a vectored write (these bytes, then the payload where it
+            // already is): what a sender that does not copy the payload times. Not the same
+            // output as the others, so not in the ratio; shown beside it.
+            let mut head_only = built.prepare(v).unwrap();
+            head_only.set_packet_id(id).unwrap();
+            let n = head_only.encode_header(out).unwrap();
+            assert_eq!([&out[..n], built.payload].concat(), bytes);
+            group.bench_function("facteur-header-only", |b| {
+                b.iter(|| {
+                    let prepared = black_box(&mut head_only);
+                    prepared.set_packet_id(id).unwrap();
+                    prepared.encode_header(out).unwrap()
+                })
+            });
             // The one-shot checked path, `Publish::encode`: every check, the sizing and the
             // writes, per call.
             group.bench_function("facteur-checked", |b| {
