@@ -637,13 +637,12 @@ impl SessionTask {
         let max = self.session.connection().peer_maximum_packet_size;
         if let Some(link) = &mut self.link {
             if version.is_v5() && link.end.is_none() {
-                let mut buf = [0u8; 256];
-                let why = truncated(why, 200);
-                if let Ok(n) =
-                    Disconnect::encode_with_reason_string(reason, why, max, version, &mut buf)
-                {
-                    link.out.extend_from_slice(&buf[..n]);
-                }
+                Packet::Disconnect(Disconnect::new(reason)).with_reason_string(
+                    why,
+                    max,
+                    version,
+                    |disconnect| encode_into(&mut link.out, version, disconnect),
+                );
             }
             link.end.get_or_insert(End::Lost);
         }
@@ -1005,15 +1004,6 @@ const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2)
 /// Messages moved from the mailbox into the session's own queue ahead of the writes (beyond
 /// those in flight). The rest wait in the mailbox, where the payload is shared, not copied.
 const STAGED: usize = 64;
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn truncated(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
 
 /// Room made in a connection's read buffer before each read.
 const READ_CHUNK: usize = 8192;
