@@ -119,6 +119,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod connect;
 mod event;
 mod ids;
 mod props;
@@ -128,11 +129,15 @@ mod session;
 mod store;
 mod time;
 
+pub use connect::{
+    client_identifier, Accepted, ClientId, ConnAckProperties, Connected, Refused, ServerPolicy,
+    TakeOver,
+};
 pub use event::{Event, MessageId};
 pub use ids::PacketIds;
 #[cfg(feature = "alloc")]
 pub use retained::{RetainedMessage, RetainedStore};
-pub use session::{Config, Connection, PublishError, Role, Session};
+pub use session::{Config, Connection, PublishError, Role, Session, Verdict};
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
 pub use store::{

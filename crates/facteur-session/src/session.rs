@@ -1,8 +1,8 @@
 //! The session state machine.
 
 use facteur_codec::{
-    Disconnect, Encode, EncodeError, Packet, Properties, ProtocolVersion, PubResponse, Publish,
-    QoS, ReasonCode, Will,
+    Disconnect, Encode, EncodeError, Packet, PacketType, Properties, ProtocolVersion, PubResponse,
+    Publish, QoS, ReasonCode, Will,
 };
 use facteur_topic::{TopicError, TopicName};
 
@@ -190,6 +190,33 @@ pub struct Session<S: Store> {
     /// expired: the session expiry and will delay count from there.
     lost_at: Option<Instant>,
     will: Option<StoredWill<S::Bytes>>,
+    /// The session has had a connection and has not ended since: a resuming peer finds its
+    /// state here (session present).
+    established: bool,
+    /// The last PUBLISH [`handle`](Session::handle) delivered, waiting for the caller's
+    /// [`Verdict`]: its acknowledgement is not queued before.
+    undecided: Option<Undecided>,
+}
+
+/// An incoming QoS 1/2 PUBLISH delivered and not yet accepted or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Undecided {
+    kind: AckKind,
+    packet_id: u16,
+}
+
+/// What the application decided about the PUBLISH [`Session::handle`] delivered: see
+/// [`Session::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Taken: acknowledged with Success.
+    Accept,
+    /// Refused with this reason code (one valid in PUBACK and PUBREC: `UnspecifiedError`,
+    /// `ImplementationSpecificError`, `NotAuthorized`, `TopicNameInvalid`,
+    /// `QuotaExceeded`, `PayloadFormatInvalid`). MQTT 5 tells the peer with this code;
+    /// MQTT 3.x has no negative acknowledgement, so the message is acknowledged and
+    /// dropped.
+    Reject(ReasonCode),
 }
 
 /// Where the will is in its life.
@@ -257,7 +284,16 @@ impl<S: Store> Session<S> {
             session_expiry: None,
             lost_at: None,
             will: None,
+            established: false,
+            undecided: None,
         }
+    }
+
+    /// True if the session holds state from an earlier connection: it had one and has not
+    /// ended since (expired, taken over with a clean start). A server answers session
+    /// present with it; a client checks the server's answer against it.
+    pub fn has_state(&self) -> bool {
+        self.established
     }
 
     /// The session's configuration.
@@ -337,6 +373,7 @@ impl<S: Store> Session<S> {
         }
         self.connection = connection;
         self.link = Link::Up;
+        self.established = true;
         self.last_sent = now;
         self.last_received = now;
     }
@@ -377,6 +414,7 @@ impl<S: Store> Session<S> {
         self.in_aliases = Default::default();
         self.send_pingresp = false;
         self.disconnect = None;
+        self.undecided = None;
     }
 
     /// Discards the session state (the peer has none: clean start, or CONNACK said no session
@@ -387,6 +425,40 @@ impl<S: Store> Session<S> {
         self.inflight = Default::default();
         self.received = Default::default();
         self.acks = Default::default();
+        self.undecided = None;
+    }
+
+    /// The session ends (expired, or replaced by a clean start): its state goes and its
+    /// timers stop.
+    pub(crate) fn end_session(&mut self) {
+        self.lost_at = None;
+        self.clear_session_state();
+        self.established = false;
+    }
+
+    /// A client's session state the server does not hold (CONNACK session present 0):
+    /// QoS 2 messages the server already received (PUBREC) are complete, and the received
+    /// identifiers go; PUBLISH packets the server never acknowledged stay in flight, to be
+    /// sent again on the new connection.
+    pub(crate) fn forget_server_state(&mut self) {
+        while let Some(i) = self
+            .inflight
+            .iter()
+            .position(|f| f.stage == Stage::Released)
+        {
+            self.complete(i, ReasonCode::Success);
+        }
+        self.received = Default::default();
+        self.acks = Default::default();
+        self.undecided = None;
+    }
+
+    /// The will, if one is armed by a lost connection, is due now ([`Event::WillDue`]).
+    pub(crate) fn will_due_now(&mut self) {
+        if let Some(will) = self.will.as_mut().filter(|w| w.stage == WillStage::Armed) {
+            will.stage = WillStage::Due;
+            self.event(Event::WillDue);
+        }
     }
 
     /// The Session Expiry Interval in seconds, if the session tracks it.
@@ -424,6 +496,16 @@ impl<S: Store> Session<S> {
     /// sent in a PUBLISH, or the will does not fit the store's message buffer. The will
     /// before is kept then.
     pub fn set_will(&mut self, will: &Will<'_>) -> Result<(), PublishError> {
+        self.will = Some(Self::stored_will(will)?);
+        Ok(())
+    }
+
+    /// Whether [`set_will`](Self::set_will) would take `will`.
+    pub(crate) fn check_will(&self, will: &Will<'_>) -> Result<(), PublishError> {
+        Self::stored_will(will).map(drop)
+    }
+
+    fn stored_will(will: &Will<'_>) -> Result<StoredWill<S::Bytes>, PublishError> {
         TopicName::new(will.topic).map_err(PublishError::InvalidTopic)?;
         let props = &will.properties;
         let layout = props::layout(props, props.message_expiry_interval(), false)
@@ -440,7 +522,7 @@ impl<S: Store> Session<S> {
         if !props::valid(&bytes.as_ref()[topic_len..topic_len + layout.len()]) {
             return Err(PublishError::InvalidProperties);
         }
-        self.will = Some(StoredWill {
+        Ok(StoredWill {
             qos: will.qos,
             retain: will.retain,
             delay: props.will_delay_interval().unwrap_or(0),
@@ -448,8 +530,7 @@ impl<S: Store> Session<S> {
             props_len: layout.len(),
             bytes,
             stage: WillStage::Held,
-        });
-        Ok(())
+        })
     }
 
     /// The will held, as the PUBLISH to send to its subscribers (no packet identifier; its
@@ -488,6 +569,11 @@ impl<S: Store> Session<S> {
     /// format, subscription identifiers) are sent as given, resends included.
     ///
     /// Accepted while disconnected too: it is sent on the next connection.
+    ///
+    /// `now` is when the message was received (a broker passes the instant the PUBLISH
+    /// reached it, however long it waited since): its Message Expiry Interval counts from
+    /// there, so a message that waited past it is not sent and the interval forwarded is
+    /// the time left (MQTT-3.3.2-5, -6).
     pub fn publish(
         &mut self,
         message: &Publish<'_>,
@@ -577,7 +663,11 @@ impl<S: Store> Session<S> {
     /// CONNECT, CONNACK, SUBSCRIBE and the other packets that are not the session's are
     /// ignored; so is everything while not connected. Afterwards, poll for packets to send
     /// and events.
+    ///
+    /// The acknowledgement of a delivered QoS 1/2 message waits for the caller's
+    /// [`decide`](Self::decide) (or is Success at the next `handle` or `poll_transmit`).
     pub fn handle<'p>(&'p mut self, packet: Packet<'p>, now: Instant) -> Option<Publish<'p>> {
+        self.decide(Verdict::Accept);
         if self.link != Link::Up {
             return None;
         }
@@ -616,6 +706,60 @@ impl<S: Store> Session<S> {
         None
     }
 
+    /// Accepts or rejects the QoS 1/2 PUBLISH that the last [`handle`](Self::handle)
+    /// delivered: its PUBACK or PUBREC is queued only now, so the application (a broker's
+    /// size limit or access control) decides what the peer is told. A PUBLISH left
+    /// undecided is accepted by the next `handle` or [`poll_transmit`](Self::poll_transmit).
+    /// Nothing happens when there is nothing to decide (QoS 0, a replay, already decided).
+    ///
+    /// A rejected QoS 2 message ends its flow with the PUBREC (its identifier is free
+    /// again). Before MQTT 5, which has no negative acknowledgement, a rejected message is
+    /// acknowledged all the same: the caller drops it. A reason code not valid in a PUBACK
+    /// is sent as `UnspecifiedError`.
+    ///
+    /// ```
+    /// use facteur_codec::{decode, ProtocolVersion, ReasonCode, Status};
+    /// use facteur_session::{Config, Connection, HeaplessStore, Instant, Role, Session, Verdict};
+    /// let mut server = Session::<HeaplessStore<4, 4, 64>>::new(Config::new(Role::Server));
+    /// let now = Instant::from_millis(0);
+    /// server.on_connect(now, Connection::new(ProtocolVersion::V5, 60));
+    /// // QoS 1 PUBLISH "t" (packet id 7), no properties, payload "x".
+    /// let bytes = [0x32, 0x07, 0x00, 0x01, b't', 0x00, 0x07, 0x00, b'x'];
+    /// let Status::Complete(d) = decode(&bytes, ProtocolVersion::V5, 1024)? else { unreachable!() };
+    /// assert!(server.handle(d.packet, now).is_some());
+    /// server.decide(Verdict::Reject(ReasonCode::NotAuthorized));
+    /// let mut out = [0u8; 16];
+    /// let n = server.poll_transmit(now, &mut out)?.unwrap();
+    /// assert_eq!(&out[..n], [0x40, 0x03, 0x00, 0x07, 0x87]); // PUBACK 0x87
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decide(&mut self, verdict: Verdict) {
+        let Some(undecided) = self.undecided.take() else {
+            return;
+        };
+        let reason = match verdict {
+            Verdict::Accept => ReasonCode::Success,
+            Verdict::Reject(_) if !self.connection.version.is_v5() => ReasonCode::Success,
+            Verdict::Reject(reason)
+                if reason.is_error() && reason.is_valid_for(PacketType::PubAck) =>
+            {
+                reason
+            }
+            Verdict::Reject(_) => ReasonCode::UnspecifiedError,
+        };
+        if undecided.kind == AckKind::Rec && reason.is_error() {
+            if let Some(i) = self
+                .received
+                .iter()
+                .position(|&id| id == undecided.packet_id)
+            {
+                self.received.remove_at(i);
+            }
+        }
+        // Cannot fail: room was checked when the PUBLISH was taken.
+        self.queue_ack(undecided.kind, undecided.packet_id, reason);
+    }
+
     /// Encodes the next packet to send into `buf` and returns its length, or `None` when
     /// there is nothing to send now. Call until `None`.
     ///
@@ -631,6 +775,7 @@ impl<S: Store> Session<S> {
         now: Instant,
         buf: &mut [u8],
     ) -> Result<Option<usize>, EncodeError> {
+        self.decide(Verdict::Accept);
         let version = self.connection.version;
         match self.link {
             Link::Down => return Ok(None),
@@ -879,8 +1024,7 @@ impl<S: Store> Session<S> {
             self.event(Event::WillDue);
         }
         if self.session_expires_at().is_some_and(|at| now >= at) {
-            self.lost_at = None;
-            self.clear_session_state();
+            self.end_session();
             self.event(Event::SessionExpired);
         }
         if let Some(dead) = self.dead_at() {
@@ -998,7 +1142,13 @@ impl<S: Store> Session<S> {
     /// Incoming QoS 1/2 messages the peer still counts against our Receive Maximum: QoS 2
     /// ones not released, and those whose PUBACK or PUBCOMP is not sent yet.
     fn unacknowledged(&self) -> usize {
-        self.received.len() + self.acks.iter().filter(|a| a.kind != AckKind::Rec).count()
+        let undecided = self
+            .undecided
+            .filter(|u| u.kind == AckKind::Ack)
+            .map_or(0, |_| 1);
+        self.received.len()
+            + undecided
+            + self.acks.iter().filter(|a| a.kind != AckKind::Rec).count()
     }
 
     /// Queues an acknowledgement unless the same one is already queued; false if full.
@@ -1075,7 +1225,7 @@ impl<S: Store> Session<S> {
                 {
                     false // a resend of one whose PUBACK is not even sent yet
                 } else if self.unacknowledged() >= self.receive_quota()
-                    || !self.queue_ack(AckKind::Ack, id, ReasonCode::Success)
+                    || self.acks.len() >= self.acks.max_len()
                 {
                     self.protocol_error(
                         ReasonCode::ReceiveMaximumExceeded,
@@ -1083,6 +1233,10 @@ impl<S: Store> Session<S> {
                     );
                     return None;
                 } else {
+                    self.undecided = Some(Undecided {
+                        kind: AckKind::Ack,
+                        packet_id: id,
+                    });
                     true
                 }
             }
@@ -1101,7 +1255,10 @@ impl<S: Store> Session<S> {
                     );
                     return None;
                 } else {
-                    self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    self.undecided = Some(Undecided {
+                        kind: AckKind::Rec,
+                        packet_id: id,
+                    });
                     true
                 }
             }
