@@ -270,13 +270,18 @@ impl Config {
         Duration::from_secs(self.connect_timeout)
     }
 
-    /// The session expiry interval, in seconds, of a session that asked to be kept forever
-    /// (`u32::MAX`): `persistent_client_expiration` if set. Other values are kept.
-    pub(crate) fn session_expiry(&self, asked: u32) -> u32 {
-        match (asked, self.persistent_client_expiration) {
-            (u32::MAX, Some(limit)) => u32::try_from(limit.seconds()).unwrap_or(u32::MAX - 1),
-            _ => asked,
-        }
+    /// What facteur-session needs to answer a CONNECT under this configuration.
+    pub(crate) fn server_policy(&self) -> facteur_session::ServerPolicy {
+        let mut policy = facteur_session::ServerPolicy::new();
+        policy.max_keep_alive = self.max_keepalive;
+        policy.max_inflight = self.max_inflight_messages;
+        policy.maximum_packet_size = self.max_packet_size;
+        policy.retain_available = self.retain_available;
+        policy.allow_empty_client_id = self.allow_zero_length_clientid;
+        policy.never_expires_cap = self
+            .persistent_client_expiration
+            .map(|limit| u32::try_from(limit.seconds()).unwrap_or(u32::MAX - 1));
+        policy
     }
 }
 
@@ -293,10 +298,11 @@ mod tests {
             Some(two_weeks)
         );
         // Only sessions kept "forever" are cut short.
-        assert_eq!(config.session_expiry(u32::MAX), two_weeks as u32);
-        assert_eq!(config.session_expiry(60), 60);
-        assert_eq!(config.session_expiry(0), 0);
-        assert_eq!(Config::default().session_expiry(u32::MAX), u32::MAX);
+        assert_eq!(
+            config.server_policy().never_expires_cap,
+            Some(two_weeks as u32)
+        );
+        assert_eq!(Config::default().server_policy().never_expires_cap, None);
         for (text, seconds) in [
             ("1h", 3_600),
             ("3d", 3 * 86_400),

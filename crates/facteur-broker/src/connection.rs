@@ -5,7 +5,8 @@
 
 use crate::mailbox::{Mailbox, Next};
 use crate::router::{
-    Attach, ConnId, Delivery, Message, Router, SessionSlot, Subscribed, TaskGuard, Waiting,
+    Attach, ConnId, Delivery, LinkSlot, Message, Router, SessionSlot, Subscribed, TaskGuard,
+    Waiting,
 };
 use crate::Config;
 use bytes::{Buf, BytesMut};
@@ -14,7 +15,9 @@ use facteur_codec::{
     ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Status, SubAck, Subscribe, UnsubAck,
     Unsubscribe,
 };
-use facteur_session::{AllocStore, Connection, Event, Instant, Role, Session};
+use facteur_session::{
+    client_identifier, AllocStore, ClientId, Event, Instant, Role, Session, TakeOver, Verdict,
+};
 use facteur_topic::TopicFilter;
 use std::future::Future;
 use std::pin::Pin;
@@ -38,7 +41,7 @@ pub(crate) async fn serve(mut stream: TcpStream, config: Arc<Config>, router: Ar
             return;
         }
     };
-    let (client_id, assigned) = match admit(&frame, &config, &router) {
+    let (client_id, assigned, slot) = match admit(&frame, &config, &router) {
         Ok(admitted) => admitted,
         Err(Some(refusal)) => {
             let _ = Box::pin(refuse(&mut stream, &refusal)).await;
@@ -52,6 +55,7 @@ pub(crate) async fn serve(mut stream: TcpStream, config: Arc<Config>, router: Ar
         read,
         frame,
         assigned,
+        slot,
     });
     hand_over(client_id.into(), attach, config, router);
 }
@@ -86,21 +90,20 @@ fn hand_over(
 fn admit(
     frame: &[u8],
     config: &Config,
-    router: &Router,
-) -> Result<(String, bool), Option<Refusal>> {
+    router: &Arc<Router>,
+) -> Result<(String, bool, LinkSlot), Option<Refusal>> {
     let (connect, _) = parse_connect(frame).ok_or(None)?;
-    if config.max_connections != 0 && router.links() >= config.max_connections {
+    let (id, assigned) = match client_identifier(&connect, &config.server_policy()) {
+        Ok(ClientId::Given(id)) => (id.to_owned(), false),
+        Ok(ClientId::Assign) => (format!("facteur-{:016x}", router.next_key()), true),
+        Err(refused) => return Err(Some(Refusal::new(&connect, refused.reason, refused.why))),
+    };
+    // Counted at once (no check-then-act race between connections).
+    let Some(slot) = router.reserve_link(config.max_connections) else {
         let why = "the broker has as many clients as max_connections allows";
         return Err(Some(Refusal::new(&connect, ReasonCode::ServerBusy, why)));
-    }
-    match client_id_for(&connect, config, router) {
-        Some(id) => Ok((id, connect.client_id.is_empty())),
-        None => Err(Some(Refusal::new(
-            &connect,
-            ReasonCode::ClientIdentifierNotValid,
-            "this broker assigns no client identifier (allow_zero_length_clientid is off)",
-        ))),
-    }
+    };
+    Ok((id, assigned, slot))
 }
 
 /// A CONNECT refused: the CONNACK that says so (5.0: with a reason string, if the client
@@ -151,22 +154,6 @@ fn parse_connect(frame: &[u8]) -> Option<(Connect<'_>, usize)> {
         },
         _ => None,
     }
-}
-
-/// The client identifier the session goes by, or `None` if the CONNECT must be refused.
-fn client_id_for(connect: &Connect<'_>, config: &Config, router: &Router) -> Option<String> {
-    if !connect.client_id.is_empty() {
-        return Some(connect.client_id.to_owned());
-    }
-    // 3.1 has no empty identifier; 3.1.1 allows one only with clean session.
-    let version = connect.protocol;
-    if !config.allow_zero_length_clientid
-        || version == ProtocolVersion::V3_1
-        || (version == ProtocolVersion::V3_1_1 && !connect.clean_start)
-    {
-        return None;
-    }
-    Some(format!("facteur-{:016x}", router.next_key()))
 }
 
 /// Reads until a whole first packet is there (within the connect timeout). Returns its
@@ -224,6 +211,8 @@ struct Link {
     read: BytesMut,
     out: Vec<u8>,
     end: Option<End>,
+    /// Counts this client among the connected ones (`max_connections`).
+    _slot: LinkSlot,
 }
 
 impl Link {
@@ -277,7 +266,11 @@ impl SessionTask {
             client_id,
             version: ProtocolVersion::V3_1_1,
             problem_information: true,
-            session: Self::fresh_session(&config, ProtocolVersion::V3_1_1),
+            session: Session::new(facteur_session::Config {
+                role: Role::Server,
+                receive_maximum: config.receive_maximum,
+                topic_alias_maximum: config.max_topic_alias,
+            }),
             mailbox,
             filters: Vec::new(),
             link: None,
@@ -287,18 +280,6 @@ impl SessionTask {
             router,
             config,
         }
-    }
-
-    fn fresh_session(config: &Config, version: ProtocolVersion) -> Session<AllocStore> {
-        Session::new(facteur_session::Config {
-            role: Role::Server,
-            receive_maximum: config.receive_maximum,
-            topic_alias_maximum: if version.is_v5() {
-                config.max_topic_alias
-            } else {
-                0
-            },
-        })
     }
 
     fn now(&self) -> Instant {
@@ -315,7 +296,7 @@ impl SessionTask {
         // The session's next deadline (keep alive, retries, expiry), reused.
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
-        Box::pin(self.attach(first, false)).await;
+        Box::pin(self.attach(first)).await;
         self.serve(timer).await;
     }
 
@@ -393,16 +374,10 @@ impl SessionTask {
             };
             match next {
                 Next::Deliver(delivery) => self.deliver(delivery),
-                Next::Attach(attach) => {
-                    if self.link.is_some() {
-                        tracing::debug!(client = %self.client_id, "session taken over");
-                        let why = "another connection took this session over";
-                        self.close_with(ReasonCode::SessionTakenOver, why);
-                        let _ = Box::pin(self.flush()).await;
-                        Box::pin(self.detach()).await;
-                    }
-                    Box::pin(self.attach(attach, true)).await;
+                Next::Attach(attach) if self.link.is_some() => {
+                    Box::pin(self.take_over(attach)).await;
                 }
+                Next::Attach(attach) => Box::pin(self.attach(attach)).await,
                 Next::Stop => {
                     self.close_with(ReasonCode::ServerShuttingDown, "the broker is stopping");
                     let _ = Box::pin(self.flush()).await;
@@ -418,111 +393,80 @@ impl SessionTask {
     }
 
     /// Takes a new network connection: answers its CONNECT, resuming this session or
-    /// starting it afresh as the client asks.
-    async fn attach(&mut self, attach: Box<Attach>, had_state: bool) {
+    /// starting it afresh as the client asks (facteur-session negotiates).
+    async fn attach(&mut self, attach: Box<Attach>) {
         let Attach {
             mut stream,
             read,
             frame,
             assigned,
+            slot,
         } = *attach;
         let Some((connect, _)) = parse_connect(&frame) else {
             return;
         };
-        let version = connect.protocol;
-        let present = had_state && !connect.clean_start;
-        if !present {
-            self.reset(version);
-        }
-        self.version = version;
-        self.problem_information = connect
-            .properties
-            .request_problem_information()
-            .unwrap_or(true);
-        let max_keepalive = self.config.max_keepalive;
-        let keep_alive = match connect.keep_alive {
-            0 if max_keepalive < u16::MAX => max_keepalive,
-            k if k > max_keepalive => max_keepalive,
-            k => k,
-        };
-        let props = &connect.properties;
-        let mut connection = Connection::new(version, keep_alive);
-        // What the broker sends unacknowledged: its own bound, lowered by a 5.0 client's.
-        connection.peer_receive_maximum = props
-            .receive_maximum()
-            .unwrap_or(u16::MAX)
-            .min(self.config.max_inflight_messages);
-        connection.peer_topic_alias_maximum = props.topic_alias_maximum().unwrap_or(0);
-        if let Some(max) = props.maximum_packet_size() {
-            connection.peer_maximum_packet_size = max;
-        }
-        connection.peer_request_problem_information =
-            props.request_problem_information().unwrap_or(true);
         let now = self.now();
-        self.session.on_connect(now, connection);
-        // 3.x: clean session ends the session with the connection, otherwise it stays
-        // (mosquitto's default, no expiry). 5.0: the Session Expiry Interval, 0 by default.
-        let expiry = if version.is_v5() {
-            props.session_expiry_interval().unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
+        let policy = self.config.server_policy();
+        let accepted = match self.session.accept_connect(now, &connect, &policy) {
+            Ok(accepted) => accepted,
+            Err(refused) => {
+                tracing::debug!(client = %self.client_id, %refused, "CONNECT refused");
+                let refusal = Refusal::new(&connect, refused.reason, refused.why);
+                let _ = refuse(&mut stream, &refusal).await;
+                return;
+            }
         };
-        self.session
-            .set_session_expiry(self.config.session_expiry(expiry));
-        match &connect.will {
-            Some(will) => {
-                if let Err(error) = self.session.set_will(will) {
-                    tracing::debug!(client = %self.client_id, %error, "will refused");
-                    let why = format!("will refused: {error}");
-                    let refusal = Refusal::new(&connect, ReasonCode::PayloadFormatInvalid, why);
-                    let _ = refuse(&mut stream, &refusal).await;
-                    self.session.on_connection_lost(now);
-                    return;
-                }
-            }
-            None => self.session.clear_will(),
+        if !accepted.session_present {
+            // A new session: nothing of an earlier one is kept.
+            self.router
+                .unsubscribe_all(self.key, self.filters.drain(..));
+            self.mailbox.clear();
         }
-
-        let config = &self.config;
-        let mut connack_props = Vec::new();
-        if version.is_v5() {
-            connack_props.push(Property::ReceiveMaximum(config.receive_maximum));
-            if config.max_topic_alias > 0 {
-                connack_props.push(Property::TopicAliasMaximum(config.max_topic_alias));
-            }
-            if !config.retain_available {
-                connack_props.push(Property::RetainAvailable(false));
-            }
-            if config.max_packet_size > 0 {
-                connack_props.push(Property::MaximumPacketSize(config.max_packet_size));
-            }
-            if keep_alive != connect.keep_alive {
-                connack_props.push(Property::ServerKeepAlive(keep_alive));
-            }
-            if assigned {
-                connack_props.push(Property::AssignedClientIdentifier(&self.client_id));
-            }
-        }
-        let connack = ConnAck {
-            session_present: present,
-            properties: Properties::from_slice(&connack_props),
-            ..ConnAck::new(ReasonCode::Success)
-        };
+        let version = connect.protocol;
+        self.version = version;
+        self.problem_information = self.session.connection().peer_request_problem_information;
+        let assigned_id = assigned.then_some(&*self.client_id);
+        let props = accepted.connack_properties(assigned_id);
         let mut link = Link {
             stream,
             read,
             out: Vec::new(),
             end: None,
+            _slot: slot,
         };
-        encode_into(&mut link.out, version, &Packet::ConnAck(connack));
-        self.router.link_up();
+        encode_into(
+            &mut link.out,
+            version,
+            &Packet::ConnAck(accepted.connack(&props)),
+        );
         self.mailbox.set_online(true);
         self.link = Some(link);
+        let present = accepted.session_present;
         tracing::debug!(client = %self.client_id, %version, present, "connected");
         // Bytes that came after CONNECT in the same read.
         self.on_bytes();
+    }
+
+    /// A new connection takes the session over from the one still up: the old one is told
+    /// (5.0: DISCONNECT 0x8E) and closed, the session decides what carries over
+    /// ([`Session::take_over`]), and the old connection's will, if due, is published before
+    /// the new connection sets its own.
+    async fn take_over(&mut self, attach: Box<Attach>) {
+        let clean_start = parse_connect(&attach.frame).is_some_and(|(c, _)| c.clean_start);
+        tracing::debug!(client = %self.client_id, "session taken over");
+        let why = "another connection took this session over";
+        self.close_with(ReasonCode::SessionTakenOver, why);
+        let _ = Box::pin(self.flush()).await;
+        self.close_link();
+        let now = self.now();
+        if self.session.take_over(now, clean_start) == TakeOver::Ended {
+            self.router
+                .unsubscribe_all(self.key, self.filters.drain(..));
+            self.mailbox.clear();
+        }
+        // The old connection's will; no event of it outlives this point.
+        self.process_events();
+        Box::pin(self.attach(attach)).await;
     }
 
     /// Waits (bounded) until the full mailboxes this session's publishes are owed to have
@@ -536,32 +480,32 @@ impl SessionTask {
         }
     }
 
-    /// Starts the session afresh: no subscriptions, nothing queued or in flight.
-    fn reset(&mut self, version: ProtocolVersion) {
-        self.router
-            .unsubscribe_all(self.key, self.filters.drain(..));
-        self.mailbox.clear();
-        self.session = Self::fresh_session(&self.config, version);
-    }
-
-    /// Ends the current network connection; the session stays.
-    async fn detach(&mut self) {
-        let Some(mut link) = self.link.take() else {
-            return;
-        };
-        let _ = link.stream.shutdown().await;
-        self.router.link_down();
+    /// Closes the network connection, if any (lingering: see [`linger`]); the session
+    /// stays.
+    fn close_link(&mut self) -> Option<End> {
+        let link = self.link.take()?;
         // QoS 0 messages are not kept for an offline client.
         let dropped = self.mailbox.set_online(false);
         self.router
             .stats
             .dropped
             .fetch_add(dropped as u64, Ordering::Relaxed);
+        tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
+        let end = link.end;
+        tokio::spawn(linger(link.stream));
+        end
+    }
+
+    /// Ends the current network connection as lost or disconnected; the session stays,
+    /// for as long as its expiry allows.
+    async fn detach(&mut self) {
+        if self.close_link().is_none() {
+            return;
+        }
         let now = self.now();
         self.session.on_connection_lost(now);
         // A will without delay, or a session ending now, is due at once.
         self.session.handle_timeout(now);
-        tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
     }
 
     /// Writes what is waiting for the connected client: at once if the socket takes it,
@@ -605,10 +549,11 @@ impl SessionTask {
     }
 
     fn publish_will(&mut self) {
+        let now = self.now();
         let message = self
             .session
             .will()
-            .map(|w| Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties));
+            .map(|w| Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties, now));
         if let Some(message) = message {
             tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             self.session.clear_will();
@@ -721,7 +666,7 @@ impl SessionTask {
         let now = self.now();
         match packet {
             Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
-            Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe, now),
+            Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
             Packet::Auth(_) => self.close_with(
                 ReasonCode::BadAuthenticationMethod,
@@ -733,15 +678,32 @@ impl SessionTask {
                     .messages_received
                     .fetch_add(1, Ordering::Relaxed);
                 let limit = self.config.message_size_limit as usize;
-                let message = self
-                    .session
-                    .handle(packet, now)
-                    .filter(|p| limit == 0 || p.payload.len() <= limit)
-                    .map(|p| Message::new(p.topic, p.payload, p.qos, p.retain, &p.properties));
-                if let Some(message) = message {
-                    let routed = self.router.publish(self.key, message);
-                    self.waiting.extend(routed.waiting);
-                    self.congested |= routed.congested;
+                // The session delivers it; the broker decides what the client is told.
+                let message = match self.session.handle(packet, now) {
+                    None => return,
+                    Some(p) if limit != 0 && p.payload.len() > limit => Err(p.payload.len()),
+                    Some(p) => Ok(Message::new(
+                        p.topic,
+                        p.payload,
+                        p.qos,
+                        p.retain,
+                        &p.properties,
+                        now,
+                    )),
+                };
+                match message {
+                    Ok(message) => {
+                        self.session.decide(Verdict::Accept);
+                        let routed = self.router.publish(self.key, message);
+                        self.waiting.extend(routed.waiting);
+                        self.congested |= routed.congested;
+                    }
+                    Err(size) => {
+                        tracing::debug!(client = %self.client_id, size, "payload over message_size_limit");
+                        self.session
+                            .decide(Verdict::Reject(ReasonCode::ImplementationSpecificError));
+                        self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             other => {
@@ -750,7 +712,7 @@ impl SessionTask {
         }
     }
 
-    fn on_subscribe(&mut self, subscribe: &Subscribe<'_>, now: Instant) {
+    fn on_subscribe(&mut self, subscribe: &Subscribe<'_>) {
         let mut codes = Vec::new();
         let mut retained = Vec::new();
         // The reason string of the SUBACK (5.0): why the first refused filter was refused.
@@ -762,15 +724,16 @@ impl SessionTask {
                 continue;
             };
             let shared = filter.shared().is_some();
-            if shared && (!self.version.is_v5() || subscription.options.no_local) {
-                // No local on a shared subscription is a protocol error (MQTT 5.0 §3.8.3.1);
-                // before 5.0 `$share/` is an ordinary filter, which facteur does not take.
+            if shared && subscription.options.no_local && self.version.is_v5() {
+                // A protocol error (MQTT-3.8.3-4): the connection ends, nothing is granted.
+                let why = "no local is not allowed on a shared subscription";
+                self.close_with(ReasonCode::ProtocolError, why);
+                return;
+            }
+            if shared && !self.version.is_v5() {
+                // Before 5.0 `$share/` is an ordinary filter, which facteur does not take.
                 codes.push(ReasonCode::TopicFilterInvalid);
-                why.get_or_insert(if self.version.is_v5() {
-                    "no local is not allowed on a shared subscription"
-                } else {
-                    "shared subscriptions need MQTT 5.0"
-                });
+                why.get_or_insert("shared subscriptions need MQTT 5.0");
                 continue;
             }
             let options = subscription.options;
@@ -810,7 +773,7 @@ impl SessionTask {
             None => self.queue(&suback),
         }
         for delivery in retained {
-            self.publish_to_session(&delivery, now);
+            self.publish_to_session(&delivery);
         }
     }
 
@@ -854,8 +817,7 @@ impl SessionTask {
     }
 
     fn deliver(&mut self, delivery: Delivery) {
-        let now = self.now();
-        self.publish_to_session(&delivery, now);
+        self.publish_to_session(&delivery);
         drop(delivery);
         // Take whatever else is already waiting (a batch per lock), so it goes out in the
         // same write.
@@ -871,14 +833,14 @@ impl SessionTask {
                     break;
                 }
                 for delivery in batch.drain(..) {
-                    self.publish_to_session(&delivery, now);
+                    self.publish_to_session(&delivery);
                 }
             }
             cell.replace(batch);
         });
     }
 
-    fn publish_to_session(&mut self, delivery: &Delivery, now: Instant) {
+    fn publish_to_session(&mut self, delivery: &Delivery) {
         // Offline, QoS 0 messages are not kept (MQTT allows it; mosquitto does the same).
         let offline = self.link.is_none();
         // The session's queue is bounded like the mailbox in front of it: a subscriber that
@@ -916,10 +878,11 @@ impl SessionTask {
             properties,
             ..Publish::new(&message.topic, &message.payload)
         };
-        // The payload is shared with every other subscriber, not copied.
+        // The payload is shared with every other subscriber, not copied; its expiry counts
+        // from when the broker received it.
         match self
             .session
-            .publish_shared(&publish, message.payload.clone(), now)
+            .publish_shared(&publish, message.payload.clone(), message.received_at)
         {
             Ok(_) => {
                 self.router
@@ -1060,4 +1023,27 @@ enum Woken {
     Mailbox(Next),
     /// The session's deadline passed.
     Timer,
+}
+
+/// How long a closed connection is still read (and what it sends discarded) after the
+/// broker's last bytes, and how much of it at most.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes a connection gracefully: the write side is shut down (the client reads what was
+/// sent, a DISCONNECT with its reason code included, then the end), and what the client
+/// still sends meanwhile is read and discarded for a bounded time and size, so that closing
+/// does not turn into a reset that destroys the unread DISCONNECT (a lingering close, as
+/// HTTP servers do).
+async fn linger(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(LINGER_TIME, stream.shutdown()).await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    let mut sink = [0u8; 1024];
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
 }

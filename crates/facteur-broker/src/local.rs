@@ -96,7 +96,14 @@ pub(crate) fn publish(
     retain: bool,
 ) -> Result<(), TopicError> {
     TopicName::new(topic)?;
-    let message = Message::new(topic, payload, qos, retain, &Properties::EMPTY);
+    let message = Message::new(
+        topic,
+        payload,
+        qos,
+        retain,
+        &Properties::EMPTY,
+        router.now(),
+    );
     let waiting = router.publish(0, message).waiting;
     router.drop_waiting(waiting);
     Ok(())

@@ -376,7 +376,14 @@ mod tests {
 
     fn delivery(qos: QoS, payload: &[u8]) -> Delivery {
         Delivery {
-            message: Arc::new(Message::new("t", payload, qos, false, &Properties::EMPTY)),
+            message: Arc::new(Message::new(
+                "t",
+                payload,
+                qos,
+                false,
+                &Properties::EMPTY,
+                facteur_session::Instant::from_millis(0),
+            )),
             qos,
             retain: false,
             subscription_ids: Vec::new(),

@@ -60,6 +60,11 @@ pub(crate) struct Message {
     /// MQTT 5 PUBLISH properties as wire contents, without Topic Alias and Subscription
     /// Identifier (those belong to one connection).
     pub(crate) properties: Bytes,
+    /// When the broker received it: its Message Expiry Interval counts from here, however
+    /// long it waits (in a mailbox, a session's queue, the retained store).
+    pub(crate) received_at: Instant,
+    /// When its Message Expiry Interval runs out, if it has one.
+    pub(crate) expires_at: Option<Instant>,
 }
 
 impl Message {
@@ -70,6 +75,7 @@ impl Message {
         qos: QoS,
         retain: bool,
         properties: &Properties<'_>,
+        received_at: Instant,
     ) -> Self {
         let kept: Vec<Property<'_>> = properties
             .iter()
@@ -89,7 +95,16 @@ impl Message {
             qos,
             retain,
             properties: Bytes::from(bytes),
+            received_at,
+            expires_at: properties
+                .message_expiry_interval()
+                .map(|secs| received_at.add_millis(u64::from(secs) * 1000)),
         }
+    }
+
+    /// True once its Message Expiry Interval has run out.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
     }
 
     /// The stored properties (checked when the message was made, so this cannot fail).
@@ -125,6 +140,8 @@ pub(crate) struct Attach {
     pub(crate) frame: bytes::BytesMut,
     /// The client sent an empty identifier and the broker chose one.
     pub(crate) assigned: bool,
+    /// Its place among the connected clients.
+    pub(crate) slot: LinkSlot,
 }
 
 /// Where a connecting client's session is.
@@ -173,6 +190,16 @@ pub(crate) struct Router {
     tasks: AtomicUsize,
     tasks_ended: tokio::sync::Notify,
     pub(crate) stats: Stats,
+}
+
+/// One connected client, counted among [`Router::links`] while it lives.
+#[derive(Debug)]
+pub(crate) struct LinkSlot(Arc<Router>);
+
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        self.0.links.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counts one running connection or session task while it lives (see
@@ -336,9 +363,17 @@ impl Router {
         }
     }
 
-    pub(crate) fn link_up(&self) {
-        let now = self.links.fetch_add(1, Ordering::Relaxed) + 1;
-        self.max_links.fetch_max(now, Ordering::Relaxed);
+    /// Counts one more connected client, unless `max` (0: no limit) are already: the count
+    /// and the check are one atomic step, so racing connections cannot overshoot.
+    pub(crate) fn reserve_link(self: &Arc<Self>, max: usize) -> Option<LinkSlot> {
+        let before = self
+            .links
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .ok()?;
+        self.max_links.fetch_max(before + 1, Ordering::Relaxed);
+        Some(LinkSlot(self.clone()))
     }
 
     /// The most clients connected at once since start.
@@ -349,10 +384,6 @@ impl Router {
     /// The number of retained messages.
     pub(crate) fn retained_count(&self) -> usize {
         read(&self.retained).len()
-    }
-
-    pub(crate) fn link_down(&self) {
-        self.links.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Clients connected now.
@@ -387,10 +418,16 @@ impl Router {
         write(&self.subscriptions).remove(filter, &conn).is_some()
     }
 
-    /// The retained messages matching `filter`.
+    /// The retained messages matching `filter` whose Message Expiry Interval has not run
+    /// out (an expired one is no longer retained, MQTT-3.3.2-5).
     pub(crate) fn retained_for(&self, filter: TopicFilter<'_>) -> Vec<Arc<Message>> {
+        let now = self.now();
         let mut found = Vec::new();
-        read(&self.retained).for_each_match(filter, |_, message| found.push(message.clone()));
+        read(&self.retained).for_each_match(filter, |_, message| {
+            if !message.expired(now) {
+                found.push(message.clone());
+            }
+        });
         found
     }
 

@@ -106,6 +106,7 @@ pub(crate) async fn run(
                 QoS::AtMostOnce,
                 true,
                 &Properties::EMPTY,
+                router.now(),
             );
             let waiting = router.publish(0, message).waiting;
             router.drop_waiting(waiting);
