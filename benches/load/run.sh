@@ -4,7 +4,9 @@
 # persistence). Prints one set of markdown tables per broker (from `facteur bench`).
 #
 # Needs: mosquitto (Debian), rumqttd (`cargo install rumqttd`), and the release build of
-# facteur (`cargo build --release -p facteur-broker`). Usage, from the repository root:
+# facteur (`cargo build --release -p facteur`; the script runs `$FACTEUR` if set, else
+# `$CARGO_TARGET_DIR/release/facteur`, else `target/release/facteur`). Usage, from the
+# repository root:
 #   bash benches/load/run.sh [seconds per run] [idle connections]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,7 +15,11 @@ idle="${2:-10000}"
 ulimit -n "$(ulimit -Hn)"
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-bench=target/release/facteur
+bench="${FACTEUR:-${CARGO_TARGET_DIR:-target}/release/facteur}"
+if [ ! -x "$bench" ]; then
+  echo "no facteur program at $bench: run \`cargo build --release -p facteur\` first" >&2
+  exit 1
+fi
 
 cat > "$work/facteur.toml" <<CONF
 max_queued_messages = 1000

@@ -1,10 +1,15 @@
-//! The `facteur` program: `facteur broker [-c facteur.toml]`, and `facteur bench`, a load
-//! generator for any MQTT 3.1.1 broker.
+//! The `facteur` program: `facteur broker [-c facteur.toml]` (also what `facteur` alone
+//! runs), the broker of the facteur-broker crate with logs, Ctrl-C and SIGTERM; and
+//! `facteur bench`, a load generator for any MQTT 3.1.1 broker.
+//!
+//! Logs go to stdout, filtered by `RUST_LOG` (default `info`), coloured only when stdout is
+//! a terminal.
 
 mod bench;
 
 use clap::{Parser, Subcommand};
 use facteur_broker::{Broker, Config};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// facteur, an MQTT broker.
@@ -57,10 +62,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // tracing-subscriber's fmt writes to stdout; colours only when a person is reading it.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let config = match cli.command {
         None | Some(Command::Broker { config: None }) => Ok(Config::default()),
