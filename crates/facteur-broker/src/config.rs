@@ -88,7 +88,9 @@ impl Listener {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where to accept connections; default one listener on 127.0.0.1:1883.
+    /// Where to accept connections; default one listener on 127.0.0.1:1883. May be empty
+    /// for an embedded broker that only serves streams it is given
+    /// ([`BrokerHandle::serve_stream`](crate::BrokerHandle::serve_stream)).
     pub listeners: Vec<Listener>,
     /// Most clients connected at once; 0 means no limit (mosquitto: -1). Default 0.
     pub max_connections: usize,
@@ -234,9 +236,6 @@ impl Config {
                 why: why.into(),
             })
         };
-        if self.listeners.is_empty() {
-            return bad("listeners", "at least one listener is needed");
-        }
         for listener in &self.listeners {
             listener.socket_addr()?;
         }

@@ -33,15 +33,22 @@
 //! Not yet: TLS, WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod config;
-mod connection;
+mod delivery;
+mod handlers;
+mod link;
 mod local;
 mod mailbox;
+mod message;
 mod router;
+mod session_task;
 mod sys;
+mod transport;
 
 pub use config::{Config, ConfigError, Expiration, Listener};
 pub use local::{LocalMessage, LocalSubscription};
+pub use transport::ClientStream;
 
 use router::Router;
 use std::net::SocketAddr;
@@ -129,6 +136,7 @@ impl Broker {
         }
         Ok(BrokerHandle {
             addrs,
+            config,
             router,
             stop,
             tasks,
@@ -150,8 +158,8 @@ async fn accept_loop(
                     router.stats.connections.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "accepted");
                     // Detached: the router counts the task (no handle kept per client).
-                    tokio::spawn(connection::serve(
-                        stream,
+                    tokio::spawn(accept::serve(
+                        transport::Stream::Tcp(stream),
                         config.clone(),
                         router.clone(),
                     ));
@@ -167,6 +175,7 @@ async fn accept_loop(
 #[derive(Debug)]
 pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
+    config: Arc<Config>,
     router: Arc<Router>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -196,6 +205,40 @@ impl BrokerHandle {
             messages_sent: s.messages_sent.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
         }
+    }
+
+    /// Serves one client connected over `stream`, any byte stream (an in-process pipe,
+    /// a TLS or WebSocket stream accepted by the caller) exactly as a TCP connection
+    /// accepted by a listener: CONNECT within `connect_timeout`, then its session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// let mut config = facteur_broker::Config::default();
+    /// config.listeners.clear(); // no socket at all
+    /// let broker = facteur_broker::Broker::start(config).await?;
+    /// let (mut client, server) = tokio::io::duplex(4096);
+    /// broker.serve_stream(server);
+    /// // CONNECT (3.1.1, client "a", clean session, keep alive 60).
+    /// client.write_all(&[0x10, 0x0D, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a']).await?;
+    /// let mut connack = [0u8; 4];
+    /// client.read_exact(&mut connack).await?;
+    /// assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    /// broker.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn serve_stream<S: ClientStream>(&self, stream: S) {
+        self.router
+            .stats
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(accept::serve(
+            transport::Stream::Other(Box::new(stream)),
+            self.config.clone(),
+            self.router.clone(),
+        ));
     }
 
     /// Publishes a message from inside the process to every matching subscriber, as a

@@ -1,7 +1,8 @@
 //! Publishing and subscribing inside the process that embeds the broker, without a socket.
 
 use crate::mailbox::{Mailbox, Next};
-use crate::router::{ConnId, Delivery, Message, Router, Subscribed};
+use crate::message::{Delivery, Message, Subscribed};
+use crate::router::{ConnId, Router};
 use bytes::Bytes;
 use facteur_codec::{Properties, QoS, SubscriptionOptions};
 use facteur_topic::{TopicError, TopicFilter, TopicName};

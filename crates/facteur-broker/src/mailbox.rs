@@ -5,7 +5,7 @@
 //! messages before QoS 1/2 ones when full, and it holds no allocation while empty: ten
 //! thousand idle clients cost a few hundred bytes each here, not a channel block each.
 
-use crate::router::{Attach, Delivery};
+use crate::message::{Attach, Delivery};
 use facteur_codec::QoS;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -369,7 +369,7 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Message;
+    use crate::message::Message;
     use facteur_codec::Properties;
     use std::sync::Arc;
     use std::time::Duration;

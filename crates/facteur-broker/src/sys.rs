@@ -1,7 +1,8 @@
 //! `$SYS` topics: the broker's own figures, published as retained messages every
 //! `sys_interval` seconds under mosquitto's names.
 
-use crate::router::{Message, Router};
+use crate::message::Message;
+use crate::router::Router;
 use facteur_codec::{Properties, QoS};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

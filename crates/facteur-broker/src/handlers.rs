@@ -1,0 +1,221 @@
+//! What a session does with each packet its client sends.
+
+use crate::link::encode_into;
+use crate::link::End;
+use crate::message::{Delivery, Message, Subscribed};
+use crate::session_task::SessionTask;
+use bytes::Buf;
+use facteur_codec::{
+    decode, Packet, PacketType, QoS, ReasonCode, RetainHandling, Status, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
+};
+use facteur_session::Verdict;
+use facteur_topic::TopicFilter;
+use std::sync::atomic::Ordering;
+
+impl SessionTask {
+    /// Acts on what a read from the client gave.
+    pub(crate) fn on_read(&mut self, read: std::io::Result<usize>) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                link.end.get_or_insert(End::Lost);
+            }
+            Ok(n) => {
+                self.router
+                    .stats
+                    .bytes_received
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.on_bytes();
+            }
+        }
+    }
+
+    pub(crate) fn on_bytes(&mut self) {
+        let Some(mut read) = self.link.as_mut().map(|l| std::mem::take(&mut l.read)) else {
+            return;
+        };
+        while self.link.as_ref().is_some_and(|l| l.end.is_none()) && self.waiting.is_empty() {
+            match decode(&read, self.version, self.config.packet_limit()) {
+                Ok(Status::Complete(decoded)) => {
+                    let len = decoded.len;
+                    self.on_packet(decoded.packet);
+                    read.advance(len);
+                }
+                Ok(Status::Incomplete(_)) => break,
+                Err(error) => {
+                    tracing::debug!(client = %self.client_id, %error, "malformed packet");
+                    let reason = error.reason_code();
+                    let reason = if reason.is_valid_for(PacketType::Disconnect) {
+                        reason
+                    } else {
+                        ReasonCode::ProtocolError
+                    };
+                    self.close_with(reason, &error.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(link) = &mut self.link {
+            link.read = read;
+        }
+    }
+
+    /// Queues a 5.0 answer with the reason string `why`, left out when the client takes no
+    /// packet that large (a reason string must not make a packet exceed the client's
+    /// Maximum Packet Size).
+    pub(crate) fn answer(&mut self, packet: Packet<'_>, why: &str) {
+        let max = self.session.connection().peer_maximum_packet_size;
+        let version = self.version;
+        if let Some(link) = &mut self.link {
+            packet.with_reason_string(why, max, version, |answer| {
+                encode_into(&mut link.out, version, answer)
+            });
+        }
+    }
+
+    pub(crate) fn queue(&mut self, packet: &Packet<'_>) {
+        let version = self.version;
+        if let Some(link) = &mut self.link {
+            encode_into(&mut link.out, version, packet);
+        }
+    }
+
+    pub(crate) fn on_packet(&mut self, packet: Packet<'_>) {
+        let now = self.now();
+        match packet {
+            Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
+            Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
+            Packet::Auth(_) => self.close_with(
+                ReasonCode::BadAuthenticationMethod,
+                "this broker has no extended authentication",
+            ),
+            Packet::Publish(_) => {
+                self.router
+                    .stats
+                    .messages_received
+                    .fetch_add(1, Ordering::Relaxed);
+                let limit = self.config.message_size_limit as usize;
+                // The session delivers it; the broker decides what the client is told.
+                let message = match self.session.handle(packet, now) {
+                    None => return,
+                    Some(p) if limit != 0 && p.payload.len() > limit => Err(p.payload.len()),
+                    Some(p) => Ok(Message::new(
+                        p.topic,
+                        p.payload,
+                        p.qos,
+                        p.retain,
+                        &p.properties,
+                        now,
+                    )),
+                };
+                match message {
+                    Ok(message) => {
+                        self.session.decide(Verdict::Accept);
+                        let routed = self.router.publish(self.key, message);
+                        self.waiting.extend(routed.waiting);
+                        self.congested |= routed.congested;
+                    }
+                    Err(size) => {
+                        tracing::debug!(client = %self.client_id, size, "payload over message_size_limit");
+                        self.session
+                            .decide(Verdict::Reject(ReasonCode::ImplementationSpecificError));
+                        self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            other => {
+                self.session.handle(other, now);
+            }
+        }
+    }
+
+    pub(crate) fn on_subscribe(&mut self, subscribe: &Subscribe<'_>) {
+        let mut codes = Vec::new();
+        let mut retained = Vec::new();
+        // The reason string of the SUBACK (5.0): why the first refused filter was refused.
+        let mut why = None;
+        for subscription in subscribe.subscriptions.iter() {
+            let Ok(filter) = TopicFilter::new(subscription.filter) else {
+                codes.push(ReasonCode::TopicFilterInvalid);
+                why.get_or_insert("invalid topic filter");
+                continue;
+            };
+            let shared = filter.shared().is_some();
+            if shared && subscription.options.no_local && self.version.is_v5() {
+                // A protocol error (MQTT-3.8.3-4): the connection ends, nothing is granted.
+                let why = "no local is not allowed on a shared subscription";
+                self.close_with(ReasonCode::ProtocolError, why);
+                return;
+            }
+            if shared && !self.version.is_v5() {
+                // Before 5.0 `$share/` is an ordinary filter, which facteur does not take.
+                codes.push(ReasonCode::TopicFilterInvalid);
+                why.get_or_insert("shared subscriptions need MQTT 5.0");
+                continue;
+            }
+            let options = subscription.options;
+            let subscribed = Subscribed {
+                options,
+                id: subscribe.properties.subscription_identifier(),
+            };
+            let new = self.router.subscribe(self.key, filter, subscribed);
+            if !self.filters.iter().any(|f| **f == *subscription.filter) {
+                self.filters.push(subscription.filter.into());
+            }
+            codes.push(match options.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+            let send_retained = match options.retain_handling {
+                RetainHandling::SendOnSubscribe => true,
+                RetainHandling::SendIfNew => new,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained && !shared {
+                for message in self.router.retained_for(filter) {
+                    let qos = message.qos.min(options.qos);
+                    retained.push(Delivery {
+                        message,
+                        qos,
+                        retain: true,
+                        subscription_ids: subscribed.id.into_iter().collect(),
+                    });
+                }
+            }
+        }
+        let suback = Packet::SubAck(SubAck::new(subscribe.packet_id, &codes));
+        match why.filter(|_| self.problem_information) {
+            Some(why) => self.answer(suback, why),
+            None => self.queue(&suback),
+        }
+        for delivery in retained {
+            self.publish_to_session(&delivery);
+        }
+    }
+
+    pub(crate) fn on_unsubscribe(&mut self, unsubscribe: &Unsubscribe<'_>) {
+        let mut codes = Vec::new();
+        for filter in unsubscribe.filters.iter() {
+            let existed = TopicFilter::new(filter)
+                .map(|f| self.router.unsubscribe(self.key, f))
+                .unwrap_or(false);
+            self.filters.retain(|f| **f != *filter);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let unsuback = Packet::UnsubAck(UnsubAck::new(unsubscribe.packet_id, &codes));
+        let none = codes.contains(&ReasonCode::NoSubscriptionExisted);
+        match self.problem_information && none {
+            true => self.answer(unsuback, "no subscription with this filter"),
+            false => self.queue(&unsuback),
+        }
+    }
+}

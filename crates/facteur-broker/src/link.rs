@@ -1,0 +1,121 @@
+//! The network side of a connected session: the stream, what was read and not yet
+//! decoded, what is waiting to be written, and the lingering close.
+
+use crate::message::Delivery;
+use crate::transport::Stream;
+use bytes::BytesMut;
+use facteur_codec::{Encode, Packet, ProtocolVersion};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::router::LinkSlot;
+
+/// How a network connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The client sent DISCONNECT.
+    Disconnected,
+    /// Anything else: closed socket, error, keep alive, takeover, shutdown.
+    Lost,
+}
+
+/// The network side of a session while a client is connected.
+pub(crate) struct Link {
+    pub(crate) stream: Stream,
+    pub(crate) read: BytesMut,
+    pub(crate) out: Vec<u8>,
+    pub(crate) end: Option<End>,
+    /// Counts this client among the connected ones (`max_connections`).
+    pub(crate) _slot: LinkSlot,
+}
+
+impl Link {
+    /// Writes the bytes waiting in `out`, then releases the buffer.
+    pub(crate) async fn write_out(&mut self, stats: &crate::Stats) -> std::io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        stats
+            .bytes_sent
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        // An idle connection keeps no buffer.
+        self.out = Vec::new();
+        Ok(())
+    }
+}
+
+/// Room made in a connection's read buffer before each read.
+pub(crate) const READ_CHUNK: usize = 8192;
+
+thread_local! {
+    /// Deliveries taken from a mailbox in one go (per thread, reused), and the buffer the
+    /// session encodes into before one write.
+    /// Deliveries taken from a mailbox in one go (per thread, reused).
+    pub(crate) static BATCH: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
+    pub(crate) static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+}
+
+pub(crate) fn encode_into(out: &mut Vec<u8>, version: ProtocolVersion, packet: &Packet<'_>) {
+    match packet.encoded_len(version) {
+        Ok(len) => {
+            let at = out.len();
+            out.resize(at + len, 0);
+            if packet.encode(version, &mut out[at..]).is_err() {
+                out.truncate(at);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot encode"),
+    }
+}
+
+/// Reads from the connected client once its socket is readable, taking a read buffer only
+/// then (an idle client holds none). A read that does not fill the buffer tells tokio the
+/// socket is drained, so the next wait needs no read that would block.
+pub(crate) fn poll_read_link(
+    link: &mut Option<Link>,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    let Some(link) = link.as_mut().filter(|l| l.end.is_none()) else {
+        return Poll::Pending;
+    };
+    let ready = link.stream.poll_read_ready(cx);
+    if ready.is_ready() {
+        link.read.reserve(READ_CHUNK);
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut link.stream), cx, &mut link.read);
+        if read.is_ready() {
+            return read;
+        }
+    }
+    if link.read.is_empty() {
+        // Nothing to read now: an idle client keeps no buffer.
+        link.read = BytesMut::new();
+    }
+    match ready {
+        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        _ => Poll::Pending,
+    }
+}
+
+/// How long a closed connection is still read (and what it sends discarded) after the
+/// broker's last bytes, and how much of it at most.
+pub(crate) const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(crate) const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes a connection gracefully: the write side is shut down (the client reads what was
+/// sent, a DISCONNECT with its reason code included, then the end), and what the client
+/// still sends meanwhile is read and discarded for a bounded time and size, so that closing
+/// does not turn into a reset that destroys the unread DISCONNECT (a lingering close, as
+/// HTTP servers do).
+pub(crate) async fn linger(mut stream: Stream) {
+    let _ = tokio::time::timeout(LINGER_TIME, stream.shutdown()).await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    let mut sink = [0u8; 1024];
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+}

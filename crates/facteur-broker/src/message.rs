@@ -1,0 +1,104 @@
+//! The data the router, the mailboxes and the session tasks pass between them: messages
+//! (shared by every subscriber), deliveries, subscriptions, and connections on their way to
+//! their session.
+
+use crate::router::LinkSlot;
+use crate::transport::Stream;
+use bytes::Bytes;
+use facteur_codec::{PacketType, Properties, Property, QoS, SliceWriter, SubscriptionOptions};
+use facteur_session::Instant;
+use std::sync::Arc;
+
+/// An application message as the broker keeps it: shared by every subscriber it goes to.
+#[derive(Debug)]
+pub(crate) struct Message {
+    pub(crate) topic: String,
+    pub(crate) payload: Bytes,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    /// MQTT 5 PUBLISH properties as wire contents, without Topic Alias and Subscription
+    /// Identifier (those belong to one connection).
+    pub(crate) properties: Bytes,
+    /// When the broker received it: its Message Expiry Interval counts from here, however
+    /// long it waits (in a mailbox, a session's queue, the retained store).
+    pub(crate) received_at: Instant,
+    /// When its Message Expiry Interval runs out, if it has one.
+    pub(crate) expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Copies what a PUBLISH carries, once, for every subscriber to share.
+    pub(crate) fn new(
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: &Properties<'_>,
+        received_at: Instant,
+    ) -> Self {
+        let kept: Vec<Property<'_>> = properties
+            .iter()
+            .filter(|p| {
+                !matches!(
+                    p,
+                    Property::TopicAlias(_) | Property::SubscriptionIdentifier(_)
+                )
+            })
+            .collect();
+        let kept = Properties::from_slice(&kept);
+        let mut bytes = vec![0u8; kept.contents_len()];
+        kept.write_contents(&mut SliceWriter::new(&mut bytes));
+        Self {
+            topic: topic.to_owned(),
+            payload: Bytes::copy_from_slice(payload),
+            qos,
+            retain,
+            properties: Bytes::from(bytes),
+            received_at,
+            expires_at: properties
+                .message_expiry_interval()
+                .map(|secs| received_at.add_millis(u64::from(secs) * 1000)),
+        }
+    }
+
+    /// True once its Message Expiry Interval has run out.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The stored properties (checked when the message was made, so this cannot fail).
+    pub(crate) fn properties(&self) -> Properties<'_> {
+        Properties::from_wire(&self.properties, PacketType::Publish).unwrap_or(Properties::EMPTY)
+    }
+}
+
+/// A message on its way to one subscriber, at the QoS and retain flag it gets there, with
+/// the identifiers of the subscriptions it matched (MQTT 5).
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) message: Arc<Message>,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) subscription_ids: Vec<u32>,
+}
+
+/// One subscription as the tree holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subscribed {
+    pub(crate) options: SubscriptionOptions,
+    /// The Subscription Identifier of the SUBSCRIBE that made it (MQTT 5).
+    pub(crate) id: Option<u32>,
+}
+
+/// A network connection on its way to its session's task: the socket, what was read after
+/// its CONNECT, and the CONNECT itself.
+#[derive(Debug)]
+pub(crate) struct Attach {
+    pub(crate) stream: Stream,
+    pub(crate) read: bytes::BytesMut,
+    pub(crate) frame: bytes::BytesMut,
+    /// The client sent an empty identifier and the broker chose one.
+    pub(crate) assigned: bool,
+    /// Its place among the connected clients.
+    pub(crate) slot: LinkSlot,
+}

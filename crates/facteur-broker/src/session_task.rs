@@ -1,0 +1,399 @@
+//! A session's task: it owns the client's [`Session`] for the session's whole life, takes
+//! network connections as they come (first connect, reconnect, takeover), and waits on the
+//! socket, the mailbox and the session's timer at once.
+
+use crate::accept::{hand_over, parse_connect, refuse, Refusal};
+use crate::link::{encode_into, linger, poll_read_link, End, Link};
+use crate::mailbox::{Mailbox, Next};
+use crate::message::{Attach, Message};
+use crate::router::{ConnId, Router, TaskGuard, Waiting};
+use crate::Config;
+use facteur_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
+use facteur_session::{AllocStore, Event, Instant, Role, Session, TakeOver};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::time::Sleep;
+
+/// One client session and the task that runs it.
+pub(crate) struct SessionTask {
+    pub(crate) key: ConnId,
+    /// Shared with the router's table of sessions (one allocation per client).
+    pub(crate) client_id: Arc<str>,
+    pub(crate) version: ProtocolVersion,
+    /// The client wants reason strings on acknowledgements (5.0 Request Problem
+    /// Information; CONNACK and DISCONNECT carry them regardless).
+    pub(crate) problem_information: bool,
+    pub(crate) session: Session<AllocStore>,
+    pub(crate) mailbox: Arc<Mailbox>,
+    /// The session's subscription filters (few per client: a list, not a set).
+    pub(crate) filters: Vec<Box<str>>,
+    pub(crate) link: Option<Link>,
+    /// A QoS 0 message from this client was dropped for a connected subscriber's full
+    /// mailbox: let the subscribers' tasks run before reading more from this client.
+    pub(crate) congested: bool,
+    /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
+    pub(crate) waiting: Vec<Waiting>,
+    pub(crate) router: Arc<Router>,
+    pub(crate) config: Arc<Config>,
+    /// Counts this task among the broker's running ones.
+    pub(crate) _task: TaskGuard,
+}
+
+impl SessionTask {
+    pub(crate) fn new(
+        key: ConnId,
+        client_id: Arc<str>,
+        config: Arc<Config>,
+        router: Arc<Router>,
+        mailbox: Arc<Mailbox>,
+    ) -> Self {
+        Self {
+            key,
+            client_id,
+            version: ProtocolVersion::V3_1_1,
+            problem_information: true,
+            session: Session::new(facteur_session::Config {
+                role: Role::Server,
+                receive_maximum: config.receive_maximum,
+                topic_alias_maximum: config.max_topic_alias,
+            }),
+            mailbox,
+            filters: Vec::new(),
+            link: None,
+            congested: false,
+            waiting: Vec::new(),
+            _task: router.track_task(),
+            router,
+            config,
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.router.now()
+    }
+
+    /// Runs the session until it ends, starting with the connection `first`. Every await
+    /// that is not the idle wait is boxed, so that what an idle client costs is this task
+    /// (the session, its timer, the wait) and nothing more.
+    ///
+    /// Boxed: the task's future then holds a pointer to the session, not a copy of it
+    /// (async functions keep their arguments apart from their locals).
+    pub(crate) async fn run(mut self: Box<Self>, first: Box<Attach>) {
+        // The session's next deadline (keep alive, retries, expiry), reused.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        Box::pin(self.attach(first)).await;
+        self.serve(timer).await;
+    }
+
+    pub(crate) async fn serve(&mut self, mut timer: Pin<&mut Sleep>) {
+        // Which of socket and mailbox is looked at first, alternating, so that neither a
+        // client that keeps sending nor a busy mailbox starves the other.
+        let mut socket_first = true;
+        loop {
+            let mut over = self.process_events();
+            if let Err(error) = self.flush().await {
+                tracing::debug!(client = %self.client_id, %error, "write failed");
+                self.end_link(End::Lost);
+            }
+            if self.link.as_ref().is_some_and(|l| l.end.is_some()) {
+                Box::pin(self.detach()).await;
+                over |= self.process_events();
+            }
+            if over {
+                break;
+            }
+            if !self.waiting.is_empty() {
+                Box::pin(self.wait_for_room()).await;
+                // Packets that were read but held back while waiting.
+                self.on_bytes();
+                continue;
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|at| self.router.deadline(at));
+            if let Some(at) = deadline {
+                if at != timer.deadline() {
+                    timer.as_mut().reset(at);
+                }
+            }
+            if std::mem::take(&mut self.congested) {
+                // Fairness, not a wait: subscribers that fell behind get their turn first.
+                tokio::task::yield_now().await;
+            }
+            let has_room = self.has_room();
+            socket_first = !socket_first;
+            // The idle wait: polled by hand (socket readiness, the mailbox's waker slot, the
+            // timer), so an idle session keeps no future and no buffer for it.
+            let woken = std::future::poll_fn(|cx| {
+                if socket_first {
+                    if let Poll::Ready(read) = poll_read_link(&mut self.link, cx) {
+                        return Poll::Ready(Woken::Read(read));
+                    }
+                }
+                if let Poll::Ready(next) = self.mailbox.poll_next(cx, has_room) {
+                    return Poll::Ready(Woken::Mailbox(next));
+                }
+                if !socket_first {
+                    if let Poll::Ready(read) = poll_read_link(&mut self.link, cx) {
+                        return Poll::Ready(Woken::Read(read));
+                    }
+                }
+                if deadline.is_some() && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woken::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
+            let next = match woken {
+                Woken::Read(read) => {
+                    self.on_read(read);
+                    continue;
+                }
+                Woken::Timer => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                    continue;
+                }
+                Woken::Mailbox(next) => next,
+            };
+            match next {
+                Next::Deliver(delivery) => self.deliver(delivery),
+                Next::Attach(attach) if self.link.is_some() => {
+                    Box::pin(self.take_over(attach)).await;
+                }
+                Next::Attach(attach) => Box::pin(self.attach(attach)).await,
+                Next::Stop => {
+                    self.close_with(ReasonCode::ServerShuttingDown, "the broker is stopping");
+                    let _ = Box::pin(self.flush()).await;
+                    Box::pin(self.detach()).await;
+                    // The broker is going: a will still waiting for its delay goes now.
+                    self.publish_will();
+                    break;
+                }
+                Next::Closed => break,
+            }
+        }
+        self.end();
+    }
+
+    /// Takes a new network connection: answers its CONNECT, resuming this session or
+    /// starting it afresh as the client asks (facteur-session negotiates).
+    pub(crate) async fn attach(&mut self, attach: Box<Attach>) {
+        let Attach {
+            mut stream,
+            read,
+            frame,
+            assigned,
+            slot,
+        } = *attach;
+        let Some((connect, _)) = parse_connect(&frame) else {
+            return;
+        };
+        let now = self.now();
+        let policy = self.config.server_policy();
+        let accepted = match self.session.accept_connect(now, &connect, &policy) {
+            Ok(accepted) => accepted,
+            Err(refused) => {
+                tracing::debug!(client = %self.client_id, %refused, "CONNECT refused");
+                let refusal = Refusal::new(&connect, refused.reason, refused.why);
+                let _ = refuse(&mut stream, &refusal).await;
+                return;
+            }
+        };
+        if !accepted.session_present {
+            // A new session: nothing of an earlier one is kept.
+            self.router
+                .unsubscribe_all(self.key, self.filters.drain(..));
+            self.mailbox.clear();
+        }
+        let version = connect.protocol;
+        self.version = version;
+        self.problem_information = self.session.connection().peer_request_problem_information;
+        let assigned_id = assigned.then_some(&*self.client_id);
+        let props = accepted.connack_properties(assigned_id);
+        let mut link = Link {
+            stream,
+            read,
+            out: Vec::new(),
+            end: None,
+            _slot: slot,
+        };
+        encode_into(
+            &mut link.out,
+            version,
+            &Packet::ConnAck(accepted.connack(&props)),
+        );
+        self.mailbox.set_online(true);
+        self.link = Some(link);
+        let present = accepted.session_present;
+        tracing::debug!(client = %self.client_id, %version, present, "connected");
+        // Bytes that came after CONNECT in the same read.
+        self.on_bytes();
+    }
+
+    /// A new connection takes the session over from the one still up: the old one is told
+    /// (5.0: DISCONNECT 0x8E) and closed, the session decides what carries over
+    /// ([`Session::take_over`]), and the old connection's will, if due, is published before
+    /// the new connection sets its own.
+    pub(crate) async fn take_over(&mut self, attach: Box<Attach>) {
+        let clean_start = parse_connect(&attach.frame).is_some_and(|(c, _)| c.clean_start);
+        tracing::debug!(client = %self.client_id, "session taken over");
+        let why = "another connection took this session over";
+        self.close_with(ReasonCode::SessionTakenOver, why);
+        let _ = Box::pin(self.flush()).await;
+        self.close_link();
+        let now = self.now();
+        if self.session.take_over(now, clean_start) == TakeOver::Ended {
+            self.router
+                .unsubscribe_all(self.key, self.filters.drain(..));
+            self.mailbox.clear();
+        }
+        // The old connection's will; no event of it outlives this point.
+        self.process_events();
+        Box::pin(self.attach(attach)).await;
+    }
+
+    /// Waits (bounded) until the full mailboxes this session's publishes are owed to have
+    /// room. Meanwhile nothing more is read from this client: TCP slows its publishing down.
+    pub(crate) async fn wait_for_room(&mut self) {
+        for (mailbox, delivery) in std::mem::take(&mut self.waiting) {
+            let sent = tokio::time::timeout(BACKPRESSURE_WAIT, mailbox.send(delivery)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Closes the network connection, if any (lingering: see [`linger`]); the session
+    /// stays.
+    pub(crate) fn close_link(&mut self) -> Option<End> {
+        let link = self.link.take()?;
+        // QoS 0 messages are not kept for an offline client.
+        let dropped = self.mailbox.set_online(false);
+        self.router
+            .stats
+            .dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
+        let end = link.end;
+        tokio::spawn(linger(link.stream));
+        end
+    }
+
+    /// Ends the current network connection as lost or disconnected; the session stays,
+    /// for as long as its expiry allows.
+    pub(crate) async fn detach(&mut self) {
+        if self.close_link().is_none() {
+            return;
+        }
+        let now = self.now();
+        self.session.on_connection_lost(now);
+        // A will without delay, or a session ending now, is due at once.
+        self.session.handle_timeout(now);
+    }
+
+    /// Writes what is waiting for the connected client: at once if the socket takes it,
+    /// else waiting until it does (boxed: rarely needed, and not part of an idle client's
+    /// footprint).
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        self.drain_session();
+        match &mut self.link {
+            Some(link) if !link.out.is_empty() => {
+                Box::pin(link.write_out(&self.router.stats)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Acts on the session's events; true when the session is over.
+    pub(crate) fn process_events(&mut self) -> bool {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::ProtocolError { reason } => {
+                    tracing::debug!(client = %self.client_id, %reason, "protocol error");
+                    self.end_link(End::Lost);
+                }
+                Event::KeepAliveTimeout => {
+                    tracing::debug!(client = %self.client_id, "keep alive expired");
+                    self.end_link(End::Lost);
+                }
+                Event::Disconnected { .. } => self.end_link(End::Disconnected),
+                Event::WillDue => self.publish_will(),
+                Event::SessionExpired => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    pub(crate) fn end_link(&mut self, end: End) {
+        if let Some(link) = &mut self.link {
+            link.end.get_or_insert(end);
+        }
+    }
+
+    pub(crate) fn publish_will(&mut self) {
+        let now = self.now();
+        let message = self
+            .session
+            .will()
+            .map(|w| Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties, now));
+        if let Some(message) = message {
+            tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
+            self.session.clear_will();
+            let waiting = self.router.publish(self.key, message).waiting;
+            self.router.drop_waiting(waiting);
+        }
+    }
+
+    /// Ends the task: subscriptions and mailbox go; connections that arrived meanwhile get a
+    /// session task of their own.
+    pub(crate) fn end(&mut self) {
+        self.router.detach(&self.client_id, self.key);
+        self.router
+            .unsubscribe_all(self.key, self.filters.drain(..));
+        for attach in self.router.close_mailbox(self.key) {
+            let (config, router) = (self.config.clone(), self.router.clone());
+            hand_over(self.client_id.clone(), Box::new(attach), config, router);
+        }
+        tracing::debug!(client = %self.client_id, "session ended");
+    }
+
+    /// Ends the connection from the broker's side: 5.0 clients are told why, with the
+    /// reason code and the reason string `why`.
+    pub(crate) fn close_with(&mut self, reason: ReasonCode, why: &str) {
+        let version = self.version;
+        let max = self.session.connection().peer_maximum_packet_size;
+        if let Some(link) = &mut self.link {
+            if version.is_v5() && link.end.is_none() {
+                Packet::Disconnect(Disconnect::new(reason)).with_reason_string(
+                    why,
+                    max,
+                    version,
+                    |disconnect| encode_into(&mut link.out, version, disconnect),
+                );
+            }
+            link.end.get_or_insert(End::Lost);
+        }
+    }
+}
+
+/// How long a publishing connection waits for room in a connected subscriber's full mailbox
+/// before the QoS 1/2 delivery is dropped (and counted): long enough for a subscriber that is
+/// merely slower, short enough that a stuck one cannot stall publishers.
+pub(crate) const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What woke a session's task.
+pub(crate) enum Woken {
+    /// A read from the client: bytes (0 when it closed) or the error.
+    Read(std::io::Result<usize>),
+    /// The mailbox has something.
+    Mailbox(Next),
+    /// The session's deadline passed.
+    Timer,
+}
