@@ -17,6 +17,7 @@ impl MessageId {
 /// Something the application should know, pulled with
 /// [`poll_event`](crate::Session::poll_event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// An outgoing QoS 1 or 2 message is done: PUBACK (QoS 1), PUBCOMP (QoS 2) or a PUBREC
     /// with an error reason (QoS 2, the peer refused it) was received. Its packet identifier
@@ -34,6 +35,13 @@ pub enum Event {
     /// A queued message's Message Expiry Interval ran out before it could be sent; it was
     /// dropped.
     Expired {
+        /// The handle [`publish`](crate::Session::publish) returned.
+        message: MessageId,
+    },
+    /// A queued message was dropped unsent by the [`QueueLimits`](crate::QueueLimits): a QoS
+    /// 0 message displaced by a QoS 1/2 one while the queue was full, or a QoS 0 message
+    /// queued when the connection was lost and the session keeps none offline.
+    Dropped {
         /// The handle [`publish`](crate::Session::publish) returned.
         message: MessageId,
     },

@@ -37,16 +37,77 @@ pub struct Config {
     /// The highest incoming topic alias accepted: the Topic Alias Maximum this side announced
     /// (MQTT 5; also bounded by the store's alias capacity). 0 disables incoming aliases.
     pub topic_alias_maximum: u16,
+    /// Bounds on the messages waiting to be sent.
+    pub queue: QueueLimits,
 }
 
 impl Config {
-    /// `role`, Receive Maximum 65,535 (the store's capacity decides), no incoming aliases.
+    /// `role`, Receive Maximum 65,535 (the store's capacity decides), no incoming aliases,
+    /// a queue bounded by the store only ([`QueueLimits::new`]).
     pub const fn new(role: Role) -> Self {
         Self {
             role,
             receive_maximum: u16::MAX,
             topic_alias_maximum: 0,
+            queue: QueueLimits::new(),
         }
+    }
+}
+
+/// Bounds on the messages a session holds unsent, applied by
+/// [`Session::publish`](Session::publish) (and [`Session::publish_shared`]):
+///
+/// * past `messages` or `bytes`, a QoS 1/2 message takes the place of the oldest QoS 0 one
+///   queued ([`Event::Dropped`]); a QoS 0 message, or a QoS 1/2 one with no QoS 0 message
+///   to displace, is refused ([`PublishError::QueueFull`]);
+/// * with `qos0_offline` false, QoS 0 messages are not kept for a peer that is not
+///   connected: refused while disconnected ([`PublishError::Offline`]), and those queued
+///   are dropped when the connection is lost ([`Event::Dropped`]).
+///
+/// ```
+/// use facteur_codec::{ProtocolVersion, Publish, QoS};
+/// use facteur_session::{
+///     AllocStore, Config, Connection, Event, Instant, PublishError, QueueLimits, Role, Session,
+/// };
+/// let mut config = Config::new(Role::Server);
+/// config.queue = QueueLimits { messages: 2, bytes: 0, qos0_offline: false };
+/// let mut session = Session::<AllocStore>::new(config);
+/// let now = Instant::from_millis(0);
+/// session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+/// let qos = |qos| Publish { qos, ..Publish::new("t", b"x") };
+/// let first = session.publish(&qos(QoS::AtMostOnce), now)?;
+/// session.publish(&qos(QoS::AtMostOnce), now)?;
+/// // Full: QoS 0 is refused, QoS 1 displaces the oldest QoS 0 message.
+/// assert_eq!(session.publish(&qos(QoS::AtMostOnce), now), Err(PublishError::QueueFull));
+/// session.publish(&qos(QoS::AtLeastOnce), now)?;
+/// assert_eq!(session.poll_event(), Some(Event::Dropped { message: first }));
+/// # Ok::<(), PublishError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most messages queued; 0: as many as the store holds.
+    pub messages: usize,
+    /// Most payload bytes queued; 0: no limit. One message larger than this is still taken
+    /// into an empty queue, so that it cannot block the session for good.
+    pub bytes: usize,
+    /// Whether QoS 0 messages are kept while the peer is not connected.
+    pub qos0_offline: bool,
+}
+
+impl QueueLimits {
+    /// No bound but the store's, QoS 0 messages kept while disconnected.
+    pub const fn new() -> Self {
+        Self {
+            messages: 0,
+            bytes: 0,
+            qos0_offline: true,
+        }
+    }
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -89,6 +150,7 @@ impl Connection {
 
 /// Why [`Session::publish`] refused a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The topic is not a valid topic name (empty, wildcards, U+0000, too long).
     InvalidTopic(TopicError),
@@ -97,8 +159,13 @@ pub enum PublishError {
     /// The MQTT 5 properties cannot be sent in a PUBLISH (one not allowed there, a value out
     /// of range, a field too long, one repeated that may not be).
     InvalidProperties,
-    /// The store's queue of unsent messages is full (even after dropping the expired ones).
+    /// The queue of unsent messages is full (the store's capacity or the
+    /// [`QueueLimits`]), even after dropping the expired ones and, for a QoS 1/2 message,
+    /// the QoS 0 ones.
     QueueFull,
+    /// A QoS 0 message for a peer that is not connected, and the session keeps none
+    /// ([`QueueLimits::qos0_offline`]).
+    Offline,
 }
 
 impl core::fmt::Display for PublishError {
@@ -110,6 +177,7 @@ impl core::fmt::Display for PublishError {
             }
             Self::InvalidProperties => f.write_str("the properties cannot be sent in a PUBLISH"),
             Self::QueueFull => f.write_str("the queue of unsent messages is full"),
+            Self::Offline => f.write_str("no QoS 0 message is kept for a peer not connected"),
         }
     }
 }
@@ -172,6 +240,10 @@ pub struct Session<S: Store> {
     ids: PacketIds,
     next_message: u32,
     queue: S::Queue,
+    /// Payload bytes of the queued messages.
+    queued_bytes: usize,
+    /// QoS 0 messages among the queued ones.
+    queued_qos0: usize,
     inflight: S::Inflight,
     received: S::Received,
     acks: S::Acks,
@@ -270,6 +342,8 @@ impl<S: Store> Session<S> {
             ids: PacketIds::new(),
             next_message: 0,
             queue: Default::default(),
+            queued_bytes: 0,
+            queued_qos0: 0,
             inflight: Default::default(),
             received: Default::default(),
             acks: Default::default(),
@@ -415,6 +489,12 @@ impl<S: Store> Session<S> {
         self.send_pingresp = false;
         self.disconnect = None;
         self.undecided = None;
+        if !self.config.queue.qos0_offline && self.queued_qos0 > 0 {
+            self.retain_queued(
+                |m| m.qos != QoS::AtMostOnce,
+                |message| Event::Dropped { message },
+            );
+        }
     }
 
     /// Discards the session state (the peer has none: clean start, or CONNACK said no session
@@ -422,6 +502,8 @@ impl<S: Store> Session<S> {
     /// acknowledgements go, without events. Configuration and connection stay.
     pub fn clear_session_state(&mut self) {
         self.queue = Default::default();
+        self.queued_bytes = 0;
+        self.queued_qos0 = 0;
         self.inflight = Default::default();
         self.received = Default::default();
         self.acks = Default::default();
@@ -611,6 +693,19 @@ impl<S: Store> Session<S> {
         payload: S::Payload,
         now: Instant,
     ) -> Result<MessageId, PublishError> {
+        let size = message.payload.len();
+        if message.qos == QoS::AtMostOnce {
+            // Refused before anything is copied.
+            if !self.config.queue.qos0_offline && self.link == Link::Down {
+                return Err(PublishError::Offline);
+            }
+            if !self.room_for(size) {
+                self.drop_expired(now);
+                if !self.room_for(size) {
+                    return Err(PublishError::QueueFull);
+                }
+            }
+        }
         TopicName::new(message.topic).map_err(PublishError::InvalidTopic)?;
         let props = &message.properties;
         let expiry = props.message_expiry_interval();
@@ -644,15 +739,105 @@ impl<S: Store> Session<S> {
             bytes,
             payload,
         };
-        if let Err(queued) = self.queue.push_back(queued) {
-            // Full: make room by dropping what expired while waiting, if anything did.
+        if !self.room_for(size) {
             self.drop_expired(now);
-            self.queue
-                .push_back(queued)
-                .map_err(|_| PublishError::QueueFull)?;
         }
+        // A QoS 1/2 message displaces QoS 0 ones while the limits say full.
+        while !self.room_for(size) && self.evict_oldest_qos0() {}
+        if !self.room_for(size) {
+            return Err(PublishError::QueueFull);
+        }
+        let (mut queued, mut expired_dropped) = (queued, false);
+        // The store itself may be full: what expired goes first, then QoS 0 for QoS 1/2.
+        while let Err(back) = self.queue.push_back(queued) {
+            queued = back;
+            if !expired_dropped {
+                expired_dropped = true;
+                self.drop_expired(now);
+            } else if queued.qos == QoS::AtMostOnce || !self.evict_oldest_qos0() {
+                return Err(PublishError::QueueFull);
+            }
+        }
+        self.queued_bytes += size;
+        self.queued_qos0 += usize::from(message.qos == QoS::AtMostOnce);
         self.next_message = self.next_message.wrapping_add(1);
         Ok(id)
+    }
+
+    /// Whether [`publish`](Self::publish) would take a message of `qos` with `payload_len`
+    /// bytes of payload now, as far as the [`QueueLimits`] go (a QoS 1/2 message is taken
+    /// while a QoS 0 one can make room for it). Lets a caller leave messages where they are
+    /// (a broker's hand-off) rather than offer them to be refused.
+    pub fn accepts(&self, qos: QoS, payload_len: usize) -> bool {
+        match qos {
+            QoS::AtMostOnce => {
+                (self.config.queue.qos0_offline || self.link != Link::Down)
+                    && self.room_for(payload_len)
+            }
+            _ => self.room_for(payload_len) || self.queued_qos0 > 0,
+        }
+    }
+
+    /// True if the limits leave room for one more message with `size` bytes of payload.
+    fn room_for(&self, size: usize) -> bool {
+        let limits = &self.config.queue;
+        let len = self.queue.len();
+        (limits.messages == 0 || len < limits.messages)
+            && (limits.bytes == 0 || len == 0 || self.queued_bytes + size <= limits.bytes)
+    }
+
+    /// Drops the oldest queued QoS 0 message ([`Event::Dropped`]); false if there is none.
+    fn evict_oldest_qos0(&mut self) -> bool {
+        if self.queued_qos0 == 0 {
+            return false;
+        }
+        let mut evicted = None;
+        self.queue.retain_in_order(|m| {
+            if evicted.is_none() && m.qos == QoS::AtMostOnce {
+                evicted = Some((m.id, m.payload().len()));
+                return false;
+            }
+            true
+        });
+        let Some((id, size)) = evicted else {
+            return false;
+        };
+        self.queued_bytes -= size;
+        self.queued_qos0 -= 1;
+        self.event(Event::Dropped { message: id });
+        true
+    }
+
+    /// Takes the first queued message out.
+    fn pop_queued(&mut self) -> Option<Message<S::Bytes, S::Payload>> {
+        let m = self.queue.pop_front()?;
+        self.queued_bytes -= m.payload().len();
+        self.queued_qos0 -= usize::from(m.qos == QoS::AtMostOnce);
+        Some(m)
+    }
+
+    /// Keeps the queued messages `keep` says to keep; reports each other one with `event`.
+    fn retain_queued(
+        &mut self,
+        mut keep: impl FnMut(&Message<S::Bytes, S::Payload>) -> bool,
+        event: fn(MessageId) -> Event,
+    ) {
+        let events = &mut self.events;
+        let (mut bytes, mut qos0, mut lost) = (0, 0, 0u32);
+        self.queue.retain_in_order(|m| {
+            if keep(m) {
+                return true;
+            }
+            bytes += m.payload().len();
+            qos0 += usize::from(m.qos == QoS::AtMostOnce);
+            if events.push_back(event(m.id)).is_err() {
+                lost += 1;
+            }
+            false
+        });
+        self.queued_bytes -= bytes;
+        self.queued_qos0 -= qos0;
+        self.events_dropped = self.events_dropped.wrapping_add(lost);
     }
 
     /// Takes a packet received on the connection at `now`, and returns the message to deliver
@@ -884,7 +1069,7 @@ impl<S: Store> Session<S> {
             };
             if m.expired(now) {
                 let id = m.id;
-                self.queue.pop_front();
+                self.pop_queued();
                 self.event(Event::Expired { message: id });
                 continue;
             }
@@ -944,13 +1129,13 @@ impl<S: Store> Session<S> {
             });
             if too_large {
                 let id = m.id;
-                self.queue.pop_front();
+                self.pop_queued();
                 self.event(Event::TooLarge { message: id });
                 continue;
             }
             let n = publish.encode(version, buf)?;
             self.ids = ids;
-            let Some(message) = self.queue.pop_front() else {
+            let Some(message) = self.pop_queued() else {
                 return Ok(None);
             };
             if let (Some(alias), true) = (alias, new_alias) {
@@ -1043,16 +1228,7 @@ impl<S: Store> Session<S> {
 
     /// Drops the queued messages whose Message Expiry Interval ran out ([`Event::Expired`]).
     fn drop_expired(&mut self, now: Instant) {
-        let events = &mut self.events;
-        let mut dropped = 0u32;
-        self.queue.retain_in_order(|m| {
-            let expired = m.expired(now);
-            if expired && events.push_back(Event::Expired { message: m.id }).is_err() {
-                dropped += 1;
-            }
-            !expired
-        });
-        self.events_dropped = self.events_dropped.wrapping_add(dropped);
+        self.retain_queued(|m| !m.expired(now), |message| Event::Expired { message });
     }
 
     /// When the session expires: its expiry after the connection was lost, unless it never

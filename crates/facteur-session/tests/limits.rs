@@ -537,6 +537,64 @@ fn reason_string_left_out_when_the_peer_takes_no_packet_that_large<S: Store>() {
     assert_eq!(drain(&mut s, at(15_000)), [vec![0xE0, 0x01, 0x8D]]);
 }
 
+/// The queue's limits: messages and payload bytes, QoS 0 displaced first, none kept offline.
+fn queue_limits_drop_qos0_first_and_keep_none_offline<S: Store>() {
+    use facteur_session::{PublishError, QueueLimits};
+    let mut config = Config::new(Role::Server);
+    config.queue = QueueLimits {
+        messages: 3,
+        bytes: 8,
+        qos0_offline: false,
+    };
+    let mut s = connected::<S>(config, Connection::new(V5, 0));
+    let q0a = s
+        .publish(&message("a", b"12", QoS::AtMostOnce), at(0))
+        .unwrap();
+    s.publish(&message("b", b"34", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    let q0c = s
+        .publish(&message("c", b"56", QoS::AtMostOnce), at(0))
+        .unwrap();
+    // 6 of 8 bytes: 3 more is over, whatever the QoS; a QoS 1 message displaces QoS 0 ones.
+    assert_eq!(
+        s.publish(&message("d", b"789", QoS::AtMostOnce), at(0)),
+        Err(PublishError::QueueFull)
+    );
+    s.publish(&message("e", b"789", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    assert_eq!(events(&mut s), [Event::Dropped { message: q0a }]);
+    // 3 messages: the next QoS 1 displaces the last QoS 0 one, then nothing more fits.
+    s.publish(&message("f", b"0", QoS::ExactlyOnce), at(0))
+        .unwrap();
+    assert_eq!(events(&mut s), [Event::Dropped { message: q0c }]);
+    assert_eq!(
+        s.publish(&message("g", b"0", QoS::AtLeastOnce), at(0)),
+        Err(PublishError::QueueFull)
+    );
+    let sent = drain(&mut s, at(0));
+    let topics: Vec<_> = sent.iter().map(|f| publish_fields(f).0).collect();
+    assert_eq!(topics, ["b", "e", "f"]);
+
+    // One message larger than the byte limit still goes into an empty queue.
+    s.publish(&message("big", b"0123456789", QoS::AtMostOnce), at(0))
+        .unwrap();
+    assert_eq!(s.queued(), 1);
+    // Lost connection: queued QoS 0 messages go, and no new one is taken.
+    let q0 = s.publish(&message("h", b"", QoS::AtMostOnce), at(0));
+    assert_eq!(q0, Err(PublishError::QueueFull), "9 bytes queued already");
+    s.on_connection_lost(at(1));
+    assert_eq!(s.queued(), 0);
+    assert!(matches!(events(&mut s)[..], [Event::Dropped { .. }]));
+    assert_eq!(
+        s.publish(&message("i", b"x", QoS::AtMostOnce), at(2)),
+        Err(PublishError::Offline)
+    );
+    assert!(!s.accepts(QoS::AtMostOnce, 1));
+    assert!(s.accepts(QoS::AtLeastOnce, 1));
+    s.publish(&message("j", b"x", QoS::AtLeastOnce), at(2))
+        .unwrap();
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -565,4 +623,5 @@ for_both_stores!(
     peer_maximum_packet_size_drops_what_does_not_fit,
     queued_messages_expire_on_the_timer,
     reason_string_left_out_when_the_peer_takes_no_packet_that_large,
+    queue_limits_drop_qos0_first_and_keep_none_offline,
 );
