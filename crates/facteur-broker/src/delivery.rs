@@ -7,40 +7,32 @@ use crate::link::SCRATCH;
 use crate::message::Delivery;
 use crate::session_task::SessionTask;
 use facteur_codec::{Properties, Property, Publish, QoS};
+use facteur_session::Admission;
 use std::sync::atomic::Ordering;
 
 impl SessionTask {
-    /// True while a client is connected and the session's queue (what goes out in the next
-    /// writes) has room. Otherwise deliveries stay in the mailbox, which is bounded: when it
-    /// fills, QoS 0 messages are dropped first and publishers of QoS 1/2 wait (connected
-    /// client) or their messages are dropped (offline).
-    pub(crate) fn has_room(&self) -> bool {
-        self.room() > 0
-    }
-
-    /// How many more messages the session's queue takes now.
-    pub(crate) fn room(&self) -> usize {
-        match self.link {
-            Some(_) => STAGED
-                .min(self.config.max_queued_messages)
-                .saturating_sub(self.session.queued()),
-            None => 0,
-        }
+    /// What the session's queue takes now, while a client is connected; `None` while it is
+    /// not: every message is then handed to the session, which keeps what its limits
+    /// allow (no QoS 0; QoS 1/2 up to the limits) and refuses the rest (counted), so
+    /// publishers never wait for an offline client. While connected, messages the queue
+    /// does not take stay in the mailbox, and when that fills, QoS 0 messages are dropped
+    /// and publishers of QoS 1/2 wait: a subscriber that cannot keep up slows them down.
+    pub(crate) fn admission(&self) -> Option<Admission> {
+        self.link.as_ref().map(|_| self.session.admission())
     }
 
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
         self.publish_to_session(&delivery);
         drop(delivery);
-        // Take whatever else is already waiting (a batch per lock), so it goes out in the
-        // same write.
+        // Take whatever else is already waiting and the queue takes (a batch per lock), so
+        // it goes out in the same write.
         BATCH.with(|cell| {
             let mut batch = cell.take();
             loop {
-                let room = self.room();
-                if room == 0 {
-                    break;
-                }
-                self.mailbox.take_up_to(room, &mut batch);
+                let mut admission = self.admission();
+                self.mailbox.take_while(&mut batch, |d| {
+                    admission.is_none_or_admits(d.qos, d.message.payload.len())
+                });
                 if batch.is_empty() {
                     break;
                 }
@@ -52,17 +44,8 @@ impl SessionTask {
         });
     }
 
+    /// Hands a delivery to the session, which queues it or refuses it (counted as dropped).
     pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) {
-        // Offline, QoS 0 messages are not kept (MQTT allows it; mosquitto does the same).
-        let offline = self.link.is_none();
-        // The session's queue is bounded like the mailbox in front of it: a subscriber that
-        // does not keep up loses new messages (counted) instead of growing memory.
-        if (offline && delivery.qos == QoS::AtMostOnce)
-            || self.session.queued() >= self.config.max_queued_messages
-        {
-            self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let message = &delivery.message;
         // The subscriber's subscription identifiers join the message's own properties.
         let with_ids: Vec<Property<'_>>;
@@ -171,6 +154,14 @@ impl SessionTask {
     }
 }
 
-/// Messages moved from the mailbox into the session's own queue ahead of the writes (beyond
-/// those in flight). The rest wait in the mailbox, where the payload is shared, not copied.
-pub(crate) const STAGED: usize = 64;
+/// An admission that may be absent (no client connected: everything is taken).
+pub(crate) trait AdmitsAll {
+    /// True if there is no admission, or it admits the message.
+    fn is_none_or_admits(&mut self, qos: QoS, payload_len: usize) -> bool;
+}
+
+impl AdmitsAll for Option<Admission> {
+    fn is_none_or_admits(&mut self, qos: QoS, payload_len: usize) -> bool {
+        self.as_mut().map_or(true, |a| a.admit(qos, payload_len))
+    }
+}

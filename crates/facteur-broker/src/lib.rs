@@ -106,11 +106,10 @@ impl Broker {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let config = Arc::new(config);
         let (stop, stopped) = watch::channel(false);
-        let limits = mailbox::Limits {
-            messages: config.max_queued_messages,
-            bytes: config.max_queued_bytes,
-        };
-        let router = Arc::new(Router::new(config.retain_available, limits));
+        let router = Arc::new(Router::new(
+            config.retain_available,
+            config.max_queued_messages,
+        ));
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for listener in &config.listeners {

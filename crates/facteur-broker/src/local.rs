@@ -35,8 +35,7 @@ impl LocalSubscription {
     pub(crate) fn new(router: &Arc<Router>, filter: &str, qos: QoS) -> Result<Self, TopicError> {
         let parsed = TopicFilter::new(filter)?;
         let key = router.next_key();
-        // Always "online": the subscriber is in this process.
-        let mailbox = router.open_mailbox(key, true);
+        let mailbox = router.open_mailbox(key);
         // Retained messages first, as a client would get them (as many as fit).
         for message in router.retained_for(parsed) {
             let delivery = Delivery {
@@ -63,7 +62,7 @@ impl LocalSubscription {
     /// The next message, or `None` once the broker has stopped.
     pub async fn recv(&mut self) -> Option<LocalMessage> {
         let delivery = loop {
-            match self.mailbox.next(true).await {
+            match self.mailbox.next().await {
                 Next::Deliver(delivery) => break delivery,
                 Next::Closed => return None,
                 // Not a session: connections never come here, and the end of the broker

@@ -1,40 +1,31 @@
-//! A session's inbox: the messages routed to it, the network connections coming to resume
-//! it, and the broker's stop signal, behind one lock and one wake-up.
+//! A session's hand-off: the messages routed to it on their way into its session, the
+//! network connections coming to resume it, and the broker's stop signal, behind one lock
+//! and one wake-up.
 //!
-//! It is bounded (a number of messages and, optionally, of payload bytes), it drops QoS 0
-//! messages before QoS 1/2 ones when full, and it holds no allocation while empty: ten
-//! thousand idle clients cost a few hundred bytes each here, not a channel block each.
+//! It has no queueing rules of its own: the session's queue ([`facteur_session::QueueLimits`])
+//! decides what is kept, displaced or refused. The hand-off only holds what the session
+//! task has not taken yet, up to a capacity; when that is full a QoS 0 message is dropped
+//! at once (counted) and a QoS 1/2 publisher waits for room, so a subscriber that cannot
+//! keep up slows its publishers down. It holds no allocation while empty: ten thousand idle
+//! clients cost a few hundred bytes each here, not a channel block each.
 
 use crate::message::{Attach, Delivery};
 use facteur_codec::QoS;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
-/// How much a mailbox holds before it refuses or drops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
-    /// Most messages waiting (at least 1).
-    pub(crate) messages: usize,
-    /// Most payload bytes waiting; 0 means no limit. A message larger than this is still
-    /// taken into an empty mailbox, so that one big message cannot block a client forever.
-    pub(crate) bytes: usize,
-}
-
 /// What became of a message offered to a mailbox.
 #[derive(Debug)]
 pub(crate) enum Offer {
-    /// Queued, after dropping this many older QoS 0 messages to make room.
-    Queued {
-        /// QoS 0 messages dropped for it.
-        evicted: usize,
-    },
-    /// Full, and the message is QoS 1/2 for a connected client: the caller may wait for
-    /// room with [`Mailbox::send`].
+    /// Handed off: the session task will take it.
+    Queued,
+    /// Full, and the message is QoS 1/2: the caller may wait for room with
+    /// [`Mailbox::send`].
     Full(Delivery),
-    /// Not kept: full, or QoS 0 for a client that is not connected.
+    /// Full, and the message is QoS 0: not kept.
     Dropped,
     /// The session has ended.
     Closed,
@@ -53,25 +44,22 @@ pub(crate) enum Next {
     Closed,
 }
 
-/// A session's inbox, shared by the session's task and everyone who routes to it.
+/// A session's hand-off, shared by the session's task and everyone who routes to it.
 #[derive(Debug)]
 pub(crate) struct Mailbox {
     inbox: Mutex<Inbox>,
     /// Wakes publishers waiting for room.
     room: Notify,
-    /// Whether a client is connected to take deliveries now.
-    online: AtomicBool,
     /// The number of messages waiting, as last written under the lock: lets a QoS 0 message
     /// that cannot be taken be dropped without taking the lock.
     waiting: AtomicUsize,
-    limits: Limits,
+    /// Most messages waiting (at least 1).
+    capacity: usize,
 }
 
 #[derive(Debug, Default)]
 struct Inbox {
     deliveries: VecDeque<Delivery>,
-    /// Payload bytes of `deliveries`.
-    bytes: usize,
     attaches: Vec<Attach>,
     closed: bool,
     stopping: bool,
@@ -83,41 +71,19 @@ struct Inbox {
 }
 
 impl Inbox {
-    fn has_room(&self, limits: &Limits, payload: usize) -> bool {
-        self.deliveries.len() < limits.messages
-            && (limits.bytes == 0
-                || self.deliveries.is_empty()
-                || self.bytes + payload <= limits.bytes)
-    }
-
     /// Queues a delivery; returns the taker to wake (after the lock is released).
     fn push(&mut self, delivery: Delivery) -> Option<Waker> {
-        self.bytes += delivery.message.payload.len();
         self.deliveries.push_back(delivery);
         self.taker.take()
     }
 
-    fn remove(&mut self, at: usize) -> Option<Delivery> {
-        let delivery = if at == 0 {
-            self.deliveries.pop_front()?
-        } else {
-            self.deliveries.remove(at)?
-        };
-        self.bytes -= delivery.message.payload.len();
+    fn pop(&mut self) -> Option<Delivery> {
+        let delivery = self.deliveries.pop_front()?;
         if self.deliveries.is_empty() && self.deliveries.capacity() > IDLE_CAPACITY {
             // A client that caught up keeps no large queue.
             self.deliveries = VecDeque::new();
         }
         Some(delivery)
-    }
-
-    /// Drops the oldest QoS 0 message; false if there is none.
-    fn evict_qos0(&mut self) -> bool {
-        let oldest = self
-            .deliveries
-            .iter()
-            .position(|d| d.qos == QoS::AtMostOnce);
-        oldest.and_then(|at| self.remove(at)).is_some()
     }
 }
 
@@ -158,14 +124,13 @@ impl Drop for Guard<'_> {
 const IDLE_CAPACITY: usize = 64;
 
 impl Mailbox {
-    /// An empty, open mailbox.
-    pub(crate) fn new(limits: Limits, online: bool) -> Self {
+    /// An empty, open mailbox holding at most `capacity` messages.
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             inbox: Mutex::default(),
             room: Notify::new(),
-            online: AtomicBool::new(online),
             waiting: AtomicUsize::new(0),
-            limits,
+            capacity: capacity.max(1),
         }
     }
 
@@ -176,68 +141,33 @@ impl Mailbox {
         }
     }
 
-    /// True if a message at `qos` would be dropped now, known without the lock: QoS 0 for a
-    /// client that is offline or whose mailbox is full (by count). The caller then need not
-    /// build the delivery at all.
+    /// True if a message at `qos` would be dropped now, known without the lock: QoS 0 with
+    /// the mailbox full. The caller then need not build the delivery at all.
     pub(crate) fn drops_at_once(&self, qos: QoS) -> bool {
-        qos == QoS::AtMostOnce
-            && (!self.is_online() || self.waiting.load(Ordering::Relaxed) >= self.limits.messages)
+        qos == QoS::AtMostOnce && self.waiting.load(Ordering::Relaxed) >= self.capacity
     }
 
-    /// Whether a client is connected.
-    pub(crate) fn is_online(&self) -> bool {
-        self.online.load(Ordering::Relaxed)
-    }
-
-    /// Marks the client connected or gone. Going offline drops the QoS 0 messages waiting
-    /// (they are not kept for offline clients) and returns how many.
-    pub(crate) fn set_online(&self, online: bool) -> usize {
-        self.online.store(online, Ordering::Relaxed);
-        if online {
-            return 0;
-        }
-        let mut inbox = self.lock();
-        let mut dropped = 0;
-        while inbox.evict_qos0() {
-            dropped += 1;
-        }
-        dropped
-    }
-
-    /// Offers a message without waiting. A QoS 1/2 message finding the mailbox full takes
-    /// the place of the oldest QoS 0 messages; a QoS 0 message finding it full is dropped.
+    /// Offers a message without waiting.
     pub(crate) fn offer(&self, delivery: Delivery) -> Offer {
-        let online = self.is_online();
-        if !online && delivery.qos == QoS::AtMostOnce {
-            return Offer::Dropped;
-        }
-        let payload = delivery.message.payload.len();
         let mut inbox = self.lock();
         if inbox.closed {
             return Offer::Closed;
         }
-        let mut evicted = 0;
-        if delivery.qos != QoS::AtMostOnce {
-            while !inbox.has_room(&self.limits, payload) && inbox.evict_qos0() {
-                evicted += 1;
-            }
-        }
-        if inbox.has_room(&self.limits, payload) {
+        if inbox.deliveries.len() < self.capacity {
             let taker = inbox.push(delivery);
             drop(inbox);
             wake(taker);
-            Offer::Queued { evicted }
-        } else if online && delivery.qos != QoS::AtMostOnce {
+            Offer::Queued
+        } else if delivery.qos != QoS::AtMostOnce {
             Offer::Full(delivery)
         } else {
             Offer::Dropped
         }
     }
 
-    /// Waits for room, then queues the message. Gives it back if the session ends or its
-    /// client goes offline meanwhile. Bound the wait with a timeout.
+    /// Waits for room, then queues the message. Gives it back if the session ends
+    /// meanwhile. Bound the wait with a timeout.
     pub(crate) async fn send(&self, delivery: Delivery) -> Result<(), Delivery> {
-        let payload = delivery.message.payload.len();
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
@@ -245,10 +175,10 @@ impl Mailbox {
             notified.as_mut().enable();
             {
                 let mut inbox = self.lock();
-                if inbox.closed || !self.is_online() {
+                if inbox.closed {
                     return Err(delivery);
                 }
-                if inbox.has_room(&self.limits, payload) {
+                if inbox.deliveries.len() < self.capacity {
                     let taker = inbox.push(delivery);
                     drop(inbox);
                     wake(taker);
@@ -274,13 +204,17 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Moves up to `max` waiting deliveries, oldest first, into `out` (one lock for all).
-    pub(crate) fn take_up_to(&self, max: usize, out: &mut Vec<Delivery>) {
+    /// Moves waiting deliveries, oldest first, into `out` while `take` says yes (one lock
+    /// for all).
+    pub(crate) fn take_while(
+        &self,
+        out: &mut Vec<Delivery>,
+        mut take: impl FnMut(&Delivery) -> bool,
+    ) {
         let mut inbox = self.lock();
-        for _ in 0..max {
-            match inbox.remove(0) {
-                Some(delivery) => out.push(delivery),
-                None => break,
+        while inbox.deliveries.front().is_some_and(&mut take) {
+            if let Some(delivery) = inbox.pop() {
+                out.push(delivery);
             }
         }
         let wanted = !out.is_empty() && std::mem::take(&mut inbox.room_wanted);
@@ -291,9 +225,14 @@ impl Mailbox {
     }
 
     /// What the session's task must act on: a connection first, then the stop signal,
-    /// then (when `deliveries` is true) a message. When there is nothing, the task's waker
-    /// is kept and woken when something comes. Only one task may take from a mailbox.
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>, deliveries: bool) -> Poll<Next> {
+    /// then a message, if `take` accepts the first one waiting. When there is nothing, the
+    /// task's waker is kept and woken when something comes. Only one task may take from a
+    /// mailbox.
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&Delivery) -> bool,
+    ) -> Poll<Next> {
         let mut inbox = self.lock();
         if let Some(attach) = inbox.attaches.pop() {
             return Poll::Ready(Next::Attach(Box::new(attach)));
@@ -301,8 +240,8 @@ impl Mailbox {
         if std::mem::take(&mut inbox.stopping) {
             return Poll::Ready(Next::Stop);
         }
-        if deliveries {
-            if let Some(delivery) = inbox.remove(0) {
+        if inbox.deliveries.front().is_some_and(take) {
+            if let Some(delivery) = inbox.pop() {
                 let wanted = std::mem::take(&mut inbox.room_wanted);
                 drop(inbox);
                 if wanted {
@@ -321,9 +260,10 @@ impl Mailbox {
         Poll::Pending
     }
 
-    /// Waits for the next thing to act on (see [`Mailbox::poll_next`]).
-    pub(crate) async fn next(&self, deliveries: bool) -> Next {
-        std::future::poll_fn(|cx| self.poll_next(cx, deliveries)).await
+    /// Waits for the next thing to act on, every message taken (see
+    /// [`Mailbox::poll_next`]).
+    pub(crate) async fn next(&self) -> Next {
+        std::future::poll_fn(|cx| self.poll_next(cx, |_| true)).await
     }
 
     /// Tells the session's task the broker is stopping.
@@ -335,16 +275,17 @@ impl Mailbox {
         wake(taker);
     }
 
-    /// Drops every message waiting.
-    pub(crate) fn clear(&self) {
+    /// Drops every message waiting; returns how many.
+    pub(crate) fn clear(&self) -> usize {
         let mut inbox = self.lock();
+        let dropped = inbox.deliveries.len();
         inbox.deliveries = VecDeque::new();
-        inbox.bytes = 0;
         let wanted = std::mem::take(&mut inbox.room_wanted);
         drop(inbox);
         if wanted {
             self.room.notify_waiters();
         }
+        dropped
     }
 
     /// Closes the mailbox: nothing more is taken, waiting publishers give up, and the
@@ -392,122 +333,65 @@ mod tests {
 
     fn payloads(mailbox: &Mailbox) -> Vec<Vec<u8>> {
         let mut taken = Vec::new();
-        mailbox.take_up_to(usize::MAX, &mut taken);
+        mailbox.take_while(&mut taken, |_| true);
         taken.iter().map(|d| d.message.payload.to_vec()).collect()
     }
 
-    const TWO: Limits = Limits {
-        messages: 2,
-        bytes: 0,
-    };
-
     #[test]
     fn empty_mailbox_holds_no_allocation() {
-        let mailbox = Mailbox::new(TWO, true);
+        let mailbox = Mailbox::new(2);
         assert_eq!(mailbox.lock().deliveries.capacity(), 0);
         assert_eq!(mailbox.lock().attaches.capacity(), 0);
     }
 
     #[test]
-    fn full_mailbox_drops_qos0_first() {
-        let mailbox = Mailbox::new(TWO, true);
+    fn a_full_hand_off_drops_qos0_at_once_and_hands_qos1_back() {
+        let mailbox = Mailbox::new(2);
         assert!(matches!(
             mailbox.offer(delivery(QoS::AtMostOnce, b"a")),
-            Offer::Queued { evicted: 0 }
+            Offer::Queued
         ));
+        assert!(!mailbox.drops_at_once(QoS::AtMostOnce));
         assert!(matches!(
             mailbox.offer(delivery(QoS::AtLeastOnce, b"b")),
-            Offer::Queued { evicted: 0 }
+            Offer::Queued
         ));
-        // Full: a new QoS 0 message is the one dropped...
+        assert!(mailbox.drops_at_once(QoS::AtMostOnce));
+        assert!(!mailbox.drops_at_once(QoS::AtLeastOnce));
         assert!(matches!(
             mailbox.offer(delivery(QoS::AtMostOnce, b"c")),
             Offer::Dropped
         ));
-        // ...and a QoS 1 message takes the place of the QoS 0 one.
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"d")),
-            Offer::Queued { evicted: 1 }
-        ));
-        // Nothing QoS 0 left: a QoS 1 message for a connected client is handed back.
         assert!(matches!(
             mailbox.offer(delivery(QoS::ExactlyOnce, b"e")),
             Offer::Full(_)
         ));
-        assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"d".to_vec()]);
+        assert_eq!(payloads(&mailbox), [b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[test]
-    fn byte_limit_counts_payloads_but_takes_one_big_message() {
-        let mailbox = Mailbox::new(
-            Limits {
-                messages: 100,
-                bytes: 10,
-            },
-            true,
-        );
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, &[0; 25])),
-            Offer::Queued { .. }
-        ));
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"x")),
-            Offer::Full(_)
-        ));
-        assert_eq!(payloads(&mailbox).len(), 1);
-        for _ in 0..5 {
-            assert!(matches!(
-                mailbox.offer(delivery(QoS::AtMostOnce, b"12")),
-                Offer::Queued { .. }
-            ));
+    fn the_taker_stops_at_the_first_message_it_declines() {
+        let mailbox = Mailbox::new(4);
+        for (qos, p) in [
+            (QoS::AtLeastOnce, b"a"),
+            (QoS::AtMostOnce, b"b"),
+            (QoS::AtLeastOnce, b"c"),
+        ] {
+            mailbox.offer(delivery(qos, p));
         }
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtMostOnce, b"1")),
-            Offer::Dropped
-        ));
-        // 4 more bytes of QoS 1 evict two 2-byte QoS 0 messages.
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"four")),
-            Offer::Queued { evicted: 2 }
-        ));
-        assert_eq!(mailbox.lock().bytes, 10);
-    }
-
-    #[test]
-    fn offline_client_gets_no_qos0_and_loses_waiting_ones() {
-        let mailbox = Mailbox::new(TWO, true);
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtMostOnce, b"a")),
-            Offer::Queued { .. }
-        ));
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"b")),
-            Offer::Queued { .. }
-        ));
-        assert_eq!(mailbox.set_online(false), 1);
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtMostOnce, b"c")),
-            Offer::Dropped
-        ));
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"d")),
-            Offer::Queued { .. }
-        ));
-        // Full and offline: nobody waits for an offline client.
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"e")),
-            Offer::Dropped
-        ));
-        assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"d".to_vec()]);
+        let mut taken = Vec::new();
+        mailbox.take_while(&mut taken, |d| d.qos != QoS::AtMostOnce);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"c".to_vec()]);
     }
 
     #[tokio::test]
     async fn waiting_sender_gets_in_when_room_is_made() {
-        let mailbox = Arc::new(Mailbox::new(TWO, true));
+        let mailbox = Arc::new(Mailbox::new(2));
         for p in [b"a", b"b"] {
             assert!(matches!(
                 mailbox.offer(delivery(QoS::AtLeastOnce, p)),
-                Offer::Queued { .. }
+                Offer::Queued
             ));
         }
         let Offer::Full(waiting) = mailbox.offer(delivery(QoS::AtLeastOnce, b"c")) else {
@@ -518,7 +402,7 @@ mod tests {
             async move { mailbox.send(waiting).await.is_ok() }
         });
         // The receiving side takes one: the sender is woken and gets in.
-        let Next::Deliver(first) = mailbox.next(true).await else {
+        let Next::Deliver(first) = mailbox.next().await else {
             panic!("expected a delivery");
         };
         assert_eq!(&first.message.payload[..], b"a");
@@ -532,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_returns_attaches_and_releases_senders() {
-        let mailbox = Arc::new(Mailbox::new(TWO, true));
+        let mailbox = Arc::new(Mailbox::new(2));
         for p in [b"a", b"b"] {
             mailbox.offer(delivery(QoS::AtLeastOnce, p));
         }
@@ -557,22 +441,22 @@ mod tests {
         ));
         // What was queued before closing can still be read, then the end is seen.
         assert_eq!(payloads(&mailbox).len(), 2);
-        assert!(matches!(mailbox.next(true).await, Next::Closed));
+        assert!(matches!(mailbox.next().await, Next::Closed));
     }
 
     #[tokio::test]
-    async fn stop_wakes_the_task_even_without_deliveries() {
-        let mailbox = Arc::new(Mailbox::new(TWO, true));
+    async fn stop_wakes_the_task_even_when_it_takes_no_delivery() {
+        let mailbox = Arc::new(Mailbox::new(2));
         let task = tokio::spawn({
             let mailbox = mailbox.clone();
-            async move { matches!(mailbox.next(false).await, Next::Stop) }
+            async move { std::future::poll_fn(|cx| mailbox.poll_next(cx, |_| false)).await }
         });
         mailbox.offer(delivery(QoS::AtLeastOnce, b"a"));
         mailbox.stop();
-        let stopped = tokio::time::timeout(Duration::from_secs(5), task)
+        let next = tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("the task was woken")
             .unwrap();
-        assert!(stopped);
+        assert!(matches!(next, Next::Stop));
     }
 }

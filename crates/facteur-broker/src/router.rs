@@ -2,7 +2,7 @@
 //! connected clients, and the statistics. A PUBLISH takes read locks only on its way to the
 //! subscribers, and its payload is shared by all of them (one `Arc`, never a copy each).
 
-use crate::mailbox::{Limits, Mailbox, Offer};
+use crate::mailbox::{Mailbox, Offer};
 use crate::message::{Attach, Delivery, Message, Subscribed};
 use crate::Stats;
 use facteur_codec::QoS;
@@ -83,7 +83,8 @@ pub(crate) struct Router {
     subscriptions: RwLock<SubscriptionTree<ConnId, Subscribed>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     mailboxes: RwLock<HashMap<ConnId, Arc<Mailbox>, ConnIdHash>>,
-    limits: Limits,
+    /// Messages a session's mailbox holds before publishers drop (QoS 0) or wait.
+    mailbox_capacity: usize,
     /// Set once the broker stops: mailboxes opened later are told at once.
     stopping: AtomicBool,
     sessions: Mutex<HashMap<Arc<str>, SessionEntry>>,
@@ -130,12 +131,12 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(retain_available: bool, limits: Limits) -> Self {
+    pub(crate) fn new(retain_available: bool, mailbox_capacity: usize) -> Self {
         Self {
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
             mailboxes: RwLock::new(HashMap::default()),
-            limits,
+            mailbox_capacity,
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             retain_available,
@@ -192,7 +193,7 @@ impl Router {
             }
         }
         let key = self.next_key();
-        let mailbox = self.open_mailbox(key, false);
+        let mailbox = self.open_mailbox(key);
         sessions.insert(
             client_id.clone(),
             SessionEntry {
@@ -211,10 +212,9 @@ impl Router {
         }
     }
 
-    /// Opens and registers the mailbox of `key`; `online` says whether a client is there to
-    /// take deliveries now.
-    pub(crate) fn open_mailbox(&self, key: ConnId, online: bool) -> Arc<Mailbox> {
-        let mailbox = Arc::new(Mailbox::new(self.limits, online));
+    /// Opens and registers the mailbox of `key`.
+    pub(crate) fn open_mailbox(&self, key: ConnId) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::new(self.mailbox_capacity));
         let mut mailboxes = write(&self.mailboxes);
         if self.stopping.load(Ordering::Relaxed) {
             mailbox.stop();
@@ -381,7 +381,7 @@ impl Router {
                 .unwrap_or(QoS::AtMostOnce);
             if mailbox.drops_at_once(qos) {
                 dropped += 1;
-                routed.congested |= mailbox.is_online();
+                routed.congested = true;
                 continue;
             }
             let mut delivery = Delivery {
@@ -396,13 +396,12 @@ impl Router {
                 delivery.subscription_ids.extend(subscribed.id);
             }
             match mailbox.offer(delivery) {
-                Offer::Queued { evicted } => dropped += evicted,
+                Offer::Queued | Offer::Closed => {}
                 Offer::Full(delivery) => routed.waiting.push((mailbox.clone(), delivery)),
                 Offer::Dropped => {
                     dropped += 1;
-                    routed.congested |= mailbox.is_online();
+                    routed.congested = true;
                 }
-                Offer::Closed => {}
             }
         }
         if dropped > 0 {

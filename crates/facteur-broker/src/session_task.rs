@@ -3,13 +3,14 @@
 //! socket, the mailbox and the session's timer at once.
 
 use crate::accept::{hand_over, parse_connect, refuse, Refusal};
+use crate::delivery::AdmitsAll;
 use crate::link::{encode_into, linger, poll_read_link, End, Link};
 use crate::mailbox::{Mailbox, Next};
 use crate::message::{Attach, Message};
 use crate::router::{ConnId, Router, TaskGuard, Waiting};
 use crate::Config;
 use facteur_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
-use facteur_session::{AllocStore, Event, Instant, Role, Session, TakeOver};
+use facteur_session::{AllocStore, Event, Instant, QueueLimits, Role, Session, TakeOver};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -59,6 +60,12 @@ impl SessionTask {
                 role: Role::Server,
                 receive_maximum: config.receive_maximum,
                 topic_alias_maximum: config.max_topic_alias,
+                queue: QueueLimits {
+                    messages: config.max_queued_messages,
+                    bytes: config.max_queued_bytes,
+                    // MQTT allows it, and mosquitto does the same.
+                    qos0_offline: false,
+                },
             }),
             mailbox,
             filters: Vec::new(),
@@ -125,7 +132,7 @@ impl SessionTask {
                 // Fairness, not a wait: subscribers that fell behind get their turn first.
                 tokio::task::yield_now().await;
             }
-            let has_room = self.has_room();
+            let mut admission = self.admission();
             socket_first = !socket_first;
             // The idle wait: polled by hand (socket readiness, the mailbox's waker slot, the
             // timer), so an idle session keeps no future and no buffer for it.
@@ -135,7 +142,9 @@ impl SessionTask {
                         return Poll::Ready(Woken::Read(read));
                     }
                 }
-                if let Poll::Ready(next) = self.mailbox.poll_next(cx, has_room) {
+                if let Poll::Ready(next) = self.mailbox.poll_next(cx, |d| {
+                    admission.is_none_or_admits(d.qos, d.message.payload.len())
+                }) {
                     return Poll::Ready(Woken::Mailbox(next));
                 }
                 if !socket_first {
@@ -209,7 +218,7 @@ impl SessionTask {
             // A new session: nothing of an earlier one is kept.
             self.router
                 .unsubscribe_all(self.key, self.filters.drain(..));
-            self.mailbox.clear();
+            self.drop_waiting_messages();
         }
         let version = connect.protocol;
         self.version = version;
@@ -228,7 +237,6 @@ impl SessionTask {
             version,
             &Packet::ConnAck(accepted.connack(&props)),
         );
-        self.mailbox.set_online(true);
         self.link = Some(link);
         let present = accepted.session_present;
         tracing::debug!(client = %self.client_id, %version, present, "connected");
@@ -251,7 +259,7 @@ impl SessionTask {
         if self.session.take_over(now, clean_start) == TakeOver::Ended {
             self.router
                 .unsubscribe_all(self.key, self.filters.drain(..));
-            self.mailbox.clear();
+            self.drop_waiting_messages();
         }
         // The old connection's will; no event of it outlives this point.
         self.process_events();
@@ -269,16 +277,20 @@ impl SessionTask {
         }
     }
 
-    /// Closes the network connection, if any (lingering: see [`linger`]); the session
-    /// stays.
-    pub(crate) fn close_link(&mut self) -> Option<End> {
-        let link = self.link.take()?;
-        // QoS 0 messages are not kept for an offline client.
-        let dropped = self.mailbox.set_online(false);
+    /// A new session starts: what was waiting in the mailbox for the old one goes
+    /// (counted).
+    fn drop_waiting_messages(&mut self) {
+        let dropped = self.mailbox.clear();
         self.router
             .stats
             .dropped
             .fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+
+    /// Closes the network connection, if any (lingering: see [`linger`]); the session
+    /// stays.
+    pub(crate) fn close_link(&mut self) -> Option<End> {
+        let link = self.link.take()?;
         tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
         let end = link.end;
         tokio::spawn(linger(link.stream));
@@ -325,6 +337,9 @@ impl SessionTask {
                 Event::Disconnected { .. } => self.end_link(End::Disconnected),
                 Event::WillDue => self.publish_will(),
                 Event::SessionExpired => return true,
+                Event::Dropped { .. } => {
+                    self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 _ => {}
             }
         }

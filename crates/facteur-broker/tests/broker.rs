@@ -802,20 +802,28 @@ async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
     slow.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
         .await;
     let mut publisher = Peer::client(&broker, V5, "pub").await;
-    // m1 in flight, m2 and m3 in the session's queue (2).
-    for (id, payload) in [(1u16, b"m1"), (2, b"m2"), (3, b"m3")] {
-        publisher
-            .send(&publish("flot", payload, QoS::AtLeastOnce, Some(id)))
-            .await;
-        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+    // m1 in flight; m2 waits for it in the session's queue (2), q1 behind m2.
+    for (payload, qos, id) in [
+        (b"m1", QoS::AtLeastOnce, Some(1)),
+        (b"m2", QoS::AtLeastOnce, Some(2)),
+        (b"q1", QoS::AtMostOnce, None),
+    ] {
+        publisher.send(&publish("flot", payload, qos, id)).await;
+        if let Some(id) = id {
+            assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+        }
     }
     until_stats(&broker, |s| s.messages_sent == 3).await;
-    // The mailbox (2) takes q1 and q2; m4 takes q1's place; q3 finds it full.
-    for payload in [b"q1", b"q2"] {
-        publisher
-            .send(&publish("flot", payload, QoS::AtMostOnce, None))
-            .await;
-    }
+    // The queue is full: m3 takes the place of q1 there.
+    publisher
+        .send(&publish("flot", b"m3", QoS::AtLeastOnce, Some(3)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x03]);
+    until_stats(&broker, |s| s.dropped == 1).await;
+    // Nothing left to displace: q2 and m4 wait in the mailbox (2), and q3 finds that full.
+    publisher
+        .send(&publish("flot", b"q2", QoS::AtMostOnce, None))
+        .await;
     publisher
         .send(&publish("flot", b"m4", QoS::AtLeastOnce, Some(4)))
         .await;
@@ -826,24 +834,32 @@ async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
     sync(&mut publisher).await;
     assert_eq!(broker.stats().dropped, 2, "q1 and q3");
 
-    // The subscriber catches up: every QoS 1 message, in order, and q2.
-    let (mut qos1, mut qos0) = (Vec::new(), Vec::new());
-    while qos1.len() < 4 {
+    // The subscriber catches up: every QoS 1 message, in order. When m2 leaves the queue,
+    // q2 and m4 come in from the mailbox: the queue (2) is full again, and m4 takes q2's
+    // place.
+    let (mut got1, mut got0) = (Vec::new(), Vec::new());
+    while got1.len() < 4 {
         let (payload, qos, id) = delivered(V5, &slow.recv_bytes().await);
         match id {
             Some(id) => {
                 assert_eq!(qos, QoS::AtLeastOnce);
-                qos1.push(payload);
+                got1.push(payload);
                 slow.send_bytes(&[0x40, 0x02, 0x00, id as u8]).await;
             }
-            None => qos0.push(payload),
+            None => got0.push(payload),
         }
     }
-    while let Some(bytes) = slow.try_recv_bytes(Duration::from_millis(300)).await {
-        qos0.push(delivered(V5, &bytes).0);
+    slow.send(&Packet::PingReq).await;
+    loop {
+        let bytes = slow.recv_bytes().await;
+        if bytes == [0xD0, 0x00] {
+            break;
+        }
+        got0.push(delivered(V5, &bytes).0);
     }
-    assert_eq!(qos1, [b"m1", b"m2", b"m3", b"m4"]);
-    assert_eq!(qos0, [b"q2"]);
+    assert_eq!(got1, [b"m1", b"m2", b"m3", b"m4"]);
+    assert!(got0.is_empty(), "{got0:?}");
+    assert_eq!(broker.stats().dropped, 3, "q1, q3 and q2");
     broker.shutdown().await;
 }
 

@@ -137,7 +137,9 @@ pub use event::{Event, MessageId};
 pub use ids::PacketIds;
 #[cfg(feature = "alloc")]
 pub use retained::{RetainedMessage, RetainedStore};
-pub use session::{Config, Connection, PublishError, QueueLimits, Role, Session, Verdict};
+pub use session::{
+    Admission, Config, Connection, PublishError, QueueLimits, Role, Session, Verdict,
+};
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
 pub use store::{

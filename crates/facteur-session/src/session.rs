@@ -111,6 +111,45 @@ impl Default for QueueLimits {
     }
 }
 
+/// What a session's queue takes now ([`Session::admission`]), counted down as messages are
+/// admitted, so that a caller can take a batch of messages from elsewhere (a broker's
+/// hand-off) in one go and hand them all to [`Session::publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    messages_left: usize,
+    bytes_left: Option<usize>,
+    empty: bool,
+    displaceable: usize,
+    qos0: bool,
+}
+
+impl Admission {
+    /// True if the queue takes one more message of `qos` with `payload_len` bytes of
+    /// payload, after those admitted before; it then counts as queued. Exact for the
+    /// message limit; a QoS 1/2 message admitted by displacing a QoS 0 one counts one
+    /// displaced (by bytes, [`Session::publish`] may need more, and refuses if there are
+    /// none).
+    pub fn admit(&mut self, qos: QoS, payload_len: usize) -> bool {
+        if qos == QoS::AtMostOnce && !self.qos0 {
+            return false;
+        }
+        let fits = self.messages_left > 0
+            && (self.empty || self.bytes_left.map_or(true, |left| payload_len <= left));
+        if fits {
+            self.messages_left -= 1;
+            self.bytes_left = self.bytes_left.map(|left| left.saturating_sub(payload_len));
+            self.empty = false;
+            self.displaceable += usize::from(qos == QoS::AtMostOnce);
+            true
+        } else if qos != QoS::AtMostOnce && self.displaceable > 0 {
+            self.displaceable -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// What one connection agreed on (from CONNECT and CONNACK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connection {
@@ -769,12 +808,23 @@ impl<S: Store> Session<S> {
     /// while a QoS 0 one can make room for it). Lets a caller leave messages where they are
     /// (a broker's hand-off) rather than offer them to be refused.
     pub fn accepts(&self, qos: QoS, payload_len: usize) -> bool {
-        match qos {
-            QoS::AtMostOnce => {
-                (self.config.queue.qos0_offline || self.link != Link::Down)
-                    && self.room_for(payload_len)
-            }
-            _ => self.room_for(payload_len) || self.queued_qos0 > 0,
+        self.admission().admit(qos, payload_len)
+    }
+
+    /// What the queue takes now, for a caller deciding on several messages at once before
+    /// publishing them: see [`Admission::admit`].
+    pub fn admission(&self) -> Admission {
+        let limits = &self.config.queue;
+        let len = self.queue.len();
+        Admission {
+            messages_left: match limits.messages {
+                0 => usize::MAX,
+                max => max.saturating_sub(len),
+            },
+            bytes_left: (limits.bytes > 0).then(|| limits.bytes.saturating_sub(self.queued_bytes)),
+            empty: len == 0,
+            displaceable: self.queued_qos0,
+            qos0: limits.qos0_offline || self.link != Link::Down,
         }
     }
 
