@@ -32,6 +32,7 @@
 //! identifiers on delivery, reason strings on refusals, `$SYS` topics every `sys_interval`.
 //! Not yet: TLS, WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accept;
 mod config;

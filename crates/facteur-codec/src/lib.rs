@@ -101,7 +101,7 @@
 //!   `BytesMut` as shared `Bytes` so payloads are handed on without copying.
 #![no_std]
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "bytes")]
 mod bytes_support;

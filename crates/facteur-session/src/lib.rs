@@ -117,7 +117,7 @@
 //! * `alloc`: [`AllocStore`] and [`RetainedStore`].
 #![no_std]
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connect;
 mod event;
