@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// Why a configuration could not be used. The message names the key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
@@ -34,6 +35,7 @@ pub enum ConfigError {
 /// One listener: where the broker accepts MQTT over TCP.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Listener {
     /// The address to bind (mosquitto's `bind_address`); default `127.0.0.1`.
     #[serde(default = "default_bind_address")]
@@ -87,6 +89,7 @@ impl Listener {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Config {
     /// Where to accept connections; default one listener on 127.0.0.1:1883. May be empty
     /// for an embedded broker that only serves streams it is given

@@ -61,6 +61,7 @@ use tokio::task::JoinSet;
 
 /// Counters the broker keeps (all since start).
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Connections accepted.
     pub connections: AtomicU64,
@@ -78,6 +79,7 @@ pub struct Stats {
 
 /// A snapshot of [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatsSnapshot {
     /// Clients connected now.
     pub clients_connected: usize,
@@ -99,12 +101,31 @@ pub struct StatsSnapshot {
 #[derive(Debug)]
 pub struct Broker;
 
+/// Why [`Broker::start`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration has a value out of its range (the error names the key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound (the address is in use, not local, or needs rights).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
 impl Broker {
     /// Binds every listener and starts accepting on the current tokio runtime.
-    pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
-        config
-            .check()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for a value out of its range, [`StartError::Bind`] when a
+    /// listener cannot be bound.
+    pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        config.check()?;
         let config = Arc::new(config);
         let (stop, stopped) = watch::channel(false);
         let router = Arc::new(Router::new(
@@ -114,12 +135,12 @@ impl Broker {
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for listener in &config.listeners {
-            let addr = listener.socket_addr().map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-            })?;
-            let socket = TcpListener::bind(addr).await?;
-            addrs.push(socket.local_addr()?);
-            tracing::info!(addr = %socket.local_addr()?, "listening");
+            let addr = listener.socket_addr()?;
+            let bind = |source| StartError::Bind { addr, source };
+            let socket = TcpListener::bind(addr).await.map_err(bind)?;
+            let bound = socket.local_addr().map_err(bind)?;
+            addrs.push(bound);
+            tracing::info!(addr = %bound, "listening");
             tasks.spawn(accept_loop(
                 socket,
                 config.clone(),
