@@ -57,7 +57,7 @@ pub(crate) fn hand_over(
 ) {
     // At most twice: a session task that ended just now is replaced by a new one.
     for _ in 0..2 {
-        match router.attach(&client_id) {
+        match router.attach(&client_id, config.max_sessions) {
             SessionSlot::Existing(mailbox) => match mailbox.attach(attach) {
                 Ok(()) => return,
                 Err(returned) => attach = returned,
@@ -67,8 +67,23 @@ pub(crate) fn hand_over(
                 tokio::spawn(Box::new(task).run(attach));
                 return;
             }
+            SessionSlot::Full => {
+                tokio::spawn(refuse_attach(attach));
+                return;
+            }
         }
     }
+}
+
+/// Refuses a connection the broker has no room for a session for.
+async fn refuse_attach(attach: Box<Attach>) {
+    let Some((connect, _)) = parse_connect(&attach.frame) else {
+        return;
+    };
+    let why = "the broker holds as many sessions as max_sessions allows";
+    let refusal = Refusal::new(&connect, ReasonCode::ServerBusy, why);
+    let mut stream = attach.stream;
+    let _ = refuse(&mut stream, &refusal).await;
 }
 
 /// Whether a client may connect, and under which client identifier (and whether the
@@ -152,7 +167,7 @@ pub(crate) async fn read_connect(
 ) -> std::io::Result<Option<BytesMut>> {
     let deadline = tokio::time::Instant::now() + config.connect_timeout();
     loop {
-        match decode(read, ProtocolVersion::V3_1_1, config.packet_limit()) {
+        match decode(read, ProtocolVersion::V3_1_1, config.connect_packet_limit()) {
             Ok(Status::Complete(decoded)) => {
                 if !matches!(decoded.packet, Packet::Connect(_)) {
                     return Ok(None);

@@ -113,9 +113,23 @@ pub struct Config {
     /// Largest PUBLISH payload accepted, in bytes; 0 means no limit beyond
     /// `max_packet_size`. Default 0.
     pub message_size_limit: u32,
-    /// Largest packet accepted, fixed header included; 0 means MQTT's own limit. Sent to 5.0
-    /// clients as Maximum Packet Size. Default 0.
+    /// Largest packet accepted, fixed header included; 0 means MQTT's own limit (256 MiB).
+    /// Sent to 5.0 clients as Maximum Packet Size. Default 1 MiB (1,048,576).
     pub max_packet_size: u32,
+    /// Largest first packet (the CONNECT, will included) accepted from a connection the
+    /// broker has not admitted yet: a socket that has not said who it is cannot make the
+    /// broker hold more. `max_packet_size` lowers it. Default 64 KiB (65,536).
+    pub max_connect_packet_size: u32,
+    /// Most sessions held at once, connected or not (persistent sessions outlive their
+    /// connection); a new client past it is refused (CONNACK 0x89, Server busy). 0 means
+    /// no limit. Default 100,000.
+    pub max_sessions: usize,
+    /// Most topics holding a retained message; a retained message for a new topic past it
+    /// is delivered but not kept (counted). 0 means no limit. Default 100,000.
+    pub max_retained_messages: usize,
+    /// Most bytes of retained messages (payloads and properties) held, as
+    /// `max_retained_messages` counts topics. 0 means no limit. Default 64 MiB.
+    pub max_retained_bytes: usize,
     /// Largest keep alive accepted, in seconds; a 5.0 client asking for more (or for none)
     /// is told this value as Server Keep Alive, and 3.x keep alives are capped to it.
     /// Default 65535.
@@ -202,7 +216,11 @@ impl Default for Config {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             message_size_limit: 0,
-            max_packet_size: 0,
+            max_packet_size: 1 << 20,
+            max_connect_packet_size: 1 << 16,
+            max_sessions: 100_000,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 64 << 20,
             max_keepalive: 65_535,
             max_topic_alias: 10,
             retain_available: true,
@@ -254,6 +272,9 @@ impl Config {
         if self.max_packet_size != 0 && self.max_packet_size < 16 {
             return bad("max_packet_size", "must be 0 (no limit) or at least 16");
         }
+        if self.max_connect_packet_size < 16 {
+            return bad("max_connect_packet_size", "must be at least 16");
+        }
         if self.connect_timeout == 0 {
             return bad("connect_timeout", "must be at least 1 second");
         }
@@ -261,6 +282,11 @@ impl Config {
     }
 
     /// The packet size limit in force.
+    pub(crate) fn connect_packet_limit(&self) -> u32 {
+        self.max_connect_packet_size.min(self.packet_limit())
+    }
+
+    /// The largest packet accepted: `max_packet_size`, or MQTT's own limit for 0.
     pub fn packet_limit(&self) -> u32 {
         match self.max_packet_size {
             0 => facteur_codec::PROTOCOL_MAX_PACKET_SIZE,

@@ -163,9 +163,7 @@ impl SessionTask {
                 id: subscribe.properties.subscription_identifier(),
             };
             let new = self.router.subscribe(self.key, filter, subscribed);
-            if !self.filters.iter().any(|f| **f == *subscription.filter) {
-                self.filters.push(subscription.filter.into());
-            }
+            self.filters.insert(subscription.filter);
             codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
@@ -204,7 +202,7 @@ impl SessionTask {
             let existed = TopicFilter::new(filter)
                 .map(|f| self.router.unsubscribe(self.key, f))
                 .unwrap_or(false);
-            self.filters.retain(|f| **f != *filter);
+            self.filters.remove(filter);
             codes.push(if existed {
                 ReasonCode::Success
             } else {

@@ -37,6 +37,7 @@
 mod accept;
 mod config;
 mod delivery;
+mod filters;
 mod handlers;
 mod link;
 mod local;
@@ -75,6 +76,9 @@ pub struct Stats {
     pub bytes_received: AtomicU64,
     /// Bytes written to clients.
     pub bytes_sent: AtomicU64,
+    /// Retained messages delivered but not kept: `max_retained_messages` or
+    /// `max_retained_bytes` reached.
+    pub retained_refused: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -95,6 +99,8 @@ pub struct StatsSnapshot {
     pub messages_sent: u64,
     /// Messages dropped because a subscriber's queue was full.
     pub dropped: u64,
+    /// Retained messages delivered but not kept (retained limits reached).
+    pub retained_refused: u64,
 }
 
 /// The broker: build it from a [`Config`] with [`Broker::start`].
@@ -128,10 +134,7 @@ impl Broker {
         config.check()?;
         let config = Arc::new(config);
         let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router::new(
-            config.retain_available,
-            config.max_queued_messages,
-        ));
+        let router = Arc::new(Router::new(&config));
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for listener in &config.listeners {
@@ -225,6 +228,7 @@ impl BrokerHandle {
             messages_received: s.messages_received.load(Ordering::Relaxed),
             messages_sent: s.messages_sent.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            retained_refused: s.retained_refused.load(Ordering::Relaxed),
         }
     }
 

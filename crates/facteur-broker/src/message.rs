@@ -22,8 +22,6 @@ pub(crate) struct Message {
     /// When the broker received it: its Message Expiry Interval counts from here, however
     /// long it waits (in a mailbox, a session's queue, the retained store).
     pub(crate) received_at: Instant,
-    /// When its Message Expiry Interval runs out, if it has one.
-    pub(crate) expires_at: Option<Instant>,
 }
 
 impl Message {
@@ -55,15 +53,7 @@ impl Message {
             retain,
             properties: Bytes::from(bytes),
             received_at,
-            expires_at: properties
-                .message_expiry_interval()
-                .map(|secs| received_at.add_millis(u64::from(secs) * 1000)),
         }
-    }
-
-    /// True once its Message Expiry Interval has run out.
-    pub(crate) fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
     }
 
     /// The stored properties (checked when the message was made, so this cannot fail).

@@ -6,8 +6,8 @@ use crate::mailbox::{Mailbox, Offer};
 use crate::message::{Attach, Delivery, Message, Subscribed};
 use crate::Stats;
 use facteur_codec::QoS;
-use facteur_session::Instant;
-use facteur_topic::{RetainedIndex, SubscriptionTree, TopicFilter, TopicName};
+use facteur_session::{Instant, RetainedStore};
+use facteur_topic::{SubscriptionTree, TopicFilter, TopicName};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -56,6 +56,8 @@ pub(crate) enum SessionSlot {
     Existing(Arc<Mailbox>),
     /// None: the caller runs a new one under this key, with this (registered) mailbox.
     New { key: ConnId, mailbox: Arc<Mailbox> },
+    /// None, and the broker holds as many sessions as it may.
+    Full,
 }
 
 /// Where a message went that needs its publisher's attention.
@@ -81,7 +83,8 @@ struct SessionEntry {
 /// The shared state.
 pub(crate) struct Router {
     subscriptions: RwLock<SubscriptionTree<ConnId, Subscribed>>,
-    retained: RwLock<RetainedIndex<Arc<Message>>>,
+    /// The retained messages (facteur-session's store: expiry, limits).
+    retained: Mutex<RetainedStore>,
     mailboxes: RwLock<HashMap<ConnId, Arc<Mailbox>, ConnIdHash>>,
     /// Messages a session's mailbox holds before publishers drop (QoS 0) or wait.
     mailbox_capacity: usize,
@@ -121,6 +124,12 @@ impl Drop for TaskGuard {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -131,10 +140,15 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(retain_available: bool, mailbox_capacity: usize) -> Self {
+    pub(crate) fn new(config: &crate::Config) -> Self {
+        let (retain_available, mailbox_capacity) =
+            (config.retain_available, config.max_queued_messages);
         Self {
             subscriptions: RwLock::new(SubscriptionTree::new()),
-            retained: RwLock::new(RetainedIndex::new()),
+            retained: Mutex::new(RetainedStore::with_limits(
+                config.max_retained_messages,
+                config.max_retained_bytes,
+            )),
             mailboxes: RwLock::new(HashMap::default()),
             mailbox_capacity,
             stopping: AtomicBool::new(false),
@@ -185,12 +199,19 @@ impl Router {
     }
 
     /// Finds the session of `client_id`, or reserves it (and its mailbox) for the caller.
-    pub(crate) fn attach(&self, client_id: &Arc<str>) -> SessionSlot {
+    /// A new session is refused when `max_sessions` (0: no limit) are held already.
+    pub(crate) fn attach(&self, client_id: &Arc<str>, max_sessions: usize) -> SessionSlot {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = sessions.get(&**client_id) {
-            if !entry.mailbox.is_closed() {
+        match sessions.get(&**client_id) {
+            Some(entry) if !entry.mailbox.is_closed() => {
                 return SessionSlot::Existing(entry.mailbox.clone());
             }
+            // A session ending now is replaced, not counted twice.
+            Some(_) => {}
+            None if max_sessions != 0 && sessions.len() >= max_sessions => {
+                return SessionSlot::Full;
+            }
+            None => {}
         }
         let key = self.next_key();
         let mailbox = self.open_mailbox(key);
@@ -289,7 +310,7 @@ impl Router {
 
     /// The number of retained messages.
     pub(crate) fn retained_count(&self) -> usize {
-        read(&self.retained).len()
+        lock(&self.retained).len()
     }
 
     /// Clients connected now.
@@ -326,13 +347,14 @@ impl Router {
 
     /// The retained messages matching `filter` whose Message Expiry Interval has not run
     /// out (an expired one is no longer retained, MQTT-3.3.2-5).
+    /// Each is copied for its subscriber, with the Message Expiry Interval left now.
     pub(crate) fn retained_for(&self, filter: TopicFilter<'_>) -> Vec<Arc<Message>> {
         let now = self.now();
         let mut found = Vec::new();
-        read(&self.retained).for_each_match(filter, |_, message| {
-            if !message.expired(now) {
-                found.push(message.clone());
-            }
+        lock(&self.retained).for_each_match(filter, now, |m| {
+            let message =
+                Message::new(m.topic.as_str(), m.payload, m.qos, true, &m.properties, now);
+            found.push(Arc::new(message));
         });
         found
     }
@@ -351,11 +373,14 @@ impl Router {
             return routed;
         };
         if message.retain && self.retain_available {
-            let mut retained = write(&self.retained);
-            if message.payload.is_empty() {
-                retained.remove(name);
-            } else {
-                retained.insert(name, message.clone());
+            let properties = message.properties();
+            let expiry = properties.message_expiry_interval();
+            let (payload, qos, at) = (&message.payload[..], message.qos, message.received_at);
+            let kept = lock(&self.retained).set(name, payload, qos, &properties, expiry, at);
+            if let Err(error) = kept {
+                // Still delivered below; only not kept.
+                tracing::debug!(topic = %name, %error, "retained message not kept");
+                self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Every matching subscription, then one delivery per session, at the highest QoS its

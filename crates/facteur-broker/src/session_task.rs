@@ -4,6 +4,7 @@
 
 use crate::accept::{hand_over, parse_connect, refuse, Refusal};
 use crate::delivery::AdmitsAll;
+use crate::filters::Filters;
 use crate::link::{encode_into, linger, poll_read_link, End, Link};
 use crate::mailbox::{Mailbox, Next};
 use crate::message::{Attach, Message};
@@ -29,8 +30,8 @@ pub(crate) struct SessionTask {
     pub(crate) problem_information: bool,
     pub(crate) session: Session<AllocStore>,
     pub(crate) mailbox: Arc<Mailbox>,
-    /// The session's subscription filters (few per client: a list, not a set).
-    pub(crate) filters: Vec<Box<str>>,
+    /// The session's subscription filters.
+    pub(crate) filters: Filters,
     pub(crate) link: Option<Link>,
     /// A QoS 0 message from this client was dropped for a connected subscriber's full
     /// mailbox: let the subscribers' tasks run before reading more from this client.
@@ -68,7 +69,7 @@ impl SessionTask {
                 },
             }),
             mailbox,
-            filters: Vec::new(),
+            filters: Filters::default(),
             link: None,
             congested: false,
             waiting: Vec::new(),
@@ -217,7 +218,7 @@ impl SessionTask {
         if !accepted.session_present {
             // A new session: nothing of an earlier one is kept.
             self.router
-                .unsubscribe_all(self.key, self.filters.drain(..));
+                .unsubscribe_all(self.key, self.filters.take_all());
             self.drop_waiting_messages();
         }
         let version = connect.protocol;
@@ -258,7 +259,7 @@ impl SessionTask {
         let now = self.now();
         if self.session.take_over(now, clean_start) == TakeOver::Ended {
             self.router
-                .unsubscribe_all(self.key, self.filters.drain(..));
+                .unsubscribe_all(self.key, self.filters.take_all());
             self.drop_waiting_messages();
         }
         // The old connection's will; no event of it outlives this point.
@@ -371,7 +372,7 @@ impl SessionTask {
     pub(crate) fn end(&mut self) {
         self.router.detach(&self.client_id, self.key);
         self.router
-            .unsubscribe_all(self.key, self.filters.drain(..));
+            .unsubscribe_all(self.key, self.filters.take_all());
         for attach in self.router.close_mailbox(self.key) {
             let (config, router) = (self.config.clone(), self.router.clone());
             hand_over(self.client_id.clone(), Box::new(attach), config, router);

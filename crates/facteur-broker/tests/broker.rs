@@ -20,10 +20,13 @@ async fn connack_3_1_1_and_5_0_bytes() {
 
     let mut v5 = Peer::raw(&broker, V5).await;
     v5.send(&Packet::Connect(Connect::new(V5, "c5"))).await;
-    // Receive Maximum 20, Topic Alias Maximum 10.
+    // Receive Maximum 20, Topic Alias Maximum 10, Maximum Packet Size 1 MiB.
     assert_eq!(
         v5.recv_bytes().await,
-        [0x20, 0x09, 0x00, 0x00, 0x06, 0x21, 0x00, 0x14, 0x22, 0x00, 0x0A]
+        [
+            0x20, 0x0E, 0x00, 0x00, 0x0B, 0x21, 0x00, 0x14, 0x22, 0x00, 0x0A, 0x27, 0x00, 0x10,
+            0x00, 0x00
+        ]
     );
     broker.shutdown().await;
 }
@@ -901,10 +904,13 @@ async fn receive_maximum_is_announced_and_enforced_with_0x93() {
     client
         .send(&Packet::Connect(Connect::new(V5, "eager")))
         .await;
-    // Receive Maximum 2, Topic Alias Maximum 10.
+    // Receive Maximum 2, Topic Alias Maximum 10, Maximum Packet Size 1 MiB.
     assert_eq!(
         client.recv_bytes().await,
-        [0x20, 0x09, 0x00, 0x00, 0x06, 0x21, 0x00, 0x02, 0x22, 0x00, 0x0A]
+        [
+            0x20, 0x0E, 0x00, 0x00, 0x0B, 0x21, 0x00, 0x02, 0x22, 0x00, 0x0A, 0x27, 0x00, 0x10,
+            0x00, 0x00
+        ]
     );
     // QoS 2 messages stay unacknowledged until PUBREL: the third is one too many.
     for id in 1..=2u8 {

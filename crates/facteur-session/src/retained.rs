@@ -125,6 +125,10 @@ pub struct RetainedStore<B = Vec<u8>> {
     free: Vec<usize>,
     bytes: usize,
     expired: u64,
+    /// Most topics held; 0: no limit.
+    max_messages: usize,
+    /// Most bytes held ([`RetainedStore::stored_bytes`]); 0: no limit.
+    max_bytes: usize,
 }
 
 impl<B: OwnedBytes> Default for RetainedStore<B> {
@@ -142,6 +146,37 @@ impl<B: OwnedBytes> RetainedStore<B> {
             free: Vec::new(),
             bytes: 0,
             expired: 0,
+            max_messages: 0,
+            max_bytes: 0,
+        }
+    }
+
+    /// An empty store that holds at most `max_messages` topics and `max_bytes` bytes of
+    /// messages ([`stored_bytes`](Self::stored_bytes)); 0 is no limit. Past them,
+    /// [`set`](Self::set) refuses a new message ([`PublishError::StoreFull`]) and keeps what
+    /// it holds, so that publishers cannot make a server hold more than it allows.
+    ///
+    /// ```
+    /// use facteur_codec::{Properties, QoS};
+    /// use facteur_session::{Instant, PublishError, RetainedStore};
+    /// use facteur_topic::TopicName;
+    /// let mut retained = RetainedStore::<Vec<u8>>::with_limits(1, 0);
+    /// let now = Instant::from_millis(0);
+    /// let (a, b) = (TopicName::new("a")?, TopicName::new("b")?);
+    /// retained.set(a, b"1", QoS::AtMostOnce, &Properties::EMPTY, None, now)?;
+    /// assert_eq!(
+    ///     retained.set(b, b"2", QoS::AtMostOnce, &Properties::EMPTY, None, now),
+    ///     Err(PublishError::StoreFull)
+    /// );
+    /// // Replacing the one held is always possible within the byte limit.
+    /// retained.set(a, b"3", QoS::AtMostOnce, &Properties::EMPTY, None, now)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_limits(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            max_messages,
+            max_bytes,
+            ..Self::new()
         }
     }
 
@@ -200,6 +235,16 @@ impl<B: OwnedBytes> RetainedStore<B> {
         if !props::valid(&bytes.as_ref()[..props_len]) {
             return Err(PublishError::InvalidProperties);
         }
+        let slot = self.index.get(topic).copied();
+        let replaced = slot
+            .and_then(|slot| self.entries[slot].as_ref())
+            .map_or(0, |old| old.bytes.as_ref().len());
+        let new_topic = slot.is_none() && self.max_messages > 0 && self.len() >= self.max_messages;
+        let over_bytes =
+            self.max_bytes > 0 && self.bytes - replaced + bytes.as_ref().len() > self.max_bytes;
+        if new_topic || over_bytes {
+            return Err(PublishError::StoreFull);
+        }
         self.bytes += bytes.as_ref().len();
         let entry = Entry {
             qos,
@@ -208,7 +253,7 @@ impl<B: OwnedBytes> RetainedStore<B> {
             props_len,
             bytes,
         };
-        if let Some(&slot) = self.index.get(topic) {
+        if let Some(slot) = slot {
             if let Some(old) = self.entries[slot].replace(entry) {
                 self.bytes -= old.bytes.as_ref().len();
             }

@@ -205,6 +205,8 @@ pub enum PublishError {
     /// A QoS 0 message for a peer that is not connected, and the session keeps none
     /// ([`QueueLimits::qos0_offline`]).
     Offline,
+    /// A store is at its limits (a retained store made `with_limits`).
+    StoreFull,
 }
 
 impl core::fmt::Display for PublishError {
@@ -217,6 +219,7 @@ impl core::fmt::Display for PublishError {
             Self::InvalidProperties => f.write_str("the properties cannot be sent in a PUBLISH"),
             Self::QueueFull => f.write_str("the queue of unsent messages is full"),
             Self::Offline => f.write_str("no QoS 0 message is kept for a peer not connected"),
+            Self::StoreFull => f.write_str("the store holds as much as its limits allow"),
         }
     }
 }
