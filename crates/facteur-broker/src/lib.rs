@@ -20,16 +20,20 @@
 //! # }
 //! ```
 //!
-//! Status: CONNECT/CONNACK for all three versions (assigned client identifiers, server keep
-//! alive), QoS 0/1/2 both ways, persistent sessions (3.x clean session 0, 5.0 Session Expiry
-//! Interval) with subscriptions kept and QoS 1/2 messages queued while offline, session
-//! takeover (5.0: 0x8E to the old connection; the session carries over, unacknowledged
-//! messages resent with DUP), wildcard and shared subscriptions (one delivery per client at
-//! the highest granted QoS), retained messages with retain handling and retain-as-published,
-//! no local, wills on abnormal loss with 5.0 Will Delay, keep alive at 1.5×, a connect
-//! timeout, malformed packets closing only their connection (5.0: with the reason code),
-//! bounded per-client queues (QoS 0 dropped first, `max_queued_bytes`), subscription
-//! identifiers on delivery, reason strings on refusals, `$SYS` topics every `sys_interval`.
+//! Status: CONNECT/CONNACK for all three versions (negotiated by facteur-session: assigned
+//! client identifiers, server keep alive), QoS 0/1/2 both ways, persistent sessions (3.x
+//! clean session 0, 5.0 Session Expiry Interval) with subscriptions kept and QoS 1/2
+//! messages queued while offline, session takeover (5.0: 0x8E to the old connection; the
+//! session carries over or ends as its expiry and the new clean start say), wildcard and
+//! shared subscriptions (one delivery per client at the highest granted QoS), retained
+//! messages with retain handling and retain-as-published, no local, wills on abnormal loss
+//! with 5.0 Will Delay, message expiry counted from receipt, keep alive at 1.5×, a connect
+//! timeout, malformed packets closing only their connection (5.0: with the reason code, and
+//! a lingering close so that the client reads it), bounded per-client queues (QoS 0 dropped
+//! first, `max_queued_bytes`), limits on connections, sessions, retained messages and the
+//! packet before CONNECT, subscription identifiers on delivery, reason strings on refusals,
+//! `$SYS` topics every `sys_interval`, any `AsyncRead + AsyncWrite` stream served
+//! ([`BrokerHandle::serve_stream`]).
 //! Not yet: TLS, WebSocket, authentication and ACLs.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

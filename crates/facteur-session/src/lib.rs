@@ -13,12 +13,24 @@
 //!
 //! Call each `poll_*` until it returns `None` after every input. Connections come and go
 //! around the session: [`Session::on_connect`], [`Session::on_connection_lost`] (with the
-//! time it happened), [`Session::on_reconnect`]. CONNECT, CONNACK, SUBSCRIBE and the rest are
-//! the caller's: it hands the session what they settled (the [`Connection`] parameters, the
-//! Session Expiry Interval, the will).
+//! time it happened), [`Session::on_reconnect`].
 //!
 //! # What it does
 //!
+//! * **CONNECT and CONNACK**, decided once for every server and client:
+//!   a server answers a CONNECT with [`client_identifier`] and [`Session::accept_connect`]
+//!   (keep alive capped and Server Keep Alive, Receive Maximum both ways, Topic Alias
+//!   Maximum, Maximum Packet Size, Request Problem Information, Session Expiry for 3.x and
+//!   5.0, the will, session present under a [`ServerPolicy`]), and writes
+//!   [`Accepted::connack`]; a connection replacing one still up goes through
+//!   [`Session::take_over`] first. A client reads the CONNACK with
+//!   [`Session::accept_connack`].
+//! * **The verdict on an incoming PUBLISH**: its PUBACK or PUBREC is queued only once the
+//!   caller decides ([`Session::decide`] with a [`Verdict`]: MQTT 5 refusals carry the
+//!   reason code; 3.x acknowledges and the caller drops).
+//! * **Bounded queues** ([`QueueLimits`] in [`Config`]): messages, payload bytes, QoS 0
+//!   displaced first, none kept offline if asked; [`Session::admission`] tells a caller
+//!   how many more the queue takes.
 //! * **Outgoing QoS 1 and 2** ([`Session::publish`], or [`Session::publish_shared`] to
 //!   keep one payload for many sessions, a `bytes::Bytes` with [`AllocStore`]): packet
 //!   identifiers from [`PacketIds`]
@@ -61,7 +73,8 @@
 //! each topic with its QoS and MQTT 5 properties (as wire bytes), cleared by an empty
 //! payload, found by topic filter through `facteur-topic`'s `RetainedIndex` (a lookup never
 //! scans every topic; a leading wildcard does not match `$` topics). Expired messages are not
-//! returned and are removed; those returned carry the Message Expiry Interval left. It needs
+//! returned and are removed; those returned carry the Message Expiry Interval left.
+//! [`RetainedStore::with_limits`] bounds the topics and bytes it holds. It needs
 //! `alloc` (a fixed-capacity index would scan every topic); its message buffer is generic
 //! (`Vec<u8>`, or `heapless::Vec<u8, N>` to bound each message).
 //!
@@ -109,7 +122,7 @@
 //! The peer's Maximum QoS and Retain Available are not enforced (the caller chooses what to
 //! publish); SUBSCRIBE/UNSUBSCRIBE identifiers are not managed here; subscriptions, routing
 //! and publishing a due will to subscribers are the caller's (see `facteur-topic`'s
-//! `SubscriptionTree`).
+//! `SubscriptionTree`); so are authentication and the client identifier a server assigns.
 //!
 //! # Features
 //!
