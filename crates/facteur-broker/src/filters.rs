@@ -11,47 +11,50 @@ const FEW: usize = 8;
 #[derive(Debug, Default)]
 pub(crate) struct Filters {
     few: Vec<Box<str>>,
-    many: HashSet<Box<str>>,
+    /// Boxed: a client with few filters pays one pointer for it.
+    many: Option<Box<HashSet<Box<str>>>>,
 }
 
 impl Filters {
     /// Adds `filter` (once).
     pub(crate) fn insert(&mut self, filter: &str) {
-        if !self.many.is_empty() {
-            if !self.many.contains(filter) {
-                self.many.insert(filter.into());
+        if let Some(many) = &mut self.many {
+            if !many.contains(filter) {
+                many.insert(filter.into());
             }
         } else if !self.few.iter().any(|f| **f == *filter) {
             if self.few.len() < FEW {
                 self.few.push(filter.into());
             } else {
-                self.many = self.few.drain(..).collect();
-                self.few = Vec::new();
-                self.many.insert(filter.into());
+                let mut many: HashSet<Box<str>> =
+                    std::mem::take(&mut self.few).into_iter().collect();
+                many.insert(filter.into());
+                self.many = Some(Box::new(many));
             }
         }
     }
 
     /// Removes `filter`, if held.
     pub(crate) fn remove(&mut self, filter: &str) {
-        if self.many.is_empty() {
-            self.few.retain(|f| **f != *filter);
-        } else {
-            self.many.remove(filter);
+        match &mut self.many {
+            Some(many) => {
+                many.remove(filter);
+            }
+            None => self.few.retain(|f| **f != *filter),
         }
     }
 
     /// Takes every filter out.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Box<str>> {
         let few = std::mem::take(&mut self.few);
-        let many = std::mem::take(&mut self.many);
+        let many = self.many.take().map(|many| *many).unwrap_or_default();
         few.into_iter().chain(many)
     }
 
     /// How many filters are held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.few.len() + self.many.len()
+        self.few.len() + self.many.as_ref().map_or(0, |many| many.len())
     }
 }
 
@@ -81,6 +84,6 @@ mod tests {
         filters.insert("a");
         filters.remove("a");
         assert_eq!(filters.len(), 0);
-        assert!(filters.many.capacity() == 0, "a short list, no set");
+        assert!(filters.many.is_none(), "a short list, no set");
     }
 }
