@@ -47,12 +47,11 @@ impl SessionTask {
     /// Hands a delivery to the session, which queues it or refuses it (counted as dropped).
     pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) {
         let message = &delivery.message;
-        // The subscriber's subscription identifiers join the message's own properties.
+        // The subscriber's subscription identifiers join the message's own properties. They
+        // are kept whatever the connection's version: the session writes them only in 5.0,
+        // and a session resumed in 5.0 sends them (Message Expiry Interval included).
         let with_ids: Vec<Property<'_>>;
-        let properties = if !self.version.is_v5() {
-            // Not sent before 5.0: not even read.
-            Properties::EMPTY
-        } else if delivery.subscription_ids.is_empty() {
+        let properties = if delivery.subscription_ids.is_empty() {
             message.properties()
         } else {
             with_ids = message

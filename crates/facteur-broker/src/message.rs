@@ -58,6 +58,10 @@ impl Message {
 
     /// The stored properties (checked when the message was made, so this cannot fail).
     pub(crate) fn properties(&self) -> Properties<'_> {
+        if self.properties.is_empty() {
+            // Most messages: nothing to read.
+            return Properties::EMPTY;
+        }
         Properties::from_wire(&self.properties, PacketType::Publish).unwrap_or(Properties::EMPTY)
     }
 }

@@ -234,10 +234,6 @@ struct World {
     /// The last message first delivered per (client, epoch, topic, QoS).
     last: HashMap<(usize, u64, usize, u8), usize>,
     streams: u64,
-    /// Deliveries that may have been handed to the session while a 3.1.1 connection was
-    /// up: the broker strips their 5.0 properties then, and resends them so to a later 5.0
-    /// connection (a known bug, reported: such a delivery may lack its expiry).
-    handed_v3: HashSet<(usize, u64, usize)>,
 }
 
 impl World {
@@ -256,7 +252,6 @@ impl World {
             delivered: HashMap::new(),
             last: HashMap::new(),
             streams: 0,
-            handed_v3: HashSet::new(),
         }
     }
 
@@ -361,7 +356,6 @@ impl World {
                         "{who}: message {n}'s expiry {left} > {EXPIRY}"
                     )
                 }
-                None if self.handed_v3.contains(&key) => {}
                 None => panic!("{who}: message {n} lost its expiry"),
             }
         } else {
@@ -490,11 +484,6 @@ impl World {
         let session = self.sessions[c].as_mut().unwrap();
         session.persistent = flags.persistent;
         conn.epoch = session.epoch;
-        if !flags.v5 {
-            let epoch = session.epoch;
-            let owed = self.routed.keys().filter(|k| k.0 == c && k.1 == epoch);
-            self.handed_v3.extend(owed);
-        }
         self.clients[c].conn = Some(conn);
     }
 
@@ -603,10 +592,6 @@ impl World {
                     if let Some(granted) = granted {
                         let key = (s, session.epoch, n);
                         self.routed.insert(key, qos.min(granted));
-                        let conn = self.clients[s].conn.as_ref();
-                        if conn.is_some_and(|conn| !conn.version.is_v5()) {
-                            self.handed_v3.insert(key);
-                        }
                     }
                 }
                 let props = [Property::MessageExpiryInterval(EXPIRY)];

@@ -326,3 +326,42 @@ async fn message_size_limit_answers_with_a_reason_code_and_counts_the_drop() {
     assert_eq!(broker.stats().dropped, 3);
     broker.shutdown().await;
 }
+
+/// A message handed to a session while its client was connected with 3.1.1 keeps its 5.0
+/// properties: when the client resumes the session with 5.0, the resend carries them (found
+/// by the model test).
+#[tokio::test]
+async fn properties_survive_a_3_1_1_session_resumed_in_5_0() {
+    let broker = broker_with(|c| c.sys_interval = 0).await;
+    let v3_persistent = Connect {
+        clean_start: false,
+        ..Connect::new(V311, "switcher")
+    };
+    let mut sub = Peer::connect(&broker, v3_persistent).await;
+    sub.subscribe("m/b", options(QoS::AtLeastOnce), 1).await;
+    let mut publisher = Peer::client(&broker, V5, "props-pub").await;
+    let props = [
+        Property::MessageExpiryInterval(3600),
+        Property::UserProperty("k", "v"),
+    ];
+    publisher
+        .send(&expiring("m/b", QoS::AtLeastOnce, Some(1), false, &props))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x01]);
+    // Sent to the 3.1.1 client without properties, not acknowledged, connection lost.
+    assert_eq!(
+        sub.recv_bytes().await,
+        [0x32, 0x08, 0x00, 0x03, b'm', b'/', b'b', 0x00, 0x01, b'm']
+    );
+    drop(sub);
+    let mut sub = Peer::connect(&broker, persistent_v5("switcher", 300)).await;
+    let resent = Packet::Publish(Publish {
+        dup: true,
+        ..match expiring("m/b", QoS::AtLeastOnce, Some(1), false, &props) {
+            Packet::Publish(p) => p,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(sub.recv_bytes().await, encoded(&resent, V5));
+    broker.shutdown().await;
+}
