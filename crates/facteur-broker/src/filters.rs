@@ -8,54 +8,65 @@ use std::collections::HashSet;
 const FEW: usize = 8;
 
 /// A session's subscription filters, each once.
-#[derive(Debug, Default)]
-pub(crate) struct Filters {
-    few: Vec<Box<str>>,
-    /// Boxed: a client with few filters pays one pointer for it, not a whole empty set.
+#[derive(Debug)]
+pub(crate) enum Filters {
+    /// A short list.
+    Few(Vec<Box<str>>),
+    /// A set, boxed: a client with few filters pays no more than a list for it.
     #[allow(clippy::box_collection)]
-    many: Option<Box<HashSet<Box<str>>>>,
+    Many(Box<HashSet<Box<str>>>),
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
 }
 
 impl Filters {
     /// Adds `filter` (once).
     pub(crate) fn insert(&mut self, filter: &str) {
-        if let Some(many) = &mut self.many {
-            if !many.contains(filter) {
-                many.insert(filter.into());
+        match self {
+            Self::Many(many) => {
+                if !many.contains(filter) {
+                    many.insert(filter.into());
+                }
             }
-        } else if !self.few.iter().any(|f| **f == *filter) {
-            if self.few.len() < FEW {
-                self.few.push(filter.into());
-            } else {
-                let mut many: HashSet<Box<str>> =
-                    std::mem::take(&mut self.few).into_iter().collect();
+            Self::Few(few) if few.iter().any(|f| **f == *filter) => {}
+            Self::Few(few) if few.len() < FEW => few.push(filter.into()),
+            Self::Few(few) => {
+                let mut many: HashSet<Box<str>> = std::mem::take(few).into_iter().collect();
                 many.insert(filter.into());
-                self.many = Some(Box::new(many));
+                *self = Self::Many(Box::new(many));
             }
         }
     }
 
     /// Removes `filter`, if held.
     pub(crate) fn remove(&mut self, filter: &str) {
-        match &mut self.many {
-            Some(many) => {
+        match self {
+            Self::Many(many) => {
                 many.remove(filter);
             }
-            None => self.few.retain(|f| **f != *filter),
+            Self::Few(few) => few.retain(|f| **f != *filter),
         }
     }
 
     /// Takes every filter out.
-    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Box<str>> {
-        let few = std::mem::take(&mut self.few);
-        let many = self.many.take().map(|many| *many).unwrap_or_default();
-        few.into_iter().chain(many)
+    pub(crate) fn take_all(&mut self) -> Box<dyn Iterator<Item = Box<str>>> {
+        match std::mem::take(self) {
+            Self::Few(few) => Box::new(few.into_iter()),
+            Self::Many(many) => Box::new(many.into_iter()),
+        }
     }
 
     /// How many filters are held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.few.len() + self.many.as_ref().map_or(0, |many| many.len())
+        match self {
+            Self::Few(few) => few.len(),
+            Self::Many(many) => many.len(),
+        }
     }
 }
 
@@ -72,7 +83,7 @@ mod tests {
             }
             assert_eq!(filters.len(), 20, "round {round}");
         }
-        assert!(filters.few.is_empty());
+        assert!(matches!(filters, Filters::Many(_)));
         filters.remove("f/3");
         filters.remove("not held");
         assert_eq!(filters.len(), 19);
@@ -85,6 +96,6 @@ mod tests {
         filters.insert("a");
         filters.remove("a");
         assert_eq!(filters.len(), 0);
-        assert!(filters.many.is_none(), "a short list, no set");
+        assert!(matches!(filters, Filters::Few(_)), "a short list, no set");
     }
 }

@@ -187,7 +187,8 @@ impl SessionTask {
             }
         }
         let suback = Packet::SubAck(SubAck::new(subscribe.packet_id, &codes));
-        match why.filter(|_| self.problem_information) {
+        let problem_information = self.session.connection().peer_request_problem_information;
+        match why.filter(|_| problem_information) {
             Some(why) => self.answer(suback, why),
             None => self.queue(&suback),
         }
@@ -211,7 +212,8 @@ impl SessionTask {
         }
         let unsuback = Packet::UnsubAck(UnsubAck::new(unsubscribe.packet_id, &codes));
         let none = codes.contains(&ReasonCode::NoSubscriptionExisted);
-        match self.problem_information && none {
+        let problem_information = self.session.connection().peer_request_problem_information;
+        match problem_information && none {
             true => self.answer(unsuback, "no subscription with this filter"),
             false => self.queue(&unsuback),
         }

@@ -10,8 +10,6 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::router::LinkSlot;
-
 /// How a network connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
@@ -27,8 +25,6 @@ pub(crate) struct Link {
     pub(crate) read: BytesMut,
     pub(crate) out: Vec<u8>,
     pub(crate) end: Option<End>,
-    /// Counts this client among the connected ones (`max_connections`).
-    pub(crate) _slot: LinkSlot,
 }
 
 impl Link {

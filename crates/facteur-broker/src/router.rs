@@ -102,25 +102,34 @@ pub(crate) struct Router {
     pub(crate) stats: Stats,
 }
 
-/// One connected client, counted among [`Router::links`] while it lives.
+/// One client admitted, counted among [`Router::links`] until it is dropped or its
+/// session task takes the count over ([`LinkSlot::hand_to_session`]).
 #[derive(Debug)]
-pub(crate) struct LinkSlot(Arc<Router>);
+pub(crate) struct LinkSlot(Option<Arc<Router>>);
 
-impl Drop for LinkSlot {
-    fn drop(&mut self) {
-        self.0.links.fetch_sub(1, Ordering::AcqRel);
+impl LinkSlot {
+    /// The session task now holds the count: it calls [`Router::link_down`] when the
+    /// connection ends (a connected client then pays no pointer for its slot).
+    pub(crate) fn hand_to_session(mut self) {
+        self.0 = None;
     }
 }
 
-/// Counts one running connection or session task while it lives (see
-/// [`Router::all_tasks_ended`]).
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        if let Some(router) = self.0.take() {
+            router.link_down();
+        }
+    }
+}
+
+/// Counts one running connection task while it lives (see [`Router::all_tasks_ended`]);
+/// session tasks count themselves.
 pub(crate) struct TaskGuard(Arc<Router>);
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        if self.0.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.tasks_ended.notify_waiters();
-        }
+        self.0.task_ended();
     }
 }
 
@@ -161,6 +170,18 @@ impl Router {
             tasks: AtomicUsize::new(0),
             tasks_ended: tokio::sync::Notify::new(),
             stats: Stats::default(),
+        }
+    }
+
+    /// Counts a task started; [`Router::task_ended`] when it ends.
+    pub(crate) fn task_started(&self) {
+        self.tasks.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A task counted with [`Router::task_started`] ended.
+    pub(crate) fn task_ended(&self) {
+        if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tasks_ended.notify_waiters();
         }
     }
 
@@ -290,6 +311,11 @@ impl Router {
         }
     }
 
+    /// A connected client is gone (see [`LinkSlot::hand_to_session`]).
+    pub(crate) fn link_down(&self) {
+        self.links.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Counts one more connected client, unless `max` (0: no limit) are already: the count
     /// and the check are one atomic step, so racing connections cannot overshoot.
     pub(crate) fn reserve_link(self: &Arc<Self>, max: usize) -> Option<LinkSlot> {
@@ -300,7 +326,7 @@ impl Router {
             })
             .ok()?;
         self.max_links.fetch_max(before + 1, Ordering::Relaxed);
-        Some(LinkSlot(self.clone()))
+        Some(LinkSlot(Some(self.clone())))
     }
 
     /// The most clients connected at once since start.

@@ -8,7 +8,7 @@ use crate::filters::Filters;
 use crate::link::{encode_into, linger, poll_read_link, End, Link};
 use crate::mailbox::{Mailbox, Next};
 use crate::message::{Attach, Message};
-use crate::router::{ConnId, Router, TaskGuard, Waiting};
+use crate::router::{ConnId, Router, Waiting};
 use crate::Config;
 use facteur_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use facteur_session::{AllocStore, Event, Instant, QueueLimits, Role, Session, TakeOver};
@@ -25,9 +25,6 @@ pub(crate) struct SessionTask {
     /// Shared with the router's table of sessions (one allocation per client).
     pub(crate) client_id: Arc<str>,
     pub(crate) version: ProtocolVersion,
-    /// The client wants reason strings on acknowledgements (5.0 Request Problem
-    /// Information; CONNACK and DISCONNECT carry them regardless).
-    pub(crate) problem_information: bool,
     pub(crate) session: Session<AllocStore>,
     pub(crate) mailbox: Arc<Mailbox>,
     /// The session's subscription filters.
@@ -37,11 +34,9 @@ pub(crate) struct SessionTask {
     /// mailbox: let the subscribers' tasks run before reading more from this client.
     pub(crate) congested: bool,
     /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
-    pub(crate) waiting: Vec<Waiting>,
+    pub(crate) waiting: Waitings,
     pub(crate) router: Arc<Router>,
     pub(crate) config: Arc<Config>,
-    /// Counts this task among the broker's running ones.
-    pub(crate) _task: TaskGuard,
 }
 
 impl SessionTask {
@@ -52,18 +47,19 @@ impl SessionTask {
         router: Arc<Router>,
         mailbox: Arc<Mailbox>,
     ) -> Self {
+        // Counted until the task is dropped (see `Drop`).
+        router.task_started();
         Self {
             key,
             client_id,
             version: ProtocolVersion::V3_1_1,
-            problem_information: true,
             session: Session::new(facteur_session::Config {
                 role: Role::Server,
                 receive_maximum: config.receive_maximum,
                 topic_alias_maximum: config.max_topic_alias,
                 queue: QueueLimits {
-                    messages: config.max_queued_messages,
-                    bytes: config.max_queued_bytes,
+                    messages: u32::try_from(config.max_queued_messages).unwrap_or(u32::MAX),
+                    bytes: u32::try_from(config.max_queued_bytes).unwrap_or(u32::MAX),
                     // MQTT allows it, and mosquitto does the same.
                     qos0_offline: false,
                 },
@@ -72,8 +68,7 @@ impl SessionTask {
             filters: Filters::default(),
             link: None,
             congested: false,
-            waiting: Vec::new(),
-            _task: router.track_task(),
+            waiting: Waitings::default(),
             router,
             config,
         }
@@ -223,15 +218,15 @@ impl SessionTask {
         }
         let version = connect.protocol;
         self.version = version;
-        self.problem_information = self.session.connection().peer_request_problem_information;
         let assigned_id = assigned.then_some(&*self.client_id);
         let props = accepted.connack_properties(assigned_id);
+        // Counted until the link is closed (`close_link`, or the task's end).
+        slot.hand_to_session();
         let mut link = Link {
             stream,
             read,
             out: Vec::new(),
             end: None,
-            _slot: slot,
         };
         encode_into(
             &mut link.out,
@@ -270,7 +265,7 @@ impl SessionTask {
     /// Waits (bounded) until the full mailboxes this session's publishes are owed to have
     /// room. Meanwhile nothing more is read from this client: TCP slows its publishing down.
     pub(crate) async fn wait_for_room(&mut self) {
-        for (mailbox, delivery) in std::mem::take(&mut self.waiting) {
+        for (mailbox, delivery) in self.waiting.take() {
             let sent = tokio::time::timeout(BACKPRESSURE_WAIT, mailbox.send(delivery)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +287,7 @@ impl SessionTask {
     /// stays.
     pub(crate) fn close_link(&mut self) -> Option<End> {
         let link = self.link.take()?;
+        self.router.link_down();
         tracing::debug!(client = %self.client_id, end = ?link.end, "connection closed");
         let end = link.end;
         tokio::spawn(linger(link.stream));
@@ -412,4 +408,39 @@ pub(crate) enum Woken {
     Mailbox(Next),
     /// The session's deadline passed.
     Timer,
+}
+
+impl Drop for SessionTask {
+    fn drop(&mut self) {
+        if self.link.is_some() {
+            self.router.link_down();
+        }
+        self.router.task_ended();
+    }
+}
+
+/// The deliveries a session's publishes owe to connected subscribers whose mailboxes are
+/// full: none most of the time, so an idle session pays one pointer for them.
+#[derive(Default)]
+#[allow(clippy::box_collection)]
+pub(crate) struct Waitings(Option<Box<Vec<Waiting>>>);
+
+impl Waitings {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().map_or(true, |waiting| waiting.is_empty())
+    }
+
+    pub(crate) fn extend(&mut self, more: Vec<Waiting>) {
+        if more.is_empty() {
+            return;
+        }
+        match &mut self.0 {
+            Some(waiting) => waiting.extend(more),
+            None => self.0 = Some(Box::new(more)),
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<Waiting> {
+        self.0.take().map(|waiting| *waiting).unwrap_or_default()
+    }
 }

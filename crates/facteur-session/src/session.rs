@@ -86,10 +86,10 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
     /// Most messages queued; 0: as many as the store holds.
-    pub messages: usize,
+    pub messages: u32,
     /// Most payload bytes queued; 0: no limit. One message larger than this is still taken
     /// into an empty queue, so that it cannot block the session for good.
-    pub bytes: usize,
+    pub bytes: u32,
     /// Whether QoS 0 messages are kept while the peer is not connected.
     pub qos0_offline: bool,
 }
@@ -285,7 +285,7 @@ pub struct Session<S: Store> {
     /// Payload bytes of the queued messages.
     queued_bytes: usize,
     /// QoS 0 messages among the queued ones.
-    queued_qos0: usize,
+    queued_qos0: u32,
     inflight: S::Inflight,
     received: S::Received,
     acks: S::Acks,
@@ -801,7 +801,7 @@ impl<S: Store> Session<S> {
             }
         }
         self.queued_bytes += size;
-        self.queued_qos0 += usize::from(message.qos == QoS::AtMostOnce);
+        self.queued_qos0 += u32::from(message.qos == QoS::AtMostOnce);
         self.next_message = self.next_message.wrapping_add(1);
         Ok(id)
     }
@@ -822,11 +822,12 @@ impl<S: Store> Session<S> {
         Admission {
             messages_left: match limits.messages {
                 0 => usize::MAX,
-                max => max.saturating_sub(len),
+                max => (max as usize).saturating_sub(len),
             },
-            bytes_left: (limits.bytes > 0).then(|| limits.bytes.saturating_sub(self.queued_bytes)),
+            bytes_left: (limits.bytes > 0)
+                .then(|| (limits.bytes as usize).saturating_sub(self.queued_bytes)),
             empty: len == 0,
-            displaceable: self.queued_qos0,
+            displaceable: self.queued_qos0 as usize,
             qos0: limits.qos0_offline || self.link != Link::Down,
         }
     }
@@ -835,8 +836,8 @@ impl<S: Store> Session<S> {
     fn room_for(&self, size: usize) -> bool {
         let limits = &self.config.queue;
         let len = self.queue.len();
-        (limits.messages == 0 || len < limits.messages)
-            && (limits.bytes == 0 || len == 0 || self.queued_bytes + size <= limits.bytes)
+        (limits.messages == 0 || len < limits.messages as usize)
+            && (limits.bytes == 0 || len == 0 || self.queued_bytes + size <= limits.bytes as usize)
     }
 
     /// Drops the oldest queued QoS 0 message ([`Event::Dropped`]); false if there is none.
@@ -865,7 +866,7 @@ impl<S: Store> Session<S> {
     fn pop_queued(&mut self) -> Option<Message<S::Bytes, S::Payload>> {
         let m = self.queue.pop_front()?;
         self.queued_bytes -= m.payload().len();
-        self.queued_qos0 -= usize::from(m.qos == QoS::AtMostOnce);
+        self.queued_qos0 -= u32::from(m.qos == QoS::AtMostOnce);
         Some(m)
     }
 
@@ -882,7 +883,7 @@ impl<S: Store> Session<S> {
                 return true;
             }
             bytes += m.payload().len();
-            qos0 += usize::from(m.qos == QoS::AtMostOnce);
+            qos0 += u32::from(m.qos == QoS::AtMostOnce);
             if events.push_back(event(m.id)).is_err() {
                 lost += 1;
             }
