@@ -8,6 +8,12 @@
 # `$CARGO_TARGET_DIR/release/facteur`, else `target/release/facteur`). Usage, from the
 # repository root:
 #   bash benches/load/run.sh [seconds per run] [idle connections]
+#
+# PIN=1 holds each broker to core 0 and the load generator to core 1 (taskset): what one
+# core of broker delivers. Each throughput row also says the broker's CPU time per
+# delivered message (from /proc) and, where `perf` can trace, its system calls per message.
+# BROKERS="facteur mosquitto" runs only those. LOADGEN=path runs another build's `facteur
+# bench` as the load generator (to compare two builds of the broker with one generator).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-3}"
@@ -54,11 +60,23 @@ next_connection_delay_ms = 0
     dynamic_filters = true
 CONF
 
+loadgen="${LOADGEN:-$bench}"
+broker_cpu=()
+load_cpu=()
+if [ "${PIN:-0}" = 1 ]; then
+  broker_cpu=(taskset -c 0)
+  load_cpu=(taskset -c 1)
+fi
+syscalls=()
+if perf stat -e raw_syscalls:sys_enter -x , true >/dev/null 2>&1; then
+  syscalls=(--syscalls)
+fi
+
 start() {
   case "$1" in
-    facteur) "$bench" broker -c "$work/facteur.toml" >/dev/null 2>&1 & ;;
-    mosquitto) mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & ;;
-    rumqttd) rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>&1 & ;;
+    facteur) "${broker_cpu[@]}" "$bench" broker -c "$work/facteur.toml" >/dev/null 2>&1 & ;;
+    mosquitto) "${broker_cpu[@]}" mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & ;;
+    rumqttd) "${broker_cpu[@]}" rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>&1 & ;;
   esac
   pid=$!
   # Bounded wait until it accepts connections (a restart may take a moment to bind).
@@ -86,11 +104,13 @@ for broker in ${BROKERS:-facteur mosquitto rumqttd}; do
   echo "## $broker $version"
   echo
   start "$broker"
-  "$bench" bench --port "$port" --duration "$duration" --idle 0 2>/dev/null
+  "${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" --idle 0 \
+    --pid "$pid" "${syscalls[@]}" 2>/dev/null
   stop
   # Idle connections on a fresh process, so its RSS growth is theirs alone.
   start "$broker"
-  "$bench" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only 2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
+  "${load_cpu[@]}" "$loadgen" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only \
+    2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
   stop
   echo
 done

@@ -47,6 +47,8 @@ pub(crate) struct Options {
     /// Only the idle-connection measurement (on a freshly started broker its RSS growth is
     /// the connections' alone).
     pub(crate) idle_only: bool,
+    /// Count the broker's system calls with `perf stat` (needs `--pid` and perf).
+    pub(crate) syscalls: bool,
 }
 
 struct Conn {
@@ -300,6 +302,91 @@ pub(crate) struct Row {
     pub(crate) size: usize,
     pub(crate) delivered_per_sec: f64,
     pub(crate) lost: u64,
+    /// What the broker spent per delivered message in the measured window (with `--pid`).
+    pub(crate) spent: Option<Spent>,
+}
+
+/// What the broker process spent per delivered message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spent {
+    /// CPU time (user and system), in nanoseconds.
+    pub(crate) cpu_ns: f64,
+    /// System calls, when `perf` could count them.
+    pub(crate) syscalls: Option<f64>,
+}
+
+/// Measures a broker process over a window: CPU time from `/proc/PID/stat`, system calls
+/// from `perf stat -e raw_syscalls:sys_enter` when asked and available.
+struct Meter {
+    pid: u32,
+    ticks: u64,
+    perf: Option<std::process::Child>,
+}
+
+impl Meter {
+    fn start(pid: Option<u32>, syscalls: bool) -> Option<Self> {
+        let pid = pid?;
+        let perf = syscalls
+            .then(|| {
+                std::process::Command::new("perf")
+                    .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p"])
+                    .arg(pid.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .ok()
+            })
+            .flatten();
+        Some(Self {
+            pid,
+            ticks: cpu_ticks(pid)?,
+            perf,
+        })
+    }
+
+    /// Stops; returns what was spent per message for `messages` delivered in the window.
+    fn stop(self, messages: u64) -> Option<Spent> {
+        let ticks = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
+        let syscalls = self.perf.and_then(|child| {
+            // perf prints its counts when interrupted.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let output = child.wait_with_output().ok()?;
+            let text = String::from_utf8_lossy(&output.stderr);
+            text.lines()
+                .find(|line| line.contains("raw_syscalls:sys_enter"))
+                .and_then(|line| line.split(',').next()?.trim().parse::<u64>().ok())
+        });
+        let messages = messages.max(1) as f64;
+        Some(Spent {
+            cpu_ns: ticks as f64 * 1e9 / clock_ticks_per_sec() as f64 / messages,
+            syscalls: syscalls.map(|n| n as f64 / messages),
+        })
+    }
+}
+
+/// The process's user and system CPU time so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses: utime and stime are the
+    // 14th and 15th fields of the line, the 12th and 13th after the name.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux when unknown).
+fn clock_ticks_per_sec() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 async fn throughput(
@@ -358,8 +445,10 @@ async fn throughput(
         )));
     }
     let before = seen.received.load(Ordering::Relaxed);
+    let meter = Meter::start(opts.pid, opts.syscalls);
     tokio::time::sleep(opts.duration).await;
     let during = seen.received.load(Ordering::Relaxed) - before;
+    let spent = meter.and_then(|m| m.stop(during));
     stop.store(true, Ordering::Relaxed);
     let mut sent = 0;
     for p in publishers {
@@ -391,6 +480,7 @@ async fn throughput(
         size,
         delivered_per_sec: during as f64 / opts.duration.as_secs_f64(),
         lost,
+        spent,
     })
 }
 
@@ -491,8 +581,8 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
     if opts.idle_only {
         return print_idle(&opts).await;
     }
-    println!("| scenario | QoS | payload | delivered msg/s | lost |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| scenario | QoS | payload | delivered msg/s | lost | broker CPU ns/msg | syscalls/msg |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let shapes = [
         Shape::FanIn,
         Shape::FanOut(8),
@@ -514,8 +604,13 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
                 }
                 eprintln!("running {label}");
                 let row = throughput(&opts, shape, qos, size, run).await?;
+                let cpu = row.spent.map_or("n/a".into(), |s| format!("{:.0}", s.cpu_ns));
+                let calls = row
+                    .spent
+                    .and_then(|s| s.syscalls)
+                    .map_or("n/a".into(), |n| format!("{n:.2}"));
                 println!(
-                    "| {} | {} | {} B | {:.0} | {} |",
+                    "| {} | {} | {} B | {:.0} | {} | {cpu} | {calls} |",
                     row.scenario, row.qos, row.size, row.delivered_per_sec, row.lost
                 );
             }

@@ -57,6 +57,10 @@ enum Command {
         /// Only the idle connections (run it against a freshly started broker).
         #[arg(long)]
         idle_only: bool,
+        /// With --pid: also count the broker's system calls per delivered message
+        /// (`perf stat -e raw_syscalls:sys_enter`; needs perf and the rights to trace).
+        #[arg(long)]
+        syscalls: bool,
     },
 }
 
@@ -82,6 +86,7 @@ fn main() -> std::process::ExitCode {
             pid,
             only,
             idle_only,
+            syscalls,
         }) => {
             let options = bench::Options {
                 addr: std::net::SocketAddr::new(host, port),
@@ -91,6 +96,7 @@ fn main() -> std::process::ExitCode {
                 rate,
                 only,
                 idle_only,
+                syscalls,
             };
             let result = tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())
