@@ -13,6 +13,15 @@ use facteur_session::Verdict;
 use facteur_topic::TopicFilter;
 use std::sync::atomic::Ordering;
 
+/// Most messages one client's read routes at once (a bound on the batch's memory and on
+/// how long a batch keeps its first message).
+const ROUTE_BATCH: usize = 128;
+
+thread_local! {
+    /// The messages read and not yet routed (per thread, reused).
+    static PUBLISHED: std::cell::Cell<Vec<Message>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl SessionTask {
     /// Acts on what a read from the client gave.
     pub(crate) fn on_read(&mut self, read: std::io::Result<usize>) {
@@ -33,15 +42,30 @@ impl SessionTask {
         }
     }
 
+    /// Handles every whole packet read. The messages published are routed together (one
+    /// lock and wake-up per subscriber for the lot): at the end, before any other packet
+    /// (so that a SUBSCRIBE after a PUBLISH sees it routed first), and every
+    /// [`ROUTE_BATCH`] messages.
     pub(crate) fn on_bytes(&mut self) {
         let Some(mut read) = self.link.as_mut().map(|l| std::mem::take(&mut l.read)) else {
             return;
         };
+        let mut published = PUBLISHED.with(std::cell::Cell::take);
         while self.link.as_ref().is_some_and(|l| l.end.is_none()) && self.waiting.is_empty() {
             match decode(&read, self.version, self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
-                    self.on_packet(decoded.packet);
+                    if let Packet::Publish(_) = decoded.packet {
+                        if let Some(message) = self.on_publish(decoded.packet) {
+                            published.push(message);
+                        }
+                        if published.len() >= ROUTE_BATCH {
+                            self.route(&mut published);
+                        }
+                    } else {
+                        self.route(&mut published);
+                        self.on_packet(decoded.packet);
+                    }
                     read.advance(len);
                 }
                 Ok(Status::Incomplete(_)) => break,
@@ -58,8 +82,57 @@ impl SessionTask {
                 }
             }
         }
+        self.route(&mut published);
+        PUBLISHED.with(|cell| cell.set(published));
         if let Some(link) = &mut self.link {
             link.read = read;
+        }
+    }
+
+    /// Routes the messages this client published, in order; deliveries owed to full
+    /// mailboxes are kept for the task to wait on (reading nothing more meanwhile).
+    fn route(&mut self, published: &mut Vec<Message>) {
+        if published.is_empty() {
+            return;
+        }
+        let routed = self.router.publish_all(self.key, published);
+        self.waiting.extend(routed.waiting);
+        self.congested |= routed.congested;
+    }
+
+    /// A PUBLISH from the client: the session takes it (QoS flows, topic alias), then the
+    /// broker's verdict; returns the message to route, if accepted.
+    fn on_publish(&mut self, packet: Packet<'_>) -> Option<Message> {
+        self.router
+            .stats
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        let limit = self.config.message_size_limit as usize;
+        // The session delivers it; the broker decides what the client is told.
+        let message = match self.session.handle(packet, now)? {
+            p if limit != 0 && p.payload.len() > limit => Err(p.payload.len()),
+            p => Ok(Message::new(
+                p.topic,
+                p.payload,
+                p.qos,
+                p.retain,
+                &p.properties,
+                now,
+            )),
+        };
+        match message {
+            Ok(message) => {
+                self.session.decide(Verdict::Accept);
+                Some(message)
+            }
+            Err(size) => {
+                tracing::debug!(client = %self.client_id, size, "payload over message_size_limit");
+                self.session
+                    .decide(Verdict::Reject(ReasonCode::ImplementationSpecificError));
+                self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
         }
     }
 
@@ -93,40 +166,6 @@ impl SessionTask {
                 ReasonCode::BadAuthenticationMethod,
                 "this broker has no extended authentication",
             ),
-            Packet::Publish(_) => {
-                self.router
-                    .stats
-                    .messages_received
-                    .fetch_add(1, Ordering::Relaxed);
-                let limit = self.config.message_size_limit as usize;
-                // The session delivers it; the broker decides what the client is told.
-                let message = match self.session.handle(packet, now) {
-                    None => return,
-                    Some(p) if limit != 0 && p.payload.len() > limit => Err(p.payload.len()),
-                    Some(p) => Ok(Message::new(
-                        p.topic,
-                        p.payload,
-                        p.qos,
-                        p.retain,
-                        &p.properties,
-                        now,
-                    )),
-                };
-                match message {
-                    Ok(message) => {
-                        self.session.decide(Verdict::Accept);
-                        let routed = self.router.publish(self.key, message);
-                        self.waiting.extend(routed.waiting);
-                        self.congested |= routed.congested;
-                    }
-                    Err(size) => {
-                        tracing::debug!(client = %self.client_id, size, "payload over message_size_limit");
-                        self.session
-                            .decide(Verdict::Reject(ReasonCode::ImplementationSpecificError));
-                        self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
             other => {
                 self.session.handle(other, now);
             }

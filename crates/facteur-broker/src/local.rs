@@ -37,15 +37,18 @@ impl LocalSubscription {
         let key = router.next_key();
         let mailbox = router.open_mailbox(key);
         // Retained messages first, as a client would get them (as many as fit).
-        for message in router.retained_for(parsed) {
-            let delivery = Delivery {
+        let mut retained: Vec<Delivery> = router
+            .retained_for(parsed)
+            .into_iter()
+            .map(|message| Delivery {
                 qos: message.qos.min(qos),
                 message,
                 retain: true,
                 subscription_ids: Vec::new(),
-            };
-            mailbox.offer(delivery);
-        }
+            })
+            .collect();
+        // Nobody waits for room here: what does not fit is not kept.
+        let _ = mailbox.offer_all(&mut retained);
         let subscribed = Subscribed {
             options: SubscriptionOptions::qos(qos),
             id: None,

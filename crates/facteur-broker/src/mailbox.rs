@@ -17,18 +17,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
-/// What became of a message offered to a mailbox.
-#[derive(Debug)]
-pub(crate) enum Offer {
-    /// Handed off: the session task will take it.
-    Queued,
-    /// Full, and the message is QoS 1/2: the caller may wait for room with
-    /// [`Mailbox::send`].
-    Full(Delivery),
-    /// Full, and the message is QoS 0: not kept.
-    Dropped,
-    /// The session has ended.
-    Closed,
+/// What became of messages offered together ([`Mailbox::offer_all`]).
+#[derive(Debug, Default)]
+pub(crate) struct OfferedAll {
+    /// QoS 0 messages dropped for want of room.
+    pub(crate) dropped: usize,
+    /// The messages from the first QoS 1/2 one that found no room on, in order.
+    pub(crate) full: Vec<Delivery>,
+    /// The session has ended: nothing was taken.
+    pub(crate) closed: bool,
 }
 
 /// What a session's task is woken for.
@@ -147,22 +144,35 @@ impl Mailbox {
         qos == QoS::AtMostOnce && self.waiting.load(Ordering::Relaxed) >= self.capacity
     }
 
-    /// Offers a message without waiting.
-    pub(crate) fn offer(&self, delivery: Delivery) -> Offer {
+    /// Offers several messages in order under one lock, with one wake-up: each is queued
+    /// while there is room; past that a QoS 0 one is dropped and, from the first QoS 1/2 one
+    /// that finds no room, it and every later one are handed back in order (to wait for
+    /// room with [`Mailbox::send`]). `deliveries` is left empty.
+    pub(crate) fn offer_all(&self, deliveries: &mut Vec<Delivery>) -> OfferedAll {
+        let mut offered = OfferedAll::default();
         let mut inbox = self.lock();
         if inbox.closed {
-            return Offer::Closed;
+            deliveries.clear();
+            offered.closed = true;
+            return offered;
         }
-        if inbox.deliveries.len() < self.capacity {
-            let taker = inbox.push(delivery);
-            drop(inbox);
-            wake(taker);
-            Offer::Queued
-        } else if delivery.qos != QoS::AtMostOnce {
-            Offer::Full(delivery)
-        } else {
-            Offer::Dropped
+        let mut taker = None;
+        let mut rest = deliveries.drain(..);
+        while let Some(delivery) = rest.next() {
+            if inbox.deliveries.len() < self.capacity {
+                if let Some(waiting) = inbox.push(delivery) {
+                    taker = Some(waiting);
+                }
+            } else if delivery.qos == QoS::AtMostOnce {
+                offered.dropped += 1;
+            } else {
+                offered.full.push(delivery);
+                offered.full.extend(rest.by_ref());
+            }
         }
+        drop(inbox);
+        wake(taker);
+        offered
     }
 
     /// Waits for room, then queues the message. Gives it back if the session ends
@@ -331,6 +341,17 @@ mod tests {
         }
     }
 
+    /// Offers one delivery: "queued", "dropped", "full" or "closed".
+    fn offer(mailbox: &Mailbox, delivery: Delivery) -> &'static str {
+        let offered = mailbox.offer_all(&mut vec![delivery]);
+        match (offered.closed, offered.dropped, offered.full.len()) {
+            (true, _, _) => "closed",
+            (_, 1, _) => "dropped",
+            (_, _, 1) => "full",
+            _ => "queued",
+        }
+    }
+
     fn payloads(mailbox: &Mailbox) -> Vec<Vec<u8>> {
         let mut taken = Vec::new();
         mailbox.take_while(&mut taken, |_| true);
@@ -347,25 +368,13 @@ mod tests {
     #[test]
     fn a_full_hand_off_drops_qos0_at_once_and_hands_qos1_back() {
         let mailbox = Mailbox::new(2);
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtMostOnce, b"a")),
-            Offer::Queued
-        ));
+        assert_eq!(offer(&mailbox, delivery(QoS::AtMostOnce, b"a")), "queued");
         assert!(!mailbox.drops_at_once(QoS::AtMostOnce));
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"b")),
-            Offer::Queued
-        ));
+        assert_eq!(offer(&mailbox, delivery(QoS::AtLeastOnce, b"b")), "queued");
         assert!(mailbox.drops_at_once(QoS::AtMostOnce));
         assert!(!mailbox.drops_at_once(QoS::AtLeastOnce));
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtMostOnce, b"c")),
-            Offer::Dropped
-        ));
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::ExactlyOnce, b"e")),
-            Offer::Full(_)
-        ));
+        assert_eq!(offer(&mailbox, delivery(QoS::AtMostOnce, b"c")), "dropped");
+        assert_eq!(offer(&mailbox, delivery(QoS::ExactlyOnce, b"e")), "full");
         assert_eq!(payloads(&mailbox), [b"a".to_vec(), b"b".to_vec()]);
     }
 
@@ -377,7 +386,7 @@ mod tests {
             (QoS::AtMostOnce, b"b"),
             (QoS::AtLeastOnce, b"c"),
         ] {
-            mailbox.offer(delivery(qos, p));
+            offer(&mailbox, delivery(qos, p));
         }
         let mut taken = Vec::new();
         mailbox.take_while(&mut taken, |d| d.qos != QoS::AtMostOnce);
@@ -385,18 +394,44 @@ mod tests {
         assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"c".to_vec()]);
     }
 
+    #[test]
+    fn many_at_once_in_order_and_handed_back_from_the_first_full_qos1() {
+        let mailbox = Mailbox::new(3);
+        let mut batch = vec![
+            delivery(QoS::AtLeastOnce, b"a"),
+            delivery(QoS::AtMostOnce, b"b"),
+            delivery(QoS::AtLeastOnce, b"c"),
+            // Full from here: a QoS 0 message is dropped...
+            delivery(QoS::AtMostOnce, b"d"),
+            // ...a QoS 1 message is handed back, with everything after it.
+            delivery(QoS::AtLeastOnce, b"e"),
+            delivery(QoS::AtMostOnce, b"f"),
+        ];
+        let offered = mailbox.offer_all(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(offered.dropped, 1);
+        let back: Vec<_> = offered
+            .full
+            .iter()
+            .map(|d| d.message.payload.to_vec())
+            .collect();
+        assert_eq!(back, [b"e".to_vec(), b"f".to_vec()]);
+        assert_eq!(
+            payloads(&mailbox),
+            [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+    }
+
     #[tokio::test]
     async fn waiting_sender_gets_in_when_room_is_made() {
         let mailbox = Arc::new(Mailbox::new(2));
         for p in [b"a", b"b"] {
-            assert!(matches!(
-                mailbox.offer(delivery(QoS::AtLeastOnce, p)),
-                Offer::Queued
-            ));
+            assert_eq!(offer(&mailbox, delivery(QoS::AtLeastOnce, p)), "queued");
         }
-        let Offer::Full(waiting) = mailbox.offer(delivery(QoS::AtLeastOnce, b"c")) else {
-            panic!("expected a full mailbox");
-        };
+        let mut full = mailbox
+            .offer_all(&mut vec![delivery(QoS::AtLeastOnce, b"c")])
+            .full;
+        let waiting = full.pop().expect("a full mailbox hands the message back");
         let sender = tokio::spawn({
             let mailbox = mailbox.clone();
             async move { mailbox.send(waiting).await.is_ok() }
@@ -418,11 +453,12 @@ mod tests {
     async fn closing_returns_attaches_and_releases_senders() {
         let mailbox = Arc::new(Mailbox::new(2));
         for p in [b"a", b"b"] {
-            mailbox.offer(delivery(QoS::AtLeastOnce, p));
+            offer(&mailbox, delivery(QoS::AtLeastOnce, p));
         }
-        let Offer::Full(waiting) = mailbox.offer(delivery(QoS::AtLeastOnce, b"c")) else {
-            panic!("expected a full mailbox");
-        };
+        let mut full = mailbox
+            .offer_all(&mut vec![delivery(QoS::AtLeastOnce, b"c")])
+            .full;
+        let waiting = full.pop().expect("a full mailbox hands the message back");
         let sender = tokio::spawn({
             let mailbox = mailbox.clone();
             async move { mailbox.send(waiting).await.is_ok() }
@@ -435,10 +471,7 @@ mod tests {
             .unwrap();
         assert!(!sent);
         assert!(mailbox.is_closed());
-        assert!(matches!(
-            mailbox.offer(delivery(QoS::AtLeastOnce, b"d")),
-            Offer::Closed
-        ));
+        assert_eq!(offer(&mailbox, delivery(QoS::AtLeastOnce, b"d")), "closed");
         // What was queued before closing can still be read, then the end is seen.
         assert_eq!(payloads(&mailbox).len(), 2);
         assert!(matches!(mailbox.next().await, Next::Closed));
@@ -451,7 +484,7 @@ mod tests {
             let mailbox = mailbox.clone();
             async move { std::future::poll_fn(|cx| mailbox.poll_next(cx, |_| false)).await }
         });
-        mailbox.offer(delivery(QoS::AtLeastOnce, b"a"));
+        offer(&mailbox, delivery(QoS::AtLeastOnce, b"a"));
         mailbox.stop();
         let next = tokio::time::timeout(Duration::from_secs(5), task)
             .await

@@ -2,7 +2,7 @@
 //! connected clients, and the statistics. A PUBLISH takes read locks only on its way to the
 //! subscribers, and its payload is shared by all of them (one `Arc`, never a copy each).
 
-use crate::mailbox::{Mailbox, Offer};
+use crate::mailbox::Mailbox;
 use crate::message::{Attach, Delivery, Message, Subscribed};
 use crate::Stats;
 use facteur_codec::QoS;
@@ -386,73 +386,96 @@ impl Router {
     }
 
     /// Stores or clears a retained message, then hands the message to every matching
-    /// subscriber: once per client, at the highest QoS its matching subscriptions grant.
-    ///
-    /// A full mailbox drops a QoS 0 delivery, or one for a session whose client is offline
-    /// (counted); a QoS 1/2 delivery to a connected client is returned, for the caller to
-    /// wait for room (or drop with [`Router::drop_waiting`]).
+    /// subscriber: see [`Router::publish_all`].
     #[must_use]
     pub(crate) fn publish(&self, from: ConnId, message: Message) -> Routed {
-        let message = Arc::new(message);
+        self.publish_all(from, &mut vec![message])
+    }
+
+    /// Routes the messages one client published, in order (`messages` is left empty):
+    /// each is stored or cleared as retained, then handed to every matching subscriber,
+    /// once per client, at the highest QoS its matching subscriptions grant.
+    ///
+    /// A batch costs one subscription lookup per distinct topic in a row and one mailbox
+    /// lock and wake-up per subscriber, however many of its messages each subscriber gets.
+    /// A full mailbox drops a QoS 0 delivery (counted); a QoS 1/2 delivery finding it full,
+    /// and every later one to the same mailbox, is returned in order, for the caller to wait
+    /// for room (or drop with [`Router::drop_waiting`]).
+    #[must_use]
+    pub(crate) fn publish_all(&self, from: ConnId, messages: &mut Vec<Message>) -> Routed {
         let mut routed = Routed::default();
-        let Ok(name) = TopicName::new(&message.topic) else {
-            return routed;
-        };
-        if message.retain && self.retain_available {
-            let properties = message.properties();
-            let expiry = properties.message_expiry_interval();
-            let (payload, qos, at) = (&message.payload[..], message.qos, message.received_at);
-            let kept = lock(&self.retained).set(name, payload, qos, &properties, expiry, at);
-            if let Err(error) = kept {
-                // Still delivered below; only not kept.
-                tracing::debug!(topic = %name, %error, "retained message not kept");
-                self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
-            }
+        let messages: Vec<Arc<Message>> = messages.drain(..).map(Arc::new).collect();
+        for message in messages
+            .iter()
+            .filter(|m| m.retain && self.retain_available)
+        {
+            self.keep_retained(message);
         }
-        // Every matching subscription, then one delivery per session, at the highest QoS its
-        // matching subscriptions grant: grouped by sorting (stable, so subscription
-        // identifiers keep the tree's order), linear in the number of matches.
-        let mut matched: Vec<(ConnId, Subscribed)> = Vec::new();
-        read(&self.subscriptions).for_each_match(name, |&conn, subscribed| {
-            if !(subscribed.options.no_local && conn == from) {
-                matched.push((conn, *subscribed));
-            }
-        });
-        matched.sort_by_key(|&(conn, _)| conn);
-        let mailboxes = read(&self.mailboxes);
+        // Runs of messages to the same topic (the usual case: a sensor's stream) share one
+        // subscription lookup, grouped by session with a sort of the run's matches (stable,
+        // so subscription identifiers keep the tree's order); each session then gets the
+        // run's messages in order, one delivery per message at the highest QoS its matching
+        // subscriptions grant, with one mailbox lock and wake-up for the lot.
         let mut dropped = 0;
-        for group in matched.chunk_by(|a, b| a.0 == b.0) {
-            let Some(mailbox) = mailboxes.get(&group[0].0) else {
+        let mut matched: Vec<(ConnId, Subscribed)> = Vec::new();
+        let mut deliveries = Vec::new();
+        let mailboxes = read(&self.mailboxes);
+        for run in messages.chunk_by(|a, b| a.topic == b.topic) {
+            let Ok(name) = TopicName::new(&run[0].topic) else {
                 continue;
             };
-            let qos = group
-                .iter()
-                .map(|(_, s)| message.qos.min(s.options.qos))
-                .max()
-                .unwrap_or(QoS::AtMostOnce);
-            if mailbox.drops_at_once(qos) {
-                dropped += 1;
-                routed.congested = true;
-                continue;
-            }
-            let mut delivery = Delivery {
-                message: message.clone(),
-                qos,
-                retain: false,
-                subscription_ids: Vec::new(),
-            };
-            for (_, subscribed) in group {
-                let options = subscribed.options;
-                delivery.retain |= options.retain_as_published && message.retain;
-                delivery.subscription_ids.extend(subscribed.id);
-            }
-            match mailbox.offer(delivery) {
-                Offer::Queued | Offer::Closed => {}
-                Offer::Full(delivery) => routed.waiting.push((mailbox.clone(), delivery)),
-                Offer::Dropped => {
-                    dropped += 1;
+            matched.clear();
+            read(&self.subscriptions).for_each_match(name, |&conn, subscribed| {
+                if !(subscribed.options.no_local && conn == from) {
+                    matched.push((conn, *subscribed));
+                }
+            });
+            matched.sort_by_key(|&(conn, _)| conn);
+            for group in matched.chunk_by(|a, b| a.0 == b.0) {
+                let Some(mailbox) = mailboxes.get(&group[0].0) else {
+                    continue;
+                };
+                for message in run {
+                    let qos = group
+                        .iter()
+                        .map(|(_, s)| message.qos.min(s.options.qos))
+                        .max()
+                        .unwrap_or(QoS::AtMostOnce);
+                    if deliveries.is_empty() && mailbox.drops_at_once(qos) {
+                        dropped += 1;
+                        routed.congested = true;
+                        continue;
+                    }
+                    let mut delivery = Delivery {
+                        message: message.clone(),
+                        qos,
+                        retain: false,
+                        subscription_ids: Vec::new(),
+                    };
+                    for (_, subscribed) in group {
+                        let options = subscribed.options;
+                        delivery.retain |= options.retain_as_published && message.retain;
+                        delivery.subscription_ids.extend(subscribed.id);
+                    }
+                    deliveries.push(delivery);
+                }
+                if deliveries.is_empty() {
+                    continue;
+                }
+                if routed.waiting.iter().any(|(m, _)| Arc::ptr_eq(m, mailbox)) {
+                    // Its earlier messages wait for room: these go after them.
+                    let blocked = deliveries.drain(..).map(|d| (mailbox.clone(), d));
+                    routed.waiting.extend(blocked);
+                    continue;
+                }
+                let offered = mailbox.offer_all(&mut deliveries);
+                if offered.dropped > 0 {
+                    dropped += offered.dropped;
                     routed.congested = true;
                 }
+                routed
+                    .waiting
+                    .extend(offered.full.into_iter().map(|d| (mailbox.clone(), d)));
             }
         }
         if dropped > 0 {
@@ -461,5 +484,21 @@ impl Router {
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         routed
+    }
+
+    /// Stores or clears `message` as its topic's retained message (within the store's
+    /// limits: past them it is still delivered, only not kept, and counted).
+    fn keep_retained(&self, message: &Message) {
+        let Ok(name) = TopicName::new(&message.topic) else {
+            return;
+        };
+        let properties = message.properties();
+        let expiry = properties.message_expiry_interval();
+        let (payload, qos, at) = (&message.payload[..], message.qos, message.received_at);
+        let kept = lock(&self.retained).set(name, payload, qos, &properties, expiry, at);
+        if let Err(error) = kept {
+            tracing::debug!(topic = %name, %error, "retained message not kept");
+            self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

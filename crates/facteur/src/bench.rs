@@ -581,7 +581,9 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
     if opts.idle_only {
         return print_idle(&opts).await;
     }
-    println!("| scenario | QoS | payload | delivered msg/s | lost | broker CPU ns/msg | syscalls/msg |");
+    println!(
+        "| scenario | QoS | payload | delivered msg/s | lost | broker CPU ns/msg | syscalls/msg |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let shapes = [
         Shape::FanIn,
@@ -604,7 +606,9 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
                 }
                 eprintln!("running {label}");
                 let row = throughput(&opts, shape, qos, size, run).await?;
-                let cpu = row.spent.map_or("n/a".into(), |s| format!("{:.0}", s.cpu_ns));
+                let cpu = row
+                    .spent
+                    .map_or("n/a".into(), |s| format!("{:.0}", s.cpu_ns));
                 let calls = row
                     .spent
                     .and_then(|s| s.syscalls)
