@@ -47,6 +47,15 @@ impl SessionTask {
     /// Hands a delivery to the session, which queues it or refuses it (counted as dropped).
     pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) {
         let message = &delivery.message;
+        let frame = (delivery.subscription_ids.is_empty())
+            .then(|| message.frame_for(self.version, delivery.qos, delivery.retain))
+            .flatten();
+        if let Some(frame) = frame {
+            // Encoded once for every subscriber of this kind: copied and sent as is.
+            let queued = self.session.publish_frame(frame, message.received_at);
+            self.count_queued(queued);
+            return;
+        }
         // The subscriber's subscription identifiers join the message's own properties. They
         // are kept whatever the connection's version: the session writes them only in 5.0,
         // and a session resumed in 5.0 sends them (Message Expiry Interval included).
@@ -74,10 +83,18 @@ impl SessionTask {
         };
         // The payload is shared with every other subscriber, not copied; its expiry counts
         // from when the broker received it.
-        match self
-            .session
-            .publish_shared(&publish, message.payload.clone(), message.received_at)
-        {
+        let queued =
+            self.session
+                .publish_shared(&publish, message.payload.clone(), message.received_at);
+        self.count_queued(queued);
+    }
+
+    /// Counts a message handed to the session: queued (sent) or refused (dropped).
+    fn count_queued(
+        &self,
+        queued: Result<facteur_session::MessageId, facteur_session::PublishError>,
+    ) {
+        match queued {
             Ok(_) => {
                 self.router
                     .stats

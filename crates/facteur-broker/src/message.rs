@@ -5,9 +5,12 @@
 use crate::router::LinkSlot;
 use crate::transport::Stream;
 use bytes::Bytes;
-use facteur_codec::{PacketType, Properties, Property, QoS, SliceWriter, SubscriptionOptions};
-use facteur_session::Instant;
-use std::sync::Arc;
+use facteur_codec::{
+    PacketType, Properties, Property, ProtocolVersion, Publish, QoS, SliceWriter,
+    SubscriptionOptions,
+};
+use facteur_session::{Frame, Instant};
+use std::sync::{Arc, OnceLock};
 
 /// An application message as the broker keeps it: shared by every subscriber it goes to.
 #[derive(Debug)]
@@ -22,7 +25,13 @@ pub(crate) struct Message {
     /// When the broker received it: its Message Expiry Interval counts from here, however
     /// long it waits (in a mailbox, a session's queue, the retained store).
     pub(crate) received_at: Instant,
+    /// The message encoded once for the first kind of subscriber that asked (version, QoS,
+    /// retain flag), shared by every other of that kind: see [`Message::frame_for`].
+    frame: OnceLock<(FrameKey, Option<Frame>)>,
 }
+
+/// Which subscribers can share one encoding of a message.
+type FrameKey = (bool, QoS, bool);
 
 impl Message {
     /// Copies what a PUBLISH carries, once, for every subscriber to share.
@@ -53,7 +62,33 @@ impl Message {
             retain,
             properties: Bytes::from(bytes),
             received_at,
+            frame: OnceLock::new(),
         }
+    }
+
+    /// The message encoded for a subscriber in `version` at `qos` with `retain`, if it has
+    /// no properties (those change per subscriber and per send) and is of the kind encoded
+    /// first: that kind, usually all of a fan-out's subscribers, shares one encoding; the
+    /// others go through the session's own encoding.
+    pub(crate) fn frame_for(
+        &self,
+        version: ProtocolVersion,
+        qos: QoS,
+        retain: bool,
+    ) -> Option<&Frame> {
+        if !self.properties.is_empty() {
+            return None;
+        }
+        let key = (version.is_v5(), qos, retain);
+        let (made_for, frame) = self.frame.get_or_init(|| {
+            let publish = Publish {
+                qos,
+                retain,
+                ..Publish::new(&self.topic, &self.payload)
+            };
+            (key, Frame::new(&publish, version))
+        });
+        frame.as_ref().filter(|_| *made_for == key)
     }
 
     /// The stored properties (checked when the message was made, so this cannot fail).

@@ -134,6 +134,7 @@
 
 mod connect;
 mod event;
+mod frame;
 mod ids;
 mod props;
 #[cfg(feature = "alloc")]
@@ -147,6 +148,8 @@ pub use connect::{
     TakeOver,
 };
 pub use event::{Event, MessageId};
+#[cfg(feature = "alloc")]
+pub use frame::Frame;
 pub use ids::PacketIds;
 #[cfg(feature = "alloc")]
 pub use retained::{RetainedMessage, RetainedStore};

@@ -736,18 +736,7 @@ impl<S: Store> Session<S> {
         now: Instant,
     ) -> Result<MessageId, PublishError> {
         let size = message.payload.len();
-        if message.qos == QoS::AtMostOnce {
-            // Refused before anything is copied.
-            if !self.config.queue.qos0_offline && self.link == Link::Down {
-                return Err(PublishError::Offline);
-            }
-            if !self.room_for(size) {
-                self.drop_expired(now);
-                if !self.room_for(size) {
-                    return Err(PublishError::QueueFull);
-                }
-            }
-        }
+        self.refuse_early(message.qos, size, now)?;
         TopicName::new(message.topic).map_err(PublishError::InvalidTopic)?;
         let props = &message.properties;
         let expiry = props.message_expiry_interval();
@@ -780,7 +769,36 @@ impl<S: Store> Session<S> {
             props_len: layout.len(),
             bytes,
             payload,
+            frame: None,
         };
+        self.enqueue(queued, size, now)
+    }
+
+    /// A QoS 0 message the queue would refuse is refused before anything is copied.
+    fn refuse_early(&mut self, qos: QoS, size: usize, now: Instant) -> Result<(), PublishError> {
+        if qos != QoS::AtMostOnce {
+            return Ok(());
+        }
+        if !self.config.queue.qos0_offline && self.link == Link::Down {
+            return Err(PublishError::Offline);
+        }
+        if !self.room_for(size) {
+            self.drop_expired(now);
+            if !self.room_for(size) {
+                return Err(PublishError::QueueFull);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `queued` (with `size` bytes of payload) within the [`QueueLimits`].
+    fn enqueue(
+        &mut self,
+        queued: Message<S::Bytes, S::Payload>,
+        size: usize,
+        now: Instant,
+    ) -> Result<MessageId, PublishError> {
+        let (id, qos) = (queued.id, queued.qos);
         if !self.room_for(size) {
             self.drop_expired(now);
         }
@@ -801,9 +819,45 @@ impl<S: Store> Session<S> {
             }
         }
         self.queued_bytes += size;
-        self.queued_qos0 += u32::from(message.qos == QoS::AtMostOnce);
+        self.queued_qos0 += u32::from(qos == QoS::AtMostOnce);
         self.next_message = self.next_message.wrapping_add(1);
         Ok(id)
+    }
+
+    /// [`publish_shared`](Self::publish_shared) for a message already encoded once for
+    /// many sessions ([`Frame`](crate::Frame), feature `alloc`): nothing is checked or
+    /// copied again, and each send copies the frame and patches in this session's packet
+    /// identifier (a resend sets DUP). A frame is never sent with a topic alias; if the
+    /// session is resumed in another protocol version, it is read back and encoded for
+    /// that one. `now` is when the message was received.
+    ///
+    /// # Errors
+    /// As [`publish_shared`](Self::publish_shared): the queue's limits.
+    #[cfg(feature = "alloc")]
+    pub fn publish_frame(
+        &mut self,
+        frame: &crate::Frame,
+        now: Instant,
+    ) -> Result<MessageId, PublishError>
+    where
+        S: Store<Payload = bytes::Bytes>,
+    {
+        let (qos, size) = (frame.qos(), frame.bytes.len());
+        self.refuse_early(qos, size, now)?;
+        let bytes = S::Bytes::filled(0, |_| {}).ok_or(PublishError::TooLarge)?;
+        let queued = Message {
+            id: MessageId(self.next_message),
+            qos,
+            retain: frame.retain(),
+            expiry: None,
+            queued_at: now,
+            topic_len: 0,
+            props_len: 0,
+            bytes,
+            payload: frame.bytes.clone(),
+            frame: Some(frame.meta),
+        };
+        self.enqueue(queued, size, now)
     }
 
     /// Whether [`publish`](Self::publish) would take a message of `qos` with `payload_len`
@@ -1072,6 +1126,8 @@ impl<S: Store> Session<S> {
             let f = &mut self.inflight[i];
             let n = if f.stage == Stage::Released {
                 Packet::PubRel(PubResponse::new(f.packet_id)).encode(version, buf)?
+            } else if let Some(frame) = f.message.frame {
+                frame.write(f.message.payload(), version, Some(f.packet_id), true, buf)?
             } else {
                 // The expiry left now; never an alias (it belongs to the old connection).
                 f.message.stamp(now, None);
@@ -1144,6 +1200,25 @@ impl<S: Store> Session<S> {
                 };
                 Some(id)
             };
+            if let Some(frame) = m.frame {
+                // Encoded once for many sessions: copied, this session's identifier in it.
+                let max = self.connection.peer_maximum_packet_size as usize;
+                if frame
+                    .len_for(m.payload(), version)
+                    .map_or(true, |len| len > max)
+                {
+                    let id = m.id;
+                    self.pop_queued();
+                    self.event(Event::TooLarge { message: id });
+                    continue;
+                }
+                let n = frame.write(m.payload(), version, packet_id, false, buf)?;
+                self.ids = ids;
+                if let Some(message) = self.pop_queued() {
+                    self.track_sent(message, packet_id);
+                }
+                return Ok(Some(self.sent(now, n)));
+            }
             // Topic alias: reuse the topic's, or set up the next one while there is room.
             let (mut alias, mut new_alias) = (None, false);
             let alias_max = usize::from(self.connection.peer_topic_alias_maximum)
@@ -1198,23 +1273,28 @@ impl<S: Store> Session<S> {
                     let _ = self.out_aliases.try_push(Alias { alias, topic });
                 }
             }
-            // A QoS 0 message is done once written.
-            if let Some(packet_id) = packet_id {
-                let stage = if message.qos == QoS::AtLeastOnce {
-                    Stage::Qos1Sent
-                } else {
-                    Stage::Qos2Sent
-                };
-                // Cannot fail: the quota is at most the capacity.
-                let _ = self.inflight.try_push(Inflight {
-                    packet_id,
-                    stage,
-                    resend: false,
-                    counted: true,
-                    message,
-                });
-            }
+            self.track_sent(message, packet_id);
             return Ok(Some(self.sent(now, n)));
+        }
+    }
+
+    /// A queued message was written: a QoS 1/2 one is in flight from now on (a QoS 0 one is
+    /// done).
+    fn track_sent(&mut self, message: Message<S::Bytes, S::Payload>, packet_id: Option<u16>) {
+        if let Some(packet_id) = packet_id {
+            let stage = if message.qos == QoS::AtLeastOnce {
+                Stage::Qos1Sent
+            } else {
+                Stage::Qos2Sent
+            };
+            // Cannot fail: the quota is at most the capacity.
+            let _ = self.inflight.try_push(Inflight {
+                packet_id,
+                stage,
+                resend: false,
+                counted: true,
+                message,
+            });
         }
     }
 

@@ -132,6 +132,9 @@ pub struct Message<B, P> {
     pub(crate) props_len: usize,
     pub(crate) bytes: B,
     pub(crate) payload: P,
+    /// Set when the message is a whole encoded PUBLISH (the payload holds it; no topic or
+    /// properties are stored): see `Session::publish_frame`.
+    pub(crate) frame: Option<crate::frame::FrameMeta>,
 }
 
 impl<B, P> Message<B, P> {
