@@ -1,0 +1,97 @@
+//! Encodes one of the codec bench's non-PUBLISH packets `N` times, with facteur or rumqttc,
+//! for instruction counts that are steadier than timings on a shared machine:
+//!
+//! ```text
+//! cargo build --profile bench -p facteur-benches --example encode_loop
+//! valgrind --tool=callgrind target/release/examples/encode_loop facteur puback-3.1.1 100000
+//! ```
+//!
+//! Run it with two counts and divide the difference in instructions by the difference in
+//! counts: that is the cost of one encode, set-up excluded. The packets are the bench's.
+
+use bytes::BytesMut;
+use facteur_codec::{
+    Connect, Encode, Packet, ProtocolVersion, PubResponse, QoS, Subscribe, Subscription, Will,
+};
+use std::hint::black_box;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, who, case, n] = &args[..] else {
+        panic!("usage: encode_loop facteur|rumqttc CASE N");
+    };
+    let n: u64 = n.parse().unwrap();
+    let will = Will {
+        topic: "devices/sensor-42/status",
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    };
+    let connect = Connect {
+        will: Some(will),
+        username: Some("sensor-42"),
+        password: Some(b"correct horse battery staple"),
+        ..Connect::new(ProtocolVersion::V3_1_1, "sensor-42")
+    };
+    let subs = [
+        Subscription::new("maison/+/temperature", QoS::AtLeastOnce),
+        Subscription::new("maison/etage1/#", QoS::AtMostOnce),
+        Subscription::new("owntracks/+/+", QoS::ExactlyOnce),
+    ];
+    let (v, packet) = match case.as_str() {
+        "connect-3.1.1" => (ProtocolVersion::V3_1_1, Packet::Connect(connect)),
+        "connect-5.0" => (
+            ProtocolVersion::V5,
+            Packet::Connect(Connect {
+                protocol: ProtocolVersion::V5,
+                ..connect
+            }),
+        ),
+        "subscribe-3.1.1" => (
+            ProtocolVersion::V3_1_1,
+            Packet::Subscribe(Subscribe::new(7, &subs)),
+        ),
+        "subscribe-5.0" => (
+            ProtocolVersion::V5,
+            Packet::Subscribe(Subscribe::new(7, &subs)),
+        ),
+        "puback-3.1.1" => (
+            ProtocolVersion::V3_1_1,
+            Packet::PubAck(PubResponse::new(42)),
+        ),
+        "puback-5.0" => (ProtocolVersion::V5, Packet::PubAck(PubResponse::new(42))),
+        other => panic!("unknown case {other}"),
+    };
+    let len = packet.encoded_len(v).unwrap();
+    let mut buf = vec![0u8; len];
+    packet.encode(v, &mut buf).unwrap();
+    match who.as_str() {
+        "facteur" => {
+            let mut out = vec![0u8; len];
+            for _ in 0..n {
+                black_box(black_box(&packet).encode(v, &mut out).unwrap());
+            }
+            assert_eq!(out, buf);
+        }
+        "rumqttc" => {
+            let mut out = BytesMut::with_capacity(len * 2);
+            let mut input = BytesMut::from(&buf[..]);
+            if v.is_v5() {
+                let p = rumqttc::v5::mqttbytes::v5::Packet::read(&mut input, None).unwrap();
+                for _ in 0..n {
+                    out.clear();
+                    black_box(black_box(&p).write(&mut out, None).unwrap());
+                }
+            } else {
+                let p = rumqttc::mqttbytes::v4::Packet::read(&mut input, usize::MAX).unwrap();
+                for _ in 0..n {
+                    out.clear();
+                    black_box(black_box(&p).write(&mut out, usize::MAX).unwrap());
+                }
+            }
+            assert_eq!(&out[..], &buf[..]);
+        }
+        other => panic!("unknown codec {other}"),
+    }
+}
