@@ -61,6 +61,76 @@ pub fn find_any_of3(bytes: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
     scalar(start)
 }
 
+/// The high bit of each byte of `word` that equals `byte` (exact, unlike [`has_zero_byte`]).
+#[inline(always)]
+const fn bytes_equal(word: u64, byte: u8) -> u64 {
+    const LOWS: u64 = !HIGHS;
+    let x = word ^ (ONES * byte as u64);
+    !(((x & LOWS) + LOWS) | x) & HIGHS
+}
+
+/// True if `bytes` (not empty, at most 65,535 long) is a valid topic filter: no U+0000,
+/// `+` and `#` only as whole levels, `#` only last. Eight bytes at a time: a wildcard must have
+/// a `/` (or the start) before it and a `/` (or the end) after it, and nothing may follow a
+/// `#`; each word's masks are shifted one byte along, carrying the last byte's into the next
+/// word. Only says yes or no: the error comes from the rules walked byte by byte.
+#[inline]
+pub(crate) fn is_valid_filter(bytes: &[u8]) -> bool {
+    const SLASHES: u64 = ONES * b'/' as u64;
+    let len = bytes.len();
+    // The high bit of byte 7 of the previous word, moved to byte 0 of this one. The start of
+    // the filter counts as a `/` before it.
+    let (mut slash_before, mut wildcard_before, mut hash_before) = (0x80u64, 0u64, 0u64);
+    let mut bad = 0u64;
+    let mut at = 0;
+    while at < len {
+        let (word, present) = if len - at >= 8 {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            (u64::from_le_bytes(word), HIGHS)
+        } else {
+            // The last 1 to 7 bytes, padded with `/` (which no rule objects to); `present`
+            // marks the filter's own bytes. Read as the last eight bytes when there are
+            // eight, shifted down: no copy of a short slice.
+            let rest = len - at;
+            let word = if len >= 8 {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[len - 8..]);
+                u64::from_le_bytes(word) >> (8 * (8 - rest))
+            } else {
+                bytes
+                    .iter()
+                    .rev()
+                    .fold(0u64, |word, &b| word << 8 | u64::from(b))
+            };
+            let present = HIGHS >> (8 * (8 - rest));
+            (word | SLASHES << (8 * rest), present)
+        };
+        // Most words hold no byte below `,` (no U+0000, `+` or `#`; `/` is above it): unless
+        // the word before ended with a wildcard, only whether this one ends with `/` matters.
+        if has_byte_below(word, b',') == 0 && wildcard_before == 0 {
+            slash_before = u64::from(word >> 56 == u64::from(b'/')) << 7;
+            at += 8;
+            continue;
+        }
+        let slash = bytes_equal(word, b'/');
+        let plus = bytes_equal(word, b'+');
+        let hash = bytes_equal(word, b'#');
+        let wildcard = plus | hash;
+        bad |= bytes_equal(word, 0) & present
+            // A wildcard not after a `/`.
+            | wildcard & !(slash << 8 | slash_before)
+            // A byte after a wildcard that is not a `/`, or any byte after a `#`.
+            | (wildcard << 8 | wildcard_before) & !slash & present
+            | (hash << 8 | hash_before) & present;
+        slash_before = slash >> 56;
+        wildcard_before = wildcard >> 56;
+        hash_before = hash >> 56;
+        at += 8;
+    }
+    bad == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
