@@ -24,6 +24,21 @@ impl<'a> TopicFilter<'a> {
     /// Validates `filter` as a topic filter (a `$share/` filter is checked as one too).
     #[inline]
     pub fn new(filter: &'a str) -> Result<Self, TopicError> {
+        // The common case inline (a valid filter, not shared); the rest, and every error,
+        // out of line.
+        let bytes = filter.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= crate::MAX_TOPIC_LEN
+            && bytes[0] != b'$'
+            && crate::scan::is_valid_filter(bytes)
+        {
+            return Ok(Self(filter));
+        }
+        Self::new_slow(filter)
+    }
+
+    #[inline(never)]
+    fn new_slow(filter: &'a str) -> Result<Self, TopicError> {
         validate_filter(filter)?;
         if filter.starts_with(SHARE_PREFIX) {
             SharedFilter::parse(filter)?;
@@ -177,6 +192,8 @@ mod tests {
                 s.is_empty() || first_filter_error(s).is_ok(),
                 "{s:?}"
             );
+            // The inline path of `new` answers as the whole rules do.
+            assert_eq!(TopicFilter::new(s), TopicFilter::new_slow(s), "{s:?}");
         };
         let alphabet = [b'a', b'/', b'+', b'#', 0, b'$'];
         let mut checked = 0;

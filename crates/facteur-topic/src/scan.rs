@@ -61,74 +61,54 @@ pub fn find_any_of3(bytes: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
     scalar(start)
 }
 
-/// The high bit of each byte of `word` that equals `byte` (exact, unlike [`has_zero_byte`]).
-#[inline(always)]
-const fn bytes_equal(word: u64, byte: u8) -> u64 {
-    const LOWS: u64 = !HIGHS;
-    let x = word ^ (ONES * byte as u64);
-    !(((x & LOWS) + LOWS) | x) & HIGHS
-}
-
 /// True if `bytes` (not empty, at most 65,535 long) is a valid topic filter: no U+0000,
-/// `+` and `#` only as whole levels, `#` only last. Eight bytes at a time: a wildcard must have
-/// a `/` (or the start) before it and a `/` (or the end) after it, and nothing may follow a
-/// `#`; each word's masks are shifted one byte along, carrying the last byte's into the next
-/// word. Only says yes or no: the error comes from the rules walked byte by byte.
-#[inline]
+/// `+` and `#` only as whole levels, `#` only last. Only says yes or no: the error comes from
+/// the rules walked byte by byte.
+///
+/// Eight bytes at a time, only the bytes below `,` are looked at one by one: U+0000, `#` and
+/// `+` are among them, `/`, letters and digits are not, so most words are one test. The test
+/// may mark a byte above a marked one that is not below `,`; that byte is then looked at for
+/// nothing, and no byte below `,` goes unmarked.
+///
+/// Not inlined: callers ([`TopicFilter::new`](crate::TopicFilter::new)) stay small enough to
+/// be, and this is a leaf that needs few registers.
+#[inline(never)]
 pub(crate) fn is_valid_filter(bytes: &[u8]) -> bool {
-    const SLASHES: u64 = ONES * b'/' as u64;
     let len = bytes.len();
-    // The high bit of byte 7 of the previous word, moved to byte 0 of this one. The start of
-    // the filter counts as a `/` before it.
-    let (mut slash_before, mut wildcard_before, mut hash_before) = (0x80u64, 0u64, 0u64);
-    let mut bad = 0u64;
+    let fine = |at: usize| low_byte_is_fine(bytes, at);
+    if len < 8 {
+        return (0..len).all(|at| bytes[at] >= b',' || fine(at));
+    }
     let mut at = 0;
     while at < len {
-        let (word, present) = if len - at >= 8 {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[at..at + 8]);
-            (u64::from_le_bytes(word), HIGHS)
-        } else {
-            // The last 1 to 7 bytes, padded with `/` (which no rule objects to); `present`
-            // marks the filter's own bytes. Read as the last eight bytes when there are
-            // eight, shifted down: no copy of a short slice.
-            let rest = len - at;
-            let word = if len >= 8 {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(&bytes[len - 8..]);
-                u64::from_le_bytes(word) >> (8 * (8 - rest))
-            } else {
-                bytes
-                    .iter()
-                    .rev()
-                    .fold(0u64, |word, &b| word << 8 | u64::from(b))
-            };
-            let present = HIGHS >> (8 * (8 - rest));
-            (word | SLASHES << (8 * rest), present)
-        };
-        // Most words hold no byte below `,` (no U+0000, `+` or `#`; `/` is above it): unless
-        // the word before ended with a wildcard, only whether this one ends with `/` matters.
-        if has_byte_below(word, b',') == 0 && wildcard_before == 0 {
-            slash_before = u64::from(word >> 56 == u64::from(b'/')) << 7;
-            at += 8;
-            continue;
+        // The last word overlaps the one before when the length is not a multiple of eight:
+        // its first bytes are looked at twice, with the same answer.
+        let start = at.min(len - 8);
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[start..start + 8]);
+        let mut marked = has_byte_below(u64::from_le_bytes(word), b',');
+        while marked != 0 {
+            if !fine(start + marked.trailing_zeros() as usize / 8) {
+                return false;
+            }
+            marked &= marked - 1;
         }
-        let slash = bytes_equal(word, b'/');
-        let plus = bytes_equal(word, b'+');
-        let hash = bytes_equal(word, b'#');
-        let wildcard = plus | hash;
-        bad |= bytes_equal(word, 0) & present
-            // A wildcard not after a `/`.
-            | wildcard & !(slash << 8 | slash_before)
-            // A byte after a wildcard that is not a `/`, or any byte after a `#`.
-            | (wildcard << 8 | wildcard_before) & !slash & present
-            | (hash << 8 | hash_before) & present;
-        slash_before = slash >> 56;
-        wildcard_before = wildcard >> 56;
-        hash_before = hash >> 56;
         at += 8;
     }
-    bad == 0
+    true
+}
+
+/// The byte at `at`, below `,`, where it stands: U+0000 never; `+` a whole level; `#` a whole
+/// level and the last; any other byte anywhere.
+#[inline(always)]
+fn low_byte_is_fine(bytes: &[u8], at: usize) -> bool {
+    let before = at == 0 || bytes[at - 1] == b'/';
+    match bytes[at] {
+        0 => false,
+        b'+' => before && (at + 1 == bytes.len() || bytes[at + 1] == b'/'),
+        b'#' => before && at + 1 == bytes.len(),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
