@@ -91,6 +91,7 @@ impl<'a, T: Item<'a>> List<'a, T> {
     }
 
     /// True if there are no items.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         match self.repr {
             Repr::Wire { bytes, .. } => bytes.is_empty(),

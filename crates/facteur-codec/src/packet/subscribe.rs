@@ -46,6 +46,7 @@ impl SubscriptionOptions {
         }
     }
 
+    #[inline]
     fn to_byte(self, version: ProtocolVersion) -> u8 {
         let mut byte = self.qos as u8;
         if version.is_v5() {
@@ -126,6 +127,7 @@ impl<'a> Item<'a> for Subscription<'a> {
         2 + self.filter.len() + 1
     }
 
+    #[inline]
     fn write<S: Sink + ?Sized>(&self, version: ProtocolVersion, out: &mut S) {
         out.put_str(self.filter);
         out.put_u8(self.options.to_byte(version));
@@ -144,6 +146,7 @@ impl<'a> Item<'a> for &'a str {
         2 + self.len()
     }
 
+    #[inline]
     fn write<S: Sink + ?Sized>(&self, _version: ProtocolVersion, out: &mut S) {
         out.put_str(self);
     }
@@ -232,6 +235,7 @@ impl<'a> Subscribe<'a> {
         )
     }
 
+    #[inline]
     pub(crate) fn write<S: Sink + ?Sized>(
         &self,
         version: ProtocolVersion,
@@ -295,6 +299,7 @@ impl<'a> Unsubscribe<'a> {
         )
     }
 
+    #[inline]
     pub(crate) fn write<S: Sink + ?Sized>(
         &self,
         version: ProtocolVersion,
