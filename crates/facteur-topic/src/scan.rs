@@ -98,6 +98,34 @@ pub(crate) fn is_valid_filter(bytes: &[u8]) -> bool {
     true
 }
 
+/// True if `bytes` (not empty, at most 65,535 long) holds no U+0000, `+` or `#`: a valid
+/// topic name. Eight bytes at a time, as [`is_valid_filter`]: only the bytes below `,` are
+/// looked at one by one.
+#[inline(never)]
+pub(crate) fn is_valid_name(bytes: &[u8]) -> bool {
+    let len = bytes.len();
+    let fine = |b: u8| !matches!(b, 0 | b'+' | b'#');
+    if len < 8 {
+        return bytes.iter().all(|&b| fine(b));
+    }
+    let mut at = 0;
+    while at < len {
+        // The last word overlaps the one before when the length is not a multiple of eight.
+        let start = at.min(len - 8);
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[start..start + 8]);
+        let mut marked = has_byte_below(u64::from_le_bytes(word), b',');
+        while marked != 0 {
+            if !fine(word[marked.trailing_zeros() as usize / 8]) {
+                return false;
+            }
+            marked &= marked - 1;
+        }
+        at += 8;
+    }
+    true
+}
+
 /// The byte at `at`, below `,`, where it stands: U+0000 never; `+` a whole level; `#` a whole
 /// level and the last; any other byte anywhere.
 #[inline(always)]
