@@ -65,37 +65,51 @@ pub fn find_any_of3(bytes: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
 /// `+` and `#` only as whole levels, `#` only last. Only says yes or no: the error comes from
 /// the rules walked byte by byte.
 ///
-/// Eight bytes at a time, only the bytes below `,` are looked at one by one: U+0000, `#` and
-/// `+` are among them, `/`, letters and digits are not, so most words are one test. The test
-/// may mark a byte above a marked one that is not below `,`; that byte is then looked at for
-/// nothing, and no byte below `,` goes unmarked.
-///
-/// Not inlined: callers ([`TopicFilter::new`](crate::TopicFilter::new)) stay small enough to
-/// be, and this is a leaf that needs few registers.
+/// Eight bytes at a time. A word with no byte below `,` (most: `/`, letters and digits are
+/// above it; U+0000, `+` and `#` below) is one test. Another is checked with masks, without
+/// a branch per byte: every `+` or `#` must have a `/` (or the start) before it and a `/` (or
+/// the end) after it, a `#` must be the last byte, and no byte may be U+0000. Only the `/`
+/// mask must be exact: [`has_zero_byte`] marks too much only right above a byte it rightly
+/// marks, a `*` after a `+` or a `"` after a `#`, where the filter is invalid anyway.
 #[inline(never)]
 pub(crate) fn is_valid_filter(bytes: &[u8]) -> bool {
     let len = bytes.len();
-    let fine = |at: usize| low_byte_is_fine(bytes, at);
     if len < 8 {
-        return (0..len).all(|at| bytes[at] >= b',' || fine(at));
+        return (0..len).all(|at| bytes[at] >= b',' || low_byte_is_fine(bytes, at));
     }
+    let mut bad = 0;
     let mut at = 0;
     while at < len {
         // The last word overlaps the one before when the length is not a multiple of eight:
         // its first bytes are looked at twice, with the same answer.
         let start = at.min(len - 8);
+        at += 8;
         let mut word = [0u8; 8];
         word.copy_from_slice(&bytes[start..start + 8]);
-        let mut marked = has_byte_below(u64::from_le_bytes(word), b',');
-        while marked != 0 {
-            if !fine(start + marked.trailing_zeros() as usize / 8) {
-                return false;
-            }
-            marked &= marked - 1;
+        let word = u64::from_le_bytes(word);
+        if has_byte_below(word, b',') == 0 {
+            continue;
         }
-        at += 8;
+        let end = start + 8;
+        let slash = bytes_equal(word, b'/');
+        // The byte before the word and the one after it, as bit 7 of byte -1 and byte 8.
+        let slash_before = u64::from(start == 0 || bytes[start - 1] == b'/') << 7;
+        let slash_after = u64::from(end == len || bytes[end] == b'/') << 63;
+        let last = if end == len { 0x80 << 56 } else { 0 };
+        let plus = has_zero_byte(word ^ (ONES * u64::from(b'+')));
+        let hash = has_zero_byte(word ^ (ONES * u64::from(b'#')));
+        let whole_level = (slash << 8 | slash_before) & (slash >> 8 | slash_after);
+        bad |= has_zero_byte(word) | (plus | hash) & !whole_level | hash & !last;
     }
-    true
+    bad == 0
+}
+
+/// The high bit of each byte of `word` that equals `byte` (exact, unlike [`has_zero_byte`]).
+#[inline(always)]
+const fn bytes_equal(word: u64, byte: u8) -> u64 {
+    const LOWS: u64 = !HIGHS;
+    let x = word ^ (ONES * byte as u64);
+    !(((x & LOWS) + LOWS) | x) & HIGHS
 }
 
 /// True if `bytes` (not empty, at most 65,535 long) holds no U+0000, `+` or `#`: a valid
