@@ -8,6 +8,10 @@
 //!
 //! Run it with two counts and divide the difference in instructions by the difference in
 //! counts: that is the cost of one encode, set-up excluded. The packets are the bench's.
+//!
+//! `encode_loop time CASE ROUNDS` times both codecs instead, in interleaved rounds of 100,000
+//! encodes, and prints the fastest round of each (a quick A/B check; criterion's medians are
+//! what docs/performance.md reports).
 
 use bytes::BytesMut;
 use facteur_codec::{
@@ -18,7 +22,7 @@ use std::hint::black_box;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, who, case, n] = &args[..] else {
-        panic!("usage: encode_loop facteur|rumqttc CASE N");
+        panic!("usage: encode_loop facteur|rumqttc|time CASE N");
     };
     let n: u64 = n.parse().unwrap();
     let will = Will {
@@ -67,6 +71,45 @@ fn main() {
     let mut buf = vec![0u8; len];
     packet.encode(v, &mut buf).unwrap();
     match who.as_str() {
+        "time" => {
+            // Both codecs, interleaved rounds; the fastest round of each (the one least
+            // disturbed by other work on a shared machine), in ns per encode.
+            let mut out = vec![0u8; len];
+            let mut theirs = BytesMut::with_capacity(len * 2);
+            let mut input = BytesMut::from(&buf[..]);
+            let v4 = (!v.is_v5())
+                .then(|| rumqttc::mqttbytes::v4::Packet::read(&mut input, usize::MAX).unwrap());
+            let v5 = v
+                .is_v5()
+                .then(|| rumqttc::v5::mqttbytes::v5::Packet::read(&mut input, None).unwrap());
+            let (mut best_f, mut best_r) = (f64::MAX, f64::MAX);
+            for _ in 0..n {
+                let t = std::time::Instant::now();
+                for _ in 0..100_000 {
+                    black_box(black_box(&packet).encode(v, &mut out).unwrap());
+                }
+                best_f = best_f.min(t.elapsed().as_nanos() as f64 / 100_000.0);
+                let t = std::time::Instant::now();
+                if let Some(p) = &v4 {
+                    for _ in 0..100_000 {
+                        theirs.clear();
+                        black_box(black_box(p).write(&mut theirs, usize::MAX).unwrap());
+                    }
+                } else if let Some(p) = &v5 {
+                    for _ in 0..100_000 {
+                        theirs.clear();
+                        black_box(black_box(p).write(&mut theirs, None).unwrap());
+                    }
+                }
+                best_r = best_r.min(t.elapsed().as_nanos() as f64 / 100_000.0);
+            }
+            assert_eq!(out, buf);
+            assert_eq!(&theirs[..], &buf[..]);
+            println!(
+                "{case}: facteur {best_f:.2} ns, rumqttc {best_r:.2} ns, ratio {:.2}",
+                best_r / best_f
+            );
+        }
         "facteur" => {
             let mut out = vec![0u8; len];
             for _ in 0..n {

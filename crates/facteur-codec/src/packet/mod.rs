@@ -193,6 +193,7 @@ pub(crate) fn decode_id_and_properties<'a>(
 }
 
 /// Sizes a packet of that shape whose list takes `list_len` bytes.
+#[inline]
 pub(crate) fn plan_id_and_properties(
     packet_id: u16,
     properties: &crate::Properties<'_>,
@@ -565,6 +566,7 @@ macro_rules! standalone_body {
             fn packet_type(&self) -> PacketType {
                 PacketType::$kind
             }
+            #[inline]
             fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
                 $ty::plan(self, version)
             }

@@ -224,6 +224,7 @@ impl<'a> Subscribe<'a> {
         })
     }
 
+    #[inline]
     pub(crate) fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
         let list_len = plan_items(&self.subscriptions, version, |s| s.filter)?;
         plan_id_and_properties(
