@@ -99,6 +99,15 @@ impl<'a, T: Item<'a>> List<'a, T> {
         }
     }
 
+    /// The caller's items, when the list is made of them.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> Option<&'a [T]> {
+        match self.repr {
+            Repr::Slice(items) => Some(items),
+            Repr::Wire { .. } => None,
+        }
+    }
+
     /// The wire bytes when this list was decoded, which an encoder can copy as they are.
     pub(crate) fn wire_bytes(&self, version: ProtocolVersion) -> Option<&'a [u8]> {
         match self.repr {

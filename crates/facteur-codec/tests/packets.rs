@@ -1064,6 +1064,73 @@ fn subscribe_rules() {
     );
 }
 
+/// SUBSCRIBE and UNSUBSCRIBE check the caller's filters in one loop and, when one is refused
+/// or starts with `$`, one by one: the bytes and the errors are the same either way.
+#[test]
+fn subscribe_filters_checked_together_or_one_by_one() {
+    // Filters starting with `$` (a shared subscription, `$SYS`) take the one-by-one path.
+    let subs = [
+        Subscription::new("$share/g/a/+", QoS::AtLeastOnce),
+        Subscription::new("$SYS/#", QoS::AtMostOnce),
+        Subscription::new("a/b", QoS::ExactlyOnce),
+    ];
+    #[rustfmt::skip]
+    let bytes = [
+        0x82, 0x20, 0x00, 0x05,
+        0x00, 0x0C, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/', b'a', b'/', b'+', 0x01,
+        0x00, 0x06, b'$', b'S', b'Y', b'S', b'/', b'#', 0x00,
+        0x00, 0x03, b'a', b'/', b'b', 0x02,
+    ];
+    exact(V311, &bytes, Packet::Subscribe(Subscribe::new(5, &subs)));
+    let filters = ["$share/g/a/+", "a/b"];
+    #[rustfmt::skip]
+    let bytes = [
+        0xA2, 0x15, 0x00, 0x05,
+        0x00, 0x0C, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/', b'a', b'/', b'+',
+        0x00, 0x03, b'a', b'/', b'b',
+    ];
+    exact(
+        V311,
+        &bytes,
+        Packet::Unsubscribe(Unsubscribe::new(5, &filters)),
+    );
+    // The first refused filter names the error, whichever comes after it; nothing written.
+    let refused = |subs: &[Subscription<'_>], error: TopicError| {
+        for version in [V311, V5] {
+            let mut buf = [0xAAu8; 64];
+            let packet = Packet::Subscribe(Subscribe::new(5, subs));
+            let expected = Err(EncodeError::Invalid(DecodeErrorKind::InvalidTopicFilter(
+                error,
+            )));
+            assert_eq!(packet.encoded_len(version), expected);
+            assert_eq!(packet.encode(version, &mut buf), expected);
+            assert_eq!(buf, [0xAA; 64]);
+            let filters: Vec<&str> = subs.iter().map(|s| s.filter).collect();
+            let packet = Packet::Unsubscribe(Unsubscribe::new(5, &filters));
+            assert_eq!(packet.encode(version, &mut buf), expected);
+            assert_eq!(buf, [0xAA; 64]);
+        }
+    };
+    let sub = |filter| Subscription::new(filter, QoS::AtMostOnce);
+    refused(
+        &[sub("a/+"), sub("maison/etage1+/x"), sub("b/#/c")],
+        TopicError::WildcardNotWholeLevel { at: 13 },
+    );
+    refused(
+        &[sub("a/+"), sub("b/#/c"), sub("maison/etage1+/x")],
+        TopicError::MultiLevelNotLast { at: 2 },
+    );
+    refused(&[sub("a"), sub("")], TopicError::Empty);
+    refused(
+        &[sub("$share/g/a"), sub("b/c\0")],
+        TopicError::NullCharacter { at: 3 },
+    );
+    refused(
+        &[sub("a/#"), sub("$share/g")],
+        TopicError::MissingSharedFilter,
+    );
+}
+
 #[test]
 fn reason_codes_are_checked_per_packet() {
     fails(

@@ -192,8 +192,18 @@ mod tests {
                 s.is_empty() || first_filter_error(s).is_ok(),
                 "{s:?}"
             );
-            // The inline path of `new` answers as the whole rules do.
+            // The inline path of `new` answers as the whole rules do, and the many-filter
+            // check says yes only when they do (and the filter does not start with `$`).
             assert_eq!(TopicFilter::new(s), TopicFilter::new_slow(s), "{s:?}");
+            assert_eq!(
+                crate::all_plain_filters_valid([s]),
+                !s.starts_with('$') && TopicFilter::new_slow(s).is_ok(),
+                "{s:?}"
+            );
+            assert_eq!(
+                crate::all_plain_filters_valid(["a/+", s, "#"]),
+                crate::all_plain_filters_valid([s])
+            );
         };
         let alphabet = [b'a', b'/', b'+', b'#', 0, b'$'];
         let mut checked = 0;
