@@ -91,10 +91,20 @@ impl<'a, T: Item<'a>> List<'a, T> {
     }
 
     /// True if there are no items.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         match self.repr {
             Repr::Wire { bytes, .. } => bytes.is_empty(),
             Repr::Slice(items) => items.is_empty(),
+        }
+    }
+
+    /// The caller's items, when the list is made of them.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> Option<&'a [T]> {
+        match self.repr {
+            Repr::Slice(items) => Some(items),
+            Repr::Wire { .. } => None,
         }
     }
 

@@ -490,6 +490,7 @@ impl<'a> Properties<'a> {
     }
 
     /// True if there are none.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -659,8 +660,18 @@ impl<'a> Properties<'a> {
     }
 
     /// Checks the list for `context` before encoding; returns the size of its contents.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn validate(&self, context: PropertyContext) -> Result<usize, crate::EncodeError> {
+        // No properties, the common case outside PUBLISH: no call.
+        if self.is_empty() {
+            return Ok(0);
+        }
+        self.validate_list(context)
+    }
+
+    /// [`Self::validate`] for a list that is not empty.
+    #[inline]
+    fn validate_list(&self, context: PropertyContext) -> Result<usize, crate::EncodeError> {
         // Wire bytes validated for this very context need no second look; validated for
         // another packet (CONNECT's properties put into a PUBLISH), they are checked again.
         if let Some(bytes) = self
@@ -705,6 +716,7 @@ impl<'a> Properties<'a> {
     }
 
     /// Writes the section (nothing before 5.0); `len` is what [`Self::validate`] returned.
+    #[inline]
     pub(crate) fn write<S: Sink + ?Sized>(
         &self,
         version: ProtocolVersion,
@@ -713,7 +725,9 @@ impl<'a> Properties<'a> {
     ) {
         if version.is_v5() {
             out.put_varint(len as u32);
-            self.0.write(version, out);
+            if len > 0 {
+                self.0.write(version, out);
+            }
         }
     }
 }

@@ -10,6 +10,16 @@ pub trait Sink {
     fn put_slice(&mut self, bytes: &[u8]);
     /// How many more bytes fit.
     fn room(&self) -> usize;
+
+    /// Appends an MQTT string or binary field: its length as two big-endian bytes, then the
+    /// bytes (at most 65,535: the encoders check that before writing). The default writes
+    /// the two parts with [`Sink::put_slice`]; [`SliceWriter`] writes them after one bounds
+    /// check.
+    #[inline]
+    fn put_field(&mut self, bytes: &[u8]) {
+        self.put_slice(&(bytes.len() as u16).to_be_bytes());
+        self.put_slice(bytes);
+    }
 }
 
 /// Writes into a caller's `&mut [u8]` from the front.
@@ -51,6 +61,17 @@ impl Sink for SliceWriter<'_> {
 
     fn room(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    #[inline(always)]
+    fn put_field(&mut self, bytes: &[u8]) {
+        let end = self.pos + 2 + bytes.len();
+        if let Some(to) = self.buf.get_mut(self.pos..end) {
+            let (len, to) = to.split_at_mut(2);
+            len.copy_from_slice(&(bytes.len() as u16).to_be_bytes());
+            copy(to, bytes);
+            self.pos = end;
+        }
     }
 }
 
@@ -121,13 +142,12 @@ pub(crate) trait SinkExt: Sink {
     }
 
     /// A two-byte length then the bytes; lengths were checked by the caller's size pass.
-    #[inline]
+    #[inline(always)]
     fn put_binary(&mut self, bytes: &[u8]) {
-        self.put_u16(bytes.len() as u16);
-        self.put_slice(bytes);
+        self.put_field(bytes);
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_str(&mut self, s: &str) {
         self.put_binary(s.as_bytes());
     }
@@ -138,6 +158,48 @@ impl<S: Sink + ?Sized> SinkExt for S {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that only has the default `put_field`.
+    struct Plain {
+        buf: [u8; 310],
+        len: usize,
+    }
+
+    impl Sink for Plain {
+        fn put_u8(&mut self, byte: u8) {
+            self.put_slice(&[byte]);
+        }
+        fn put_slice(&mut self, bytes: &[u8]) {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+        fn room(&self) -> usize {
+            self.buf.len() - self.len
+        }
+    }
+
+    #[test]
+    fn fields_are_a_big_endian_length_then_the_bytes() {
+        let long = [0x5Au8; 300];
+        for bytes in [&b""[..], b"a", b"maison/+/temperature", &long] {
+            let n = bytes.len();
+            let mut buf = [0xEEu8; 310];
+            let mut w = SliceWriter::new(&mut buf);
+            w.put_u8(0x11);
+            w.put_field(bytes);
+            assert_eq!(w.written(), 1 + 2 + n);
+            assert_eq!(buf[..3], [0x11, (n >> 8) as u8, n as u8]);
+            assert_eq!(&buf[3..3 + n], bytes);
+            assert!(buf[3 + n..].iter().all(|&b| b == 0xEE));
+            let mut plain = Plain {
+                buf: [0; 310],
+                len: 0,
+            };
+            plain.put_u8(0x11);
+            plain.put_field(bytes);
+            assert_eq!(plain.buf[..plain.len], buf[..3 + n]);
+        }
+    }
 
     #[test]
     fn short_and_long_slices_are_copied_exactly() {
@@ -159,6 +221,10 @@ mod tests {
             }
         }
         // No room: nothing written.
+        let mut small = [0u8; 4];
+        let mut w = SliceWriter::new(&mut small);
+        w.put_field(b"abc");
+        assert_eq!((w.written(), small), (0, [0; 4]));
         let mut small = [0u8; 4];
         let mut w = SliceWriter::new(&mut small);
         w.put_slice(&from[..5]);

@@ -605,6 +605,97 @@ fn pub_responses_every_version_and_form() {
     assert_eq!(d.packet, Packet::PubAck(ack));
 }
 
+/// The acknowledgements' short form (`Success`, no properties): four bytes in every version,
+/// through every entry point, with the general path's errors.
+#[test]
+fn pub_response_short_form_exact_bytes_and_errors() {
+    type Make = fn(PubResponse<'static>) -> Packet<'static>;
+    let kinds: [(Make, u8); 4] = [
+        (Packet::PubAck, 0x40),
+        (Packet::PubRec, 0x50),
+        (Packet::PubRel, 0x62),
+        (Packet::PubComp, 0x70),
+    ];
+    for version in [V31, V311, V5] {
+        for (make, first) in kinds {
+            for id in [1u16, 0x00FF, 0x0100, 0xBEEF, u16::MAX] {
+                let packet = make(PubResponse::new(id));
+                let [high, low] = id.to_be_bytes();
+                let expected = [first, 0x02, high, low];
+                exact(version, &expected, packet);
+                // Into a larger slice: exactly four bytes written, the rest untouched.
+                let mut buf = [0xAAu8; 7];
+                assert_eq!(packet.encode(version, &mut buf), Ok(4));
+                assert_eq!(buf, [first, 0x02, high, low, 0xAA, 0xAA, 0xAA]);
+                // Through a `Sink`, after bytes already written.
+                let mut buf = [0xAAu8; 8];
+                let mut out = SliceWriter::new(&mut buf);
+                out.put_slice(&[0x11, 0x22]);
+                assert_eq!(packet.encode_to(version, &mut out), Ok(4));
+                assert_eq!(out.written(), 6);
+                assert_eq!(buf, [0x11, 0x22, first, 0x02, high, low, 0xAA, 0xAA]);
+                #[cfg(feature = "bytes")]
+                {
+                    let mut grown = bytes::BytesMut::new();
+                    assert_eq!(packet.encode_to(version, &mut grown), Ok(4));
+                    assert_eq!(&grown[..], &expected);
+                }
+                // Too small: the size needed, and nothing written.
+                for len in 0..4 {
+                    let mut small = [0xAAu8; 4];
+                    let error = Err(EncodeError::BufferTooSmall {
+                        required: 4,
+                        available: len,
+                    });
+                    assert_eq!(packet.encode(version, &mut small[..len]), error);
+                    let mut out = SliceWriter::new(&mut small[..len]);
+                    assert_eq!(packet.encode_to(version, &mut out), error);
+                    assert_eq!(small, [0xAA; 4]);
+                }
+                // Packet identifier 0 is refused before the buffer is looked at.
+                let zero = make(PubResponse::new(0));
+                let refused = Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
+                assert_eq!(zero.encoded_len(version), refused);
+                assert_eq!(zero.encode(version, &mut buf), refused);
+                assert_eq!(zero.encode(version, &mut []), refused);
+                let mut out = SliceWriter::new(&mut buf);
+                assert_eq!(zero.encode_to(version, &mut out), refused);
+                assert_eq!(out.written(), 0);
+            }
+        }
+    }
+    // Properties decoded from an empty section are no properties: the short form again.
+    let Ok(Status::Complete(d)) = decode(&[0x50, 0x04, 0x00, 0x07, 0x00, 0x00], V5, MAX) else {
+        panic!()
+    };
+    let mut buf = [0u8; 4];
+    assert_eq!(d.packet.encode(V5, &mut buf), Ok(4));
+    assert_eq!(buf, [0x50, 0x02, 0x00, 0x07]);
+    // Not the short form in 5.0, but four bytes before it (reason code and properties are
+    // 5.0 fields): the general path, same bytes as before.
+    let why = [Property::ReasonString("bad")];
+    let with_reason = PubResponse {
+        reason_code: ReasonCode::NoMatchingSubscribers,
+        properties: Properties::from_slice(&why),
+        ..PubResponse::new(9)
+    };
+    assert_eq!(Packet::PubAck(with_reason).encode(V311, &mut buf), Ok(4));
+    assert_eq!(buf, [0x40, 0x02, 0x00, 0x09]);
+    // A reason code the packet does not have is refused in every version.
+    let wrong = PubResponse {
+        reason_code: ReasonCode::PacketIdentifierNotFound,
+        ..PubResponse::new(9)
+    };
+    for version in [V311, V5] {
+        assert_eq!(
+            Packet::PubAck(wrong).encode(version, &mut buf),
+            Err(EncodeError::Invalid(DecodeErrorKind::InvalidReasonCode(
+                0x92
+            )))
+        );
+    }
+}
+
 #[test]
 fn subscribe_and_suback() {
     let subs = [
@@ -970,6 +1061,73 @@ fn subscribe_rules() {
         &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00],
         DecodeErrorKind::ZeroPacketIdentifier,
         2,
+    );
+}
+
+/// SUBSCRIBE and UNSUBSCRIBE check the caller's filters in one loop and, when one is refused
+/// or starts with `$`, one by one: the bytes and the errors are the same either way.
+#[test]
+fn subscribe_filters_checked_together_or_one_by_one() {
+    // Filters starting with `$` (a shared subscription, `$SYS`) take the one-by-one path.
+    let subs = [
+        Subscription::new("$share/g/a/+", QoS::AtLeastOnce),
+        Subscription::new("$SYS/#", QoS::AtMostOnce),
+        Subscription::new("a/b", QoS::ExactlyOnce),
+    ];
+    #[rustfmt::skip]
+    let bytes = [
+        0x82, 0x20, 0x00, 0x05,
+        0x00, 0x0C, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/', b'a', b'/', b'+', 0x01,
+        0x00, 0x06, b'$', b'S', b'Y', b'S', b'/', b'#', 0x00,
+        0x00, 0x03, b'a', b'/', b'b', 0x02,
+    ];
+    exact(V311, &bytes, Packet::Subscribe(Subscribe::new(5, &subs)));
+    let filters = ["$share/g/a/+", "a/b"];
+    #[rustfmt::skip]
+    let bytes = [
+        0xA2, 0x15, 0x00, 0x05,
+        0x00, 0x0C, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/', b'a', b'/', b'+',
+        0x00, 0x03, b'a', b'/', b'b',
+    ];
+    exact(
+        V311,
+        &bytes,
+        Packet::Unsubscribe(Unsubscribe::new(5, &filters)),
+    );
+    // The first refused filter names the error, whichever comes after it; nothing written.
+    let refused = |subs: &[Subscription<'_>], error: TopicError| {
+        for version in [V311, V5] {
+            let mut buf = [0xAAu8; 64];
+            let packet = Packet::Subscribe(Subscribe::new(5, subs));
+            let expected = Err(EncodeError::Invalid(DecodeErrorKind::InvalidTopicFilter(
+                error,
+            )));
+            assert_eq!(packet.encoded_len(version), expected);
+            assert_eq!(packet.encode(version, &mut buf), expected);
+            assert_eq!(buf, [0xAA; 64]);
+            let filters: Vec<&str> = subs.iter().map(|s| s.filter).collect();
+            let packet = Packet::Unsubscribe(Unsubscribe::new(5, &filters));
+            assert_eq!(packet.encode(version, &mut buf), expected);
+            assert_eq!(buf, [0xAA; 64]);
+        }
+    };
+    let sub = |filter| Subscription::new(filter, QoS::AtMostOnce);
+    refused(
+        &[sub("a/+"), sub("maison/etage1+/x"), sub("b/#/c")],
+        TopicError::WildcardNotWholeLevel { at: 13 },
+    );
+    refused(
+        &[sub("a/+"), sub("b/#/c"), sub("maison/etage1+/x")],
+        TopicError::MultiLevelNotLast { at: 2 },
+    );
+    refused(&[sub("a"), sub("")], TopicError::Empty);
+    refused(
+        &[sub("$share/g/a"), sub("b/c\0")],
+        TopicError::NullCharacter { at: 3 },
+    );
+    refused(
+        &[sub("a/#"), sub("$share/g")],
+        TopicError::MissingSharedFilter,
     );
 }
 

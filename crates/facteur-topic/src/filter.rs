@@ -22,7 +22,23 @@ pub struct TopicFilter<'a>(&'a str);
 
 impl<'a> TopicFilter<'a> {
     /// Validates `filter` as a topic filter (a `$share/` filter is checked as one too).
+    #[inline]
     pub fn new(filter: &'a str) -> Result<Self, TopicError> {
+        // The common case inline (a valid filter, not shared); the rest, and every error,
+        // out of line.
+        let bytes = filter.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= crate::MAX_TOPIC_LEN
+            && bytes[0] != b'$'
+            && crate::scan::is_valid_filter(bytes)
+        {
+            return Ok(Self(filter));
+        }
+        Self::new_slow(filter)
+    }
+
+    #[inline(never)]
+    fn new_slow(filter: &'a str) -> Result<Self, TopicError> {
         validate_filter(filter)?;
         if filter.starts_with(SHARE_PREFIX) {
             SharedFilter::parse(filter)?;
@@ -123,7 +139,26 @@ impl<'a> SharedFilter<'a> {
 }
 
 /// Checks `filter` against the topic-filter rules, naming the first problem.
+///
+/// A valid filter is recognised eight bytes at a time ([`scan::is_valid_filter`]); a filter
+/// that is not is then walked byte by byte for the exact error, so the errors are those of
+/// the rules in order: empty, length, the first U+0000, the first misplaced wildcard.
+///
+/// [`scan::is_valid_filter`]: crate::scan::is_valid_filter
+#[inline]
 pub(crate) fn validate_filter(filter: &str) -> Result<(), TopicError> {
+    if !filter.is_empty()
+        && filter.len() <= crate::MAX_TOPIC_LEN
+        && crate::scan::is_valid_filter(filter.as_bytes())
+    {
+        return Ok(());
+    }
+    first_filter_error(filter)
+}
+
+/// The rules one byte at a time, for the error [`validate_filter`] reports.
+#[cold]
+fn first_filter_error(filter: &str) -> Result<(), TopicError> {
     if filter.is_empty() {
         return Err(TopicError::Empty);
     }
@@ -148,6 +183,91 @@ pub(crate) fn validate_filter(filter: &str) -> Result<(), TopicError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_at_a_time_check_agrees_with_the_rules_byte_by_byte() {
+        let check = |s: &str| {
+            assert_eq!(
+                crate::scan::is_valid_filter(s.as_bytes()),
+                s.is_empty() || first_filter_error(s).is_ok(),
+                "{s:?}"
+            );
+            // The inline path of `new` answers as the whole rules do, and the many-filter
+            // check says yes only when they do (and the filter does not start with `$`).
+            assert_eq!(TopicFilter::new(s), TopicFilter::new_slow(s), "{s:?}");
+            assert_eq!(
+                crate::all_plain_filters_valid([s]),
+                !s.starts_with('$') && TopicFilter::new_slow(s).is_ok(),
+                "{s:?}"
+            );
+            assert_eq!(
+                crate::all_plain_filters_valid(["a/+", s, "#"]),
+                crate::all_plain_filters_valid([s])
+            );
+        };
+        let alphabet = [b'a', b'/', b'+', b'#', 0, b'$'];
+        let mut checked = 0;
+        // Every string up to 6 bytes over the bytes that matter.
+        for len in 0..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut s = std::vec::Vec::new();
+                for _ in 0..len {
+                    s.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                check(core::str::from_utf8(&s).unwrap());
+                checked += 1;
+            }
+        }
+        // Longer ones: two special bytes and a `/` at every position, across word boundaries
+        // (an 8-byte word ends after bytes 7, 15 and 23).
+        let pairs = [
+            (b'+', b'#'),
+            (b'#', b'+'),
+            (b'+', b'+'),
+            (b'#', b'#'),
+            (b'+', 0),
+            (0, b'#'),
+            (b'/', b'+'),
+            (b'#', b'/'),
+            (b'/', b'/'),
+        ];
+        for len in 1..=26 {
+            for i in 0..len {
+                for j in i..len {
+                    for (x, y) in pairs {
+                        for k in 0..len {
+                            let mut s = std::vec![b'a'; len];
+                            s[k] = b'/';
+                            s[i] = x;
+                            s[j] = y;
+                            check(core::str::from_utf8(&s).unwrap());
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Whole levels around every word boundary.
+        for pad in 0..17 {
+            let a = "x".repeat(pad);
+            for s in [
+                std::format!("{a}/+"),
+                std::format!("{a}/#"),
+                std::format!("{a}/+/b"),
+                std::format!("{a}/+b"),
+                std::format!("{a}+/b"),
+                std::format!("{a}/#/"),
+                std::format!("+/{a}/#"),
+                std::format!("#{a}"),
+                std::format!("{a}é/+/ü/#"),
+            ] {
+                check(&s);
+                checked += 1;
+            }
+        }
+        assert!(checked > 100_000);
+    }
 
     #[test]
     fn accepts_spec_examples() {

@@ -61,7 +61,7 @@ pub use owned::{OwnedTopicFilter, OwnedTopicName};
 #[cfg(feature = "alloc")]
 pub use retained::RetainedIndex;
 #[doc(hidden)]
-pub use scan::find_any_of3;
+pub use scan::{all_plain_filters_valid, find_any_of3};
 #[cfg(feature = "alloc")]
 pub use tree::{Pick, RoundRobin, SubscriptionTree};
 

@@ -1,10 +1,10 @@
 //! PUBACK, PUBREC, PUBREL and PUBCOMP (§3.4 to §3.7), and the reason-code-only shape that
 //! DISCONNECT and AUTH share.
 
-use super::Plan;
+use super::{check_room, Plan};
 use crate::property::PropertyContext;
 use crate::read::Reader;
-use crate::write::{Sink, SinkExt};
+use crate::write::{Sink, SinkExt, SliceWriter};
 use crate::{
     DecodeError, DecodeErrorKind, EncodeError, PacketType, Properties, ProtocolVersion, ReasonCode,
 };
@@ -65,6 +65,85 @@ impl<'a> PubResponse<'a> {
             PropertyContext::PubResponse,
         )?;
         Ok(Plan::new(2 + tail, props))
+    }
+
+    /// True when this response takes the short form in every version: `Success` and no
+    /// properties, four bytes (the fixed header, remaining length 2, the packet identifier).
+    /// It is what a broker writes for every QoS 1 message.
+    #[inline]
+    fn is_short(&self) -> bool {
+        self.reason_code == ReasonCode::Success && self.properties.is_empty()
+    }
+
+    /// The short form's four bytes, after the check the general path makes first.
+    #[inline]
+    fn short_form(&self, kind: PacketType) -> Result<[u8; 4], EncodeError> {
+        if self.packet_id == 0 {
+            return Err(EncodeError::Invalid(DecodeErrorKind::ZeroPacketIdentifier));
+        }
+        let [high, low] = self.packet_id.to_be_bytes();
+        let flags = kind.required_flags().unwrap_or(0);
+        Ok([(kind as u8) << 4 | flags, 2, high, low])
+    }
+
+    /// Encodes this response as a `kind` packet into `out`: the short form when it applies,
+    /// else the general path. The checks and errors are the same either way, in the same
+    /// order (a zero packet identifier, then the buffer's room).
+    #[inline]
+    pub(crate) fn encode_as<S: Sink + ?Sized>(
+        &self,
+        kind: PacketType,
+        version: ProtocolVersion,
+        out: &mut S,
+    ) -> Result<usize, EncodeError> {
+        if !self.is_short() {
+            return self.encode_long(kind, version, out);
+        }
+        let bytes = self.short_form(kind)?;
+        check_room(out, bytes.len())?;
+        out.put_slice(&bytes);
+        Ok(bytes.len())
+    }
+
+    /// [`Self::encode_as`] into a slice: the short form is one bounds check and one store.
+    #[inline]
+    pub(crate) fn encode_slice_as(
+        &self,
+        kind: PacketType,
+        version: ProtocolVersion,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        if !self.is_short() {
+            return self.encode_long(kind, version, &mut SliceWriter::new(buf));
+        }
+        let bytes = self.short_form(kind)?;
+        let available = buf.len();
+        let Some(to) = buf.first_chunk_mut::<4>() else {
+            return Err(EncodeError::BufferTooSmall {
+                required: bytes.len(),
+                available,
+            });
+        };
+        *to = bytes;
+        Ok(bytes.len())
+    }
+
+    /// Reason codes and properties: the generic encoder, out of the short form's way.
+    #[inline(never)]
+    fn encode_long<S: Sink + ?Sized>(
+        &self,
+        kind: PacketType,
+        version: ProtocolVersion,
+        out: &mut S,
+    ) -> Result<usize, EncodeError> {
+        super::encode_body(
+            &super::Ack {
+                kind,
+                response: self,
+            },
+            version,
+            out,
+        )
     }
 
     pub(crate) fn write<S: Sink + ?Sized>(

@@ -158,6 +158,7 @@ impl<'a> Connect<'a> {
         })
     }
 
+    #[inline]
     pub(crate) fn write<S: Sink + ?Sized>(&self, plan: &Plan, out: &mut S) {
         let v = self.protocol;
         out.put_str(v.protocol_name());

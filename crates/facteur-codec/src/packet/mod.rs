@@ -193,6 +193,7 @@ pub(crate) fn decode_id_and_properties<'a>(
 }
 
 /// Sizes a packet of that shape whose list takes `list_len` bytes.
+#[inline]
 pub(crate) fn plan_id_and_properties(
     packet_id: u16,
     properties: &crate::Properties<'_>,
@@ -211,6 +212,7 @@ pub(crate) fn plan_id_and_properties(
 }
 
 /// Writes a packet of that shape.
+#[inline]
 pub(crate) fn write_id_properties_list<'a, T: crate::Item<'a>, S: Sink + ?Sized>(
     packet_id: u16,
     properties: &crate::Properties<'_>,
@@ -235,6 +237,10 @@ pub(crate) fn check_field(len: usize) -> Result<usize, EncodeError> {
 
 #[inline]
 pub(crate) fn check_topic_name(topic: &str) -> Result<(), EncodeError> {
+    // A valid name, eight bytes at a time; the reason why not, from the exact check.
+    if facteur_topic::TopicName::is_valid(topic) {
+        return Ok(());
+    }
     facteur_topic::TopicName::new(topic)
         .map(|_| ())
         .map_err(|e| EncodeError::Invalid(DecodeErrorKind::InvalidTopicName(e)))
@@ -332,74 +338,224 @@ fn encode_body<B: Body, S: Sink + ?Sized>(
     Ok(len)
 }
 
-impl Body for Packet<'_> {
+/// [`encode_body`] into a slice: the writer is this function's own, not behind a `&mut`, so
+/// with the packet's writers inlined its position stays in a register.
+#[inline]
+fn encode_body_slice<B: Body>(
+    packet: &B,
+    version: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let version = packet.effective_version(version);
+    let plan = packet.plan(version)?;
+    let len = packet_len(plan.body)?;
+    let available = buf.len();
+    let Some(buf) = buf.get_mut(..len) else {
+        return Err(EncodeError::BufferTooSmall {
+            required: len,
+            available,
+        });
+    };
+    let mut out = SliceWriter::new(buf);
+    write_fixed_header(packet.packet_type(), packet.flags(), plan.body, &mut out);
+    packet.write_body(version, &plan, &mut out);
+    Ok(len)
+}
+
+/// A PUBACK, PUBREC, PUBREL or PUBCOMP: the response and which of the four it is.
+struct Ack<'r, 'a> {
+    kind: PacketType,
+    response: &'r PubResponse<'a>,
+}
+
+impl Body for Ack<'_, '_> {
     fn packet_type(&self) -> PacketType {
-        Packet::packet_type(self)
+        self.kind
     }
-
-    fn flags(&self) -> u8 {
-        match self {
-            Self::Publish(p) => p.flags(),
-            _ => self.packet_type().required_flags().unwrap_or(0),
-        }
-    }
-
-    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
-        match self {
-            Self::Connect(connect) => connect.protocol,
-            _ => version,
-        }
-    }
-
+    #[inline]
     fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
-        match self {
-            Self::Connect(p) => p.plan(),
-            Self::ConnAck(p) => p.plan(version),
-            Self::Publish(p) => p.plan(version),
-            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
-                p.plan(version, self.packet_type())
-            }
-            Self::Subscribe(p) => p.plan(version),
-            Self::SubAck(p) => p.plan(version),
-            Self::Unsubscribe(p) => p.plan(version),
-            Self::UnsubAck(p) => p.plan(version),
-            Self::PingReq | Self::PingResp => Ok(Plan::default()),
-            Self::Disconnect(p) => p.plan(version),
-            Self::Auth(p) if version.is_v5() => p.plan(version),
-            Self::Auth(_) => Err(EncodeError::NotInVersion(PacketType::Auth)),
-        }
+        self.response.plan(version, self.kind)
     }
-
+    #[inline]
     fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S) {
-        match self {
-            Self::Connect(p) => p.write(plan, out),
-            Self::ConnAck(p) => p.write(version, plan, out),
-            Self::Publish(p) => PreparedPublish::from_plan(p, version, plan).write_body(out),
-            Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
-                p.write(version, plan, out)
-            }
-            Self::Subscribe(p) => p.write(version, plan, out),
-            Self::SubAck(p) => p.write(version, plan, out),
-            Self::Unsubscribe(p) => p.write(version, plan, out),
-            Self::UnsubAck(p) => p.write(version, plan, out),
-            Self::PingReq | Self::PingResp => {}
-            Self::Disconnect(p) => p.write(version, plan, out),
-            Self::Auth(p) => p.write(version, plan, out),
-        }
+        self.response.write(version, plan, out)
     }
 }
 
+/// PINGREQ and PINGRESP: a fixed header and nothing else.
+struct Bare(PacketType);
+
+impl Body for Bare {
+    fn packet_type(&self) -> PacketType {
+        self.0
+    }
+    fn plan(&self, _version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        Ok(Plan::default())
+    }
+    fn write_body<S: Sink + ?Sized>(&self, _: ProtocolVersion, _: &Plan, _: &mut S) {}
+}
+
+impl Body for Publish<'_> {
+    fn packet_type(&self) -> PacketType {
+        PacketType::Publish
+    }
+    fn flags(&self) -> u8 {
+        Publish::flags(self)
+    }
+    fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        Publish::plan(self, version)
+    }
+    fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S) {
+        PreparedPublish::from_plan(self, version, plan).write_body(out)
+    }
+}
+
+impl Body for Connect<'_> {
+    fn packet_type(&self) -> PacketType {
+        PacketType::Connect
+    }
+    fn effective_version(&self, _version: ProtocolVersion) -> ProtocolVersion {
+        self.protocol
+    }
+    #[inline]
+    fn plan(&self, _version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        Connect::plan(self)
+    }
+    #[inline]
+    fn write_body<S: Sink + ?Sized>(&self, _: ProtocolVersion, plan: &Plan, out: &mut S) {
+        Connect::write(self, plan, out)
+    }
+}
+
+impl Body for Auth<'_> {
+    fn packet_type(&self) -> PacketType {
+        PacketType::Auth
+    }
+    fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
+        if !version.is_v5() {
+            return Err(EncodeError::NotInVersion(PacketType::Auth));
+        }
+        Auth::plan(self, version)
+    }
+    fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S) {
+        Auth::write(self, version, plan, out)
+    }
+}
+
+/// Runs `$then` with `$body` bound to the packet's [`Body`] (one match, then the packet's own
+/// code, rather than a match in every step of the generic encoder).
+macro_rules! with_body {
+    ($packet:expr, |$body:ident| $then:expr) => {
+        match $packet {
+            Packet::Connect(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::ConnAck(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::Publish(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::PubAck(p) => {
+                let $body = &Ack {
+                    kind: PacketType::PubAck,
+                    response: p,
+                };
+                $then
+            }
+            Packet::PubRec(p) => {
+                let $body = &Ack {
+                    kind: PacketType::PubRec,
+                    response: p,
+                };
+                $then
+            }
+            Packet::PubRel(p) => {
+                let $body = &Ack {
+                    kind: PacketType::PubRel,
+                    response: p,
+                };
+                $then
+            }
+            Packet::PubComp(p) => {
+                let $body = &Ack {
+                    kind: PacketType::PubComp,
+                    response: p,
+                };
+                $then
+            }
+            Packet::Subscribe(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::SubAck(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::Unsubscribe(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::UnsubAck(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::PingReq => {
+                let $body = &Bare(PacketType::PingReq);
+                $then
+            }
+            Packet::PingResp => {
+                let $body = &Bare(PacketType::PingResp);
+                $then
+            }
+            Packet::Disconnect(p) => {
+                let $body = p;
+                $then
+            }
+            Packet::Auth(p) => {
+                let $body = p;
+                $then
+            }
+        }
+    };
+}
+
+/// PUBLISH goes through [`PreparedPublish`] (its own encoder); every other packet through
+/// [`encode_body`], with the acknowledgements' short form first.
 impl Encode for Packet<'_> {
     fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        encoded_len_of(self, version)
+        with_body!(self, |body| encoded_len_of(body, version))
     }
 
+    #[inline]
+    fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        match self {
+            Self::Publish(p) => p.encode(version, buf),
+            Self::PubAck(p) => p.encode_slice_as(PacketType::PubAck, version, buf),
+            Self::PubRec(p) => p.encode_slice_as(PacketType::PubRec, version, buf),
+            Self::PubRel(p) => p.encode_slice_as(PacketType::PubRel, version, buf),
+            Self::PubComp(p) => p.encode_slice_as(PacketType::PubComp, version, buf),
+            _ => with_body!(self, |body| encode_body_slice(body, version, buf)),
+        }
+    }
+
+    #[inline]
     fn encode_to<S: Sink + ?Sized>(
         &self,
         version: ProtocolVersion,
         out: &mut S,
     ) -> Result<usize, EncodeError> {
-        encode_body(self, version, out)
+        match self {
+            Self::Publish(p) => p.encode_to(version, out),
+            Self::PubAck(p) => p.encode_as(PacketType::PubAck, version, out),
+            Self::PubRec(p) => p.encode_as(PacketType::PubRec, version, out),
+            Self::PubRel(p) => p.encode_as(PacketType::PubRel, version, out),
+            Self::PubComp(p) => p.encode_as(PacketType::PubComp, version, out),
+            _ => with_body!(self, |body| encode_body(body, version, out)),
+        }
     }
 }
 
@@ -410,9 +566,11 @@ macro_rules! standalone_body {
             fn packet_type(&self) -> PacketType {
                 PacketType::$kind
             }
+            #[inline]
             fn plan(&self, version: ProtocolVersion) -> Result<Plan, EncodeError> {
                 $ty::plan(self, version)
             }
+            #[inline]
             fn write_body<S: Sink + ?Sized>(&self, version: ProtocolVersion, plan: &Plan, out: &mut S) {
                 $ty::write(self, version, plan, out)
             }
@@ -460,10 +618,10 @@ impl<'a> From<Publish<'a>> for Packet<'a> {
 }
 
 macro_rules! encode_impls {
-    ($($ty:ident => $variant:ident, $how:ident;)*) => {$(
+    ($($ty:ident;)*) => {$(
         impl Encode for $ty<'_> {
             fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-                encoded_len_of(encode_impls!(@target $how, self, $variant), version)
+                encoded_len_of(self, version)
             }
 
             fn encode_to<S: Sink + ?Sized>(
@@ -471,27 +629,25 @@ macro_rules! encode_impls {
                 version: ProtocolVersion,
                 out: &mut S,
             ) -> Result<usize, EncodeError> {
-                encode_body(encode_impls!(@target $how, self, $variant), version, out)
+                encode_body(self, version, out)
             }
         }
 
         impl<'a> From<$ty<'a>> for Packet<'a> {
             fn from(packet: $ty<'a>) -> Self {
-                Packet::$variant(packet)
+                Packet::$ty(packet)
             }
         }
     )*};
-    (@target direct, $self:ident, $variant:ident) => { $self };
-    (@target via_packet, $self:ident, $variant:ident) => { &Packet::$variant(*$self) };
 }
 
 encode_impls! {
-    Connect => Connect, via_packet;
-    ConnAck => ConnAck, direct;
-    Subscribe => Subscribe, direct;
-    SubAck => SubAck, direct;
-    Unsubscribe => Unsubscribe, direct;
-    UnsubAck => UnsubAck, direct;
-    Disconnect => Disconnect, direct;
-    Auth => Auth, via_packet;
+    Connect;
+    ConnAck;
+    Subscribe;
+    SubAck;
+    Unsubscribe;
+    UnsubAck;
+    Disconnect;
+    Auth;
 }
