@@ -41,6 +41,9 @@ struct Case<'a> {
     name: String,
     version: ProtocolVersion,
     packet: Packet<'a>,
+    /// The same packet with its checks done at every encode, timed beside (SUBSCRIBE built
+    /// with `Subscribe::new` rather than `Subscribe::checked`).
+    checked_at_encode: Option<Packet<'a>>,
 }
 
 fn rumqttc_read(v: ProtocolVersion, buf: &mut BytesMut) -> usize {
@@ -223,6 +226,14 @@ fn bench_case(c: &mut Criterion, case: &Case<'_>) {
             group.bench_function("facteur", |b| {
                 b.iter(|| black_box(&case.packet).encode(v, out).unwrap())
             });
+            if let Some(packet) = &case.checked_at_encode {
+                // Not in the ratio: the same bytes with every check at every encode (rumqttc
+                // checks filters, if at all, when its client builds the packet).
+                assert_eq!(encode_vec(packet, v), bytes);
+                group.bench_function("facteur-checked-at-encode", |b| {
+                    b.iter(|| black_box(packet).encode(v, out).unwrap())
+                });
+            }
         }
     }
     let mut their_out = BytesMut::with_capacity(bytes.len() * 2 + 4096);
@@ -393,26 +404,31 @@ fn codec(c: &mut Criterion) {
             name: "publish-64B-3.1.1".into(),
             version: V311,
             packet: Packet::Publish(publish(small, Properties::EMPTY)),
+            checked_at_encode: None,
         },
         Case {
             name: "publish-1KiB-3.1.1".into(),
             version: V311,
             packet: Packet::Publish(publish(large, Properties::EMPTY)),
+            checked_at_encode: None,
         },
         Case {
             name: "publish-64B-5.0-props".into(),
             version: V5,
             packet: Packet::Publish(publish(small, Properties::from_slice(props))),
+            checked_at_encode: None,
         },
         Case {
             name: "publish-1KiB-5.0-props".into(),
             version: V5,
             packet: Packet::Publish(publish(large, Properties::from_slice(props))),
+            checked_at_encode: None,
         },
         Case {
             name: "connect-3.1.1".into(),
             version: V311,
             packet: Packet::Connect(connect),
+            checked_at_encode: None,
         },
         Case {
             name: "connect-5.0".into(),
@@ -421,26 +437,31 @@ fn codec(c: &mut Criterion) {
                 protocol: V5,
                 ..connect
             }),
+            checked_at_encode: None,
         },
         Case {
             name: "subscribe-3.1.1".into(),
             version: V311,
-            packet: Packet::Subscribe(Subscribe::new(7, &subs)),
+            packet: Packet::Subscribe(Subscribe::checked(7, &subs).unwrap()),
+            checked_at_encode: Some(Packet::Subscribe(Subscribe::new(7, &subs))),
         },
         Case {
             name: "subscribe-5.0".into(),
             version: V5,
-            packet: Packet::Subscribe(Subscribe::new(7, &subs)),
+            packet: Packet::Subscribe(Subscribe::checked(7, &subs).unwrap()),
+            checked_at_encode: Some(Packet::Subscribe(Subscribe::new(7, &subs))),
         },
         Case {
             name: "puback-3.1.1".into(),
             version: V311,
             packet: Packet::PubAck(PubResponse::new(42)),
+            checked_at_encode: None,
         },
         Case {
             name: "puback-5.0".into(),
             version: V5,
             packet: Packet::PubAck(PubResponse::new(42)),
+            checked_at_encode: None,
         },
     ];
     for case in &cases {

@@ -10,6 +10,7 @@ use facteur_codec::{
     SubscriptionOptions,
 };
 use facteur_session::{Frame, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// An application message as the broker keeps it: shared by every subscriber it goes to.
@@ -28,6 +29,9 @@ pub(crate) struct Message {
     /// The message encoded once for the first kind of subscriber that asked (version, QoS,
     /// retain flag), shared by every other of that kind: see [`Message::frame_for`].
     frame: OnceLock<(FrameKey, Option<Frame>)>,
+    /// How many sessions the router handed it to: a frame pays for itself only when it is
+    /// shared (for one subscriber it would be one more copy of the payload).
+    sessions: AtomicU32,
 }
 
 /// Which subscribers can share one encoding of a message.
@@ -63,12 +67,19 @@ impl Message {
             properties: Bytes::from(bytes),
             received_at,
             frame: OnceLock::new(),
+            sessions: AtomicU32::new(0),
         }
     }
 
+    /// Records how many sessions the message is handed to.
+    pub(crate) fn set_sessions(&self, sessions: usize) {
+        let sessions = u32::try_from(sessions).unwrap_or(u32::MAX);
+        self.sessions.store(sessions, Ordering::Relaxed);
+    }
+
     /// The message encoded for a subscriber in `version` at `qos` with `retain`, if it has
-    /// no properties (those change per subscriber and per send) and is of the kind encoded
-    /// first: that kind, usually all of a fan-out's subscribers, shares one encoding; the
+    /// no properties (those change per subscriber and per send), goes to more than one
+    /// session, and is of the kind encoded first: that kind, usually all of a fan-out's subscribers, shares one encoding; the
     /// others go through the session's own encoding.
     pub(crate) fn frame_for(
         &self,
@@ -76,7 +87,7 @@ impl Message {
         qos: QoS,
         retain: bool,
     ) -> Option<&Frame> {
-        if !self.properties.is_empty() {
+        if !self.properties.is_empty() || self.sessions.load(Ordering::Relaxed) < 2 {
             return None;
         }
         let key = (version.is_v5(), qos, retain);

@@ -431,6 +431,10 @@ impl Router {
                 }
             });
             matched.sort_by_key(|&(conn, _)| conn);
+            let sessions = matched.chunk_by(|a, b| a.0 == b.0).count();
+            for message in run {
+                message.set_sessions(sessions);
+            }
             for group in matched.chunk_by(|a, b| a.0 == b.0) {
                 let Some(mailbox) = mailboxes.get(&group[0].0) else {
                     continue;

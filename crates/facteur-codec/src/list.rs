@@ -49,20 +49,44 @@ enum Repr<'a, T> {
         /// so that no packet grows for it.
         checked_as: u8,
     },
-    Slice(&'a [T]),
+    /// The caller's items; `checked` when a packet constructor has already checked them
+    /// (`Subscribe::checked`), so that encoding need not again.
+    Slice { items: &'a [T], checked: bool },
 }
 
 impl<'a, T: Item<'a>> List<'a, T> {
     /// The empty list.
     pub const EMPTY: Self = Self {
-        repr: Repr::Slice(&[]),
+        repr: Repr::Slice {
+            items: &[],
+            checked: false,
+        },
     };
 
     /// A list of the caller's items, for encoding.
     pub const fn from_slice(items: &'a [T]) -> Self {
         Self {
-            repr: Repr::Slice(items),
+            repr: Repr::Slice {
+                items,
+                checked: false,
+            },
         }
+    }
+
+    /// A list of the caller's items that the packet's constructor has just checked.
+    pub(crate) const fn from_checked_slice(items: &'a [T]) -> Self {
+        Self {
+            repr: Repr::Slice {
+                items,
+                checked: true,
+            },
+        }
+    }
+
+    /// True if a packet constructor checked these items ([`List::from_checked_slice`]).
+    #[inline]
+    pub(crate) fn is_checked_slice(&self) -> bool {
+        matches!(self.repr, Repr::Slice { checked: true, .. })
     }
 
     /// Wraps wire bytes that the caller has read item by item without error.
@@ -95,7 +119,7 @@ impl<'a, T: Item<'a>> List<'a, T> {
     pub fn is_empty(&self) -> bool {
         match self.repr {
             Repr::Wire { bytes, .. } => bytes.is_empty(),
-            Repr::Slice(items) => items.is_empty(),
+            Repr::Slice { items, .. } => items.is_empty(),
         }
     }
 
@@ -103,7 +127,7 @@ impl<'a, T: Item<'a>> List<'a, T> {
     #[inline]
     pub(crate) fn as_slice(&self) -> Option<&'a [T]> {
         match self.repr {
-            Repr::Slice(items) => Some(items),
+            Repr::Slice { items, .. } => Some(items),
             Repr::Wire { .. } => None,
         }
     }
@@ -140,7 +164,7 @@ impl<'a, T: Item<'a>> List<'a, T> {
     #[inline]
     pub(crate) fn try_for_each<E>(&self, mut f: impl FnMut(&T) -> Result<(), E>) -> Result<(), E> {
         match self.repr {
-            Repr::Slice(items) => items.iter().try_for_each(f),
+            Repr::Slice { items, .. } => items.iter().try_for_each(f),
             Repr::Wire { .. } => self.iter().try_for_each(|item| f(&item)),
         }
     }
@@ -160,7 +184,7 @@ impl<'a, T: Item<'a>> List<'a, T> {
             Repr::Wire {
                 bytes, version: v, ..
             } if v == version => out.put_slice(bytes),
-            Repr::Slice(items) => items.iter().for_each(|item| item.write(version, out)),
+            Repr::Slice { items, .. } => items.iter().for_each(|item| item.write(version, out)),
             Repr::Wire { .. } => self.iter().for_each(|item| item.write(version, out)),
         }
     }
@@ -195,7 +219,7 @@ impl<'a, T: Item<'a>> Iterator for ListIter<'a, T> {
                     }
                 }
             }
-            Repr::Slice(items) => {
+            Repr::Slice { items, .. } => {
                 let (first, rest) = items.split_first()?;
                 *items = rest;
                 Some(*first)

@@ -181,6 +181,10 @@ fn plan_items<'a, T: Item<'a>>(
         return Ok(bytes.len());
     }
     if let Some(items) = list.as_slice() {
+        if list.is_checked_slice() {
+            // Checked when the packet was made (`Subscribe::checked`).
+            return Ok(items.iter().map(|item| item.wire_len(version)).sum());
+        }
         // The caller's filters, checked in one loop; only when one is refused (or starts
         // with `$`) are they checked one by one, for the error.
         if facteur_topic::all_plain_filters_valid(items.iter().map(&filter_of)) {
@@ -215,6 +219,38 @@ impl<'a> Subscribe<'a> {
             properties: Properties::EMPTY,
             subscriptions: List::from_slice(subscriptions),
         }
+    }
+
+    /// A SUBSCRIBE of these subscriptions, their filters checked now rather than each time
+    /// the packet is encoded (as a client checks what it is asked to subscribe to before it
+    /// builds the packet).
+    ///
+    /// ```
+    /// use facteur_codec::{Encode, ProtocolVersion, QoS, Subscribe, Subscription};
+    /// let subs = [Subscription::new("maison/+/temperature", QoS::AtLeastOnce)];
+    /// let subscribe = Subscribe::checked(1, &subs)?;
+    /// let mut out = [0u8; 32];
+    /// let n = subscribe.encode(ProtocolVersion::V3_1_1, &mut out)?;
+    /// assert_eq!(n, 27);
+    /// let bad = [Subscription::new("maison/#/temperature", QoS::AtLeastOnce)];
+    /// assert!(Subscribe::checked(2, &bad).is_err());
+    /// # Ok::<(), facteur_codec::EncodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As encoding would: no subscription, a filter that is not one, or one too long.
+    pub fn checked(
+        packet_id: u16,
+        subscriptions: &'a [Subscription<'a>],
+    ) -> Result<Self, EncodeError> {
+        plan_items(&List::from_slice(subscriptions), ProtocolVersion::V5, |s| {
+            s.filter
+        })?;
+        Ok(Self {
+            packet_id,
+            properties: Properties::EMPTY,
+            subscriptions: List::from_checked_slice(subscriptions),
+        })
     }
 
     pub(crate) fn decode(
