@@ -286,6 +286,9 @@ pub struct Session<S: Store> {
     queued_bytes: usize,
     /// QoS 0 messages among the queued ones.
     queued_qos0: u32,
+    /// Queued messages with a Message Expiry Interval: without any, the timers need not
+    /// look at the queue (a subscriber that fell behind may hold thousands).
+    queued_expiring: u32,
     inflight: S::Inflight,
     received: S::Received,
     acks: S::Acks,
@@ -386,6 +389,7 @@ impl<S: Store> Session<S> {
             queue: Default::default(),
             queued_bytes: 0,
             queued_qos0: 0,
+            queued_expiring: 0,
             inflight: Default::default(),
             received: Default::default(),
             acks: Default::default(),
@@ -546,6 +550,7 @@ impl<S: Store> Session<S> {
         self.queue = Default::default();
         self.queued_bytes = 0;
         self.queued_qos0 = 0;
+        self.queued_expiring = 0;
         self.inflight = Default::default();
         self.received = Default::default();
         self.acks = Default::default();
@@ -807,6 +812,7 @@ impl<S: Store> Session<S> {
         if !self.room_for(size) {
             return Err(PublishError::QueueFull);
         }
+        let expiring = u32::from(queued.expiry.is_some());
         let (mut queued, mut expired_dropped) = (queued, false);
         // The store itself may be full: what expired goes first, then QoS 0 for QoS 1/2.
         while let Err(back) = self.queue.push_back(queued) {
@@ -820,6 +826,7 @@ impl<S: Store> Session<S> {
         }
         self.queued_bytes += size;
         self.queued_qos0 += u32::from(qos == QoS::AtMostOnce);
+        self.queued_expiring += expiring;
         self.next_message = self.next_message.wrapping_add(1);
         Ok(id)
     }
@@ -902,16 +909,17 @@ impl<S: Store> Session<S> {
         let mut evicted = None;
         self.queue.retain_in_order(|m| {
             if evicted.is_none() && m.qos == QoS::AtMostOnce {
-                evicted = Some((m.id, m.payload().len()));
+                evicted = Some((m.id, m.payload().len(), m.expiry.is_some()));
                 return false;
             }
             true
         });
-        let Some((id, size)) = evicted else {
+        let Some((id, size, expiring)) = evicted else {
             return false;
         };
         self.queued_bytes -= size;
         self.queued_qos0 -= 1;
+        self.queued_expiring -= u32::from(expiring);
         self.event(Event::Dropped { message: id });
         true
     }
@@ -921,6 +929,7 @@ impl<S: Store> Session<S> {
         let m = self.queue.pop_front()?;
         self.queued_bytes -= m.payload().len();
         self.queued_qos0 -= u32::from(m.qos == QoS::AtMostOnce);
+        self.queued_expiring -= u32::from(m.expiry.is_some());
         Some(m)
     }
 
@@ -931,13 +940,14 @@ impl<S: Store> Session<S> {
         event: fn(MessageId) -> Event,
     ) {
         let events = &mut self.events;
-        let (mut bytes, mut qos0, mut lost) = (0, 0, 0u32);
+        let (mut bytes, mut qos0, mut expiring, mut lost) = (0, 0, 0, 0u32);
         self.queue.retain_in_order(|m| {
             if keep(m) {
                 return true;
             }
             bytes += m.payload().len();
             qos0 += u32::from(m.qos == QoS::AtMostOnce);
+            expiring += u32::from(m.expiry.is_some());
             if events.push_back(event(m.id)).is_err() {
                 lost += 1;
             }
@@ -945,6 +955,7 @@ impl<S: Store> Session<S> {
         });
         self.queued_bytes -= bytes;
         self.queued_qos0 -= qos0;
+        self.queued_expiring -= expiring;
         self.events_dropped = self.events_dropped.wrapping_add(lost);
     }
 
@@ -1308,11 +1319,13 @@ impl<S: Store> Session<S> {
     /// client's next PINGREQ, the keep alive deadline for hearing from the peer and the
     /// earliest Message Expiry Interval of a queued message (connected or not), and while
     /// disconnected the session expiry and the will's due time. `None` when no timer runs.
-    /// O(queued messages).
+    /// O(queued messages) when some of them have a Message Expiry Interval, O(1) otherwise.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut earliest = None;
-        self.queue
-            .for_each_item(|m| earliest = min_opt(earliest, m.expires_at()));
+        if self.queued_expiring > 0 {
+            self.queue
+                .for_each_item(|m| earliest = min_opt(earliest, m.expires_at()));
+        }
         [
             self.dead_at(),
             self.ping_due(),
@@ -1362,6 +1375,9 @@ impl<S: Store> Session<S> {
 
     /// Drops the queued messages whose Message Expiry Interval ran out ([`Event::Expired`]).
     fn drop_expired(&mut self, now: Instant) {
+        if self.queued_expiring == 0 {
+            return;
+        }
         self.retain_queued(|m| !m.expired(now), |message| Event::Expired { message });
     }
 
