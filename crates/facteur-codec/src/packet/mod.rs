@@ -524,7 +524,7 @@ macro_rules! with_body {
 }
 
 /// PUBLISH goes through [`PreparedPublish`] (its own encoder); every other packet through
-/// [`encode_body`], with the acknowledgements' short form first.
+/// the generic body encoder, with the acknowledgements' short form first.
 impl Encode for Packet<'_> {
     fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
         with_body!(self, |body| encoded_len_of(body, version))
