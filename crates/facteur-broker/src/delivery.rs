@@ -17,8 +17,17 @@ impl SessionTask {
     /// publishers never wait for an offline client. While connected, messages the queue
     /// does not take stay in the mailbox, and when that fills, QoS 0 messages are dropped
     /// and publishers of QoS 1/2 wait: a subscriber that cannot keep up slows them down.
+    ///
+    /// While connected, the session's queue is kept to [`STAGED`] messages (what goes out
+    /// in the next writes; QoS 1/2 ones may still displace QoS 0 ones there), and the rest
+    /// waits in the mailbox: a subscriber that fell behind then keeps a short queue of
+    /// session messages and the shared deliveries in its mailbox.
     pub(crate) fn admission(&self) -> Option<Admission> {
-        self.link.as_ref().map(|_| self.session.admission())
+        self.link.as_ref().map(|_| {
+            let staged = STAGED.min(self.config.max_queued_messages);
+            let more = staged.saturating_sub(self.session.queued());
+            self.session.admission().at_most(more)
+        })
     }
 
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
@@ -169,6 +178,10 @@ impl SessionTask {
         });
     }
 }
+
+/// Messages a connected client's session queue holds at most (see
+/// [`SessionTask::admission`]).
+pub(crate) const STAGED: usize = 64;
 
 /// An admission that may be absent (no client connected: everything is taken).
 pub(crate) trait AdmitsAll {

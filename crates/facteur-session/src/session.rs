@@ -124,6 +124,14 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// The same, taking at most `more` messages beyond those that displace QoS 0 ones: a
+    /// caller that keeps the queue shorter than its limits while the peer is connected (and
+    /// leaves the rest where it is) bounds it so.
+    pub fn at_most(mut self, more: usize) -> Self {
+        self.messages_left = self.messages_left.min(more);
+        self
+    }
+
     /// True if the queue takes one more message of `qos` with `payload_len` bytes of
     /// payload, after those admitted before; it then counts as queued. Exact for the
     /// message limit; a QoS 1/2 message admitted by displacing a QoS 0 one counts one
