@@ -31,6 +31,9 @@
 //! * **Bounded queues** ([`QueueLimits`] in [`Config`]): messages, payload bytes, QoS 0
 //!   displaced first, none kept offline if asked; [`Session::admission`] tells a caller
 //!   how many more the queue takes.
+//! * **Fan-out encoded once** (feature `alloc`): a `Frame` is a PUBLISH checked and encoded
+//!   once for many sessions; `Session::publish_frame` queues it, and each send copies it
+//!   with the session's own packet identifier (DUP on a resend).
 //! * **Outgoing QoS 1 and 2** ([`Session::publish`], or [`Session::publish_shared`] to
 //!   keep one payload for many sessions, a `bytes::Bytes` with [`AllocStore`]): packet
 //!   identifiers from [`PacketIds`]
