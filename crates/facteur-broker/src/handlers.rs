@@ -42,10 +42,10 @@ impl SessionTask {
         }
     }
 
-    /// Handles every whole packet read. The messages published are routed together (one
-    /// lock and wake-up per subscriber for the lot): at the end, before any other packet
-    /// (so that a SUBSCRIBE after a PUBLISH sees it routed first), and every
-    /// [`ROUTE_BATCH`] messages.
+    /// Handles every whole packet read. The QoS 0 messages published are routed together
+    /// (one lock and wake-up per subscriber for the lot): at the end, before any other
+    /// packet (so that a SUBSCRIBE after a PUBLISH sees it routed first), with the next QoS
+    /// 1/2 message, and every [`ROUTE_BATCH`] messages.
     pub(crate) fn on_bytes(&mut self) {
         let Some(mut read) = self.link.as_mut().map(|l| std::mem::take(&mut l.read)) else {
             return;
@@ -57,10 +57,15 @@ impl SessionTask {
                     let len = decoded.len;
                     if let Packet::Publish(_) = decoded.packet {
                         if let Some(message) = self.on_publish(decoded.packet) {
+                            // A QoS 1/2 message is routed at once (with the QoS 0 ones
+                            // before it): when a subscriber's mailbox is full, its publisher
+                            // then stops reading at that message instead of having
+                            // acknowledged a batch that must all wait for room.
+                            let acknowledged = message.qos != QoS::AtMostOnce;
                             published.push(message);
-                        }
-                        if published.len() >= ROUTE_BATCH {
-                            self.route(&mut published);
+                            if acknowledged || published.len() >= ROUTE_BATCH {
+                                self.route(&mut published);
+                            }
                         }
                     } else {
                         self.route(&mut published);
