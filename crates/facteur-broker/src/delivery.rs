@@ -57,7 +57,7 @@ impl SessionTask {
     pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) {
         let message = &delivery.message;
         let frame = (delivery.subscription_ids.is_empty())
-            .then(|| message.frame_for(self.version, delivery.qos, delivery.retain))
+            .then(|| message.frame_for(self.version(), delivery.qos, delivery.retain))
             .flatten();
         if let Some(frame) = frame {
             // Encoded once for every subscriber of this kind: copied and sent as is.

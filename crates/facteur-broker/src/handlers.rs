@@ -52,7 +52,7 @@ impl SessionTask {
         };
         let mut published = PUBLISHED.with(std::cell::Cell::take);
         while self.link.as_ref().is_some_and(|l| l.end.is_none()) && self.waiting.is_empty() {
-            match decode(&read, self.version, self.config.packet_limit()) {
+            match decode(&read, self.version(), self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
                     if let Packet::Publish(_) = decoded.packet {
@@ -146,7 +146,7 @@ impl SessionTask {
     /// Maximum Packet Size).
     pub(crate) fn answer(&mut self, packet: Packet<'_>, why: &str) {
         let max = self.session.connection().peer_maximum_packet_size;
-        let version = self.version;
+        let version = self.version();
         if let Some(link) = &mut self.link {
             packet.with_reason_string(why, max, version, |answer| {
                 encode_into(&mut link.out, version, answer)
@@ -155,7 +155,7 @@ impl SessionTask {
     }
 
     pub(crate) fn queue(&mut self, packet: &Packet<'_>) {
-        let version = self.version;
+        let version = self.version();
         if let Some(link) = &mut self.link {
             encode_into(&mut link.out, version, packet);
         }
@@ -189,13 +189,13 @@ impl SessionTask {
                 continue;
             };
             let shared = filter.shared().is_some();
-            if shared && subscription.options.no_local && self.version.is_v5() {
+            if shared && subscription.options.no_local && self.version().is_v5() {
                 // A protocol error (MQTT-3.8.3-4): the connection ends, nothing is granted.
                 let why = "no local is not allowed on a shared subscription";
                 self.close_with(ReasonCode::ProtocolError, why);
                 return;
             }
-            if shared && !self.version.is_v5() {
+            if shared && !self.version().is_v5() {
                 // Before 5.0 `$share/` is an ordinary filter, which facteur does not take.
                 codes.push(ReasonCode::TopicFilterInvalid);
                 why.get_or_insert("shared subscriptions need MQTT 5.0");

@@ -24,7 +24,6 @@ pub(crate) struct SessionTask {
     pub(crate) key: ConnId,
     /// Shared with the router's table of sessions (one allocation per client).
     pub(crate) client_id: Arc<str>,
-    pub(crate) version: ProtocolVersion,
     pub(crate) session: Session<AllocStore>,
     pub(crate) mailbox: Arc<Mailbox>,
     /// The session's subscription filters.
@@ -52,7 +51,6 @@ impl SessionTask {
         Self {
             key,
             client_id,
-            version: ProtocolVersion::V3_1_1,
             session: Session::new(facteur_session::Config {
                 role: Role::Server,
                 receive_maximum: config.receive_maximum,
@@ -72,6 +70,11 @@ impl SessionTask {
             router,
             config,
         }
+    }
+
+    /// The protocol version of the current (or last) connection, as the session negotiated.
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.session.connection().version
     }
 
     pub(crate) fn now(&self) -> Instant {
@@ -217,7 +220,6 @@ impl SessionTask {
             self.drop_waiting_messages();
         }
         let version = connect.protocol;
-        self.version = version;
         let assigned_id = assigned.then_some(&*self.client_id);
         let props = accepted.connack_properties(assigned_id);
         // Counted until the link is closed (`close_link`, or the task's end).
@@ -379,7 +381,7 @@ impl SessionTask {
     /// Ends the connection from the broker's side: 5.0 clients are told why, with the
     /// reason code and the reason string `why`.
     pub(crate) fn close_with(&mut self, reason: ReasonCode, why: &str) {
-        let version = self.version;
+        let version = self.version();
         let max = self.session.connection().peer_maximum_packet_size;
         if let Some(link) = &mut self.link {
             if version.is_v5() && link.end.is_none() {
