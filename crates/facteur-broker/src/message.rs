@@ -141,4 +141,6 @@ pub(crate) struct Attach {
     pub(crate) assigned: bool,
     /// Its place among the connected clients.
     pub(crate) slot: LinkSlot,
+    /// The username ACLs see, from its authentication.
+    pub(crate) username: Option<Arc<str>>,
 }

@@ -36,6 +36,9 @@ pub(crate) struct SessionTask {
     pub(crate) waiting: Waitings,
     pub(crate) router: Arc<Router>,
     pub(crate) config: Arc<Config>,
+    /// The username of the connection that last attached (what ACLs see), from its
+    /// authentication; a resumed session takes the new connection's.
+    pub(crate) username: Option<Arc<str>>,
 }
 
 impl SessionTask {
@@ -69,6 +72,7 @@ impl SessionTask {
             waiting: Waitings::default(),
             router,
             config,
+            username: None,
         }
     }
 
@@ -198,6 +202,7 @@ impl SessionTask {
             frame,
             assigned,
             slot,
+            username,
         } = *attach;
         let Some((connect, _)) = parse_connect(&frame) else {
             return;
@@ -213,6 +218,9 @@ impl SessionTask {
                 return;
             }
         };
+        // Rights go with the connection: what this session receives from now on is checked
+        // against the client that just connected.
+        self.username = username;
         if !accepted.session_present {
             // A new session: nothing of an earlier one is kept.
             self.router
@@ -358,8 +366,14 @@ impl SessionTask {
             .will()
             .map(|w| Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties, now));
         if let Some(message) = message {
-            tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             self.session.clear_will();
+            if !self.may_publish(&message.topic) {
+                // Checked when it is due, against the rules in force then.
+                tracing::debug!(client = %self.client_id, topic = %message.topic, "will not authorized");
+                self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             let waiting = self.router.publish(self.key, message).waiting;
             self.router.drop_waiting(waiting);
         }
