@@ -6,6 +6,8 @@
 //! a terminal.
 
 mod bench;
+mod passwd;
+mod reload;
 
 use clap::{Parser, Subcommand};
 use facteur_broker::{Broker, Config};
@@ -29,6 +31,9 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Creates, changes and deletes users of a password file, with mosquitto_passwd's
+    /// flags (-c create, -b batch, -D delete, -U hash a file of plain passwords).
+    Passwd(passwd::Args),
     /// Measures an MQTT broker (facteur or another): throughput for fan-in, fan-out and
     /// point-to-point at QoS 0 and 1, latency percentiles at a fixed rate, and idle
     /// connections. Prints markdown tables.
@@ -77,6 +82,15 @@ fn main() -> std::process::ExitCode {
     let config = match cli.command {
         None | Some(Command::Broker { config: None }) => Ok(Config::default()),
         Some(Command::Broker { config: Some(path) }) => Config::load(&path),
+        Some(Command::Passwd(args)) => {
+            return match passwd::run(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("facteur passwd: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         Some(Command::Bench {
             host,
             port,
@@ -132,7 +146,10 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = reload::on_hangup(&broker) => {}
+        }
         tracing::info!("stopping");
         broker.shutdown().await;
         std::process::ExitCode::SUCCESS
