@@ -3,7 +3,8 @@
 //! settled, the client is authenticated, and the connection is handed to its session's
 //! task.
 
-use crate::auth::{AuthError, AuthRequest, Identity};
+use crate::auth::{AuthError, AuthRequest};
+use crate::enhanced::{self, ClientAuth, Failure};
 use crate::link::encode_into;
 use crate::message::Attach;
 use crate::router::{LinkSlot, Router, SessionSlot};
@@ -68,11 +69,19 @@ async fn serve_tracked(
     };
     let authenticated = tokio::time::timeout_at(
         deadline,
-        Box::pin(authenticate(&frame, &client_id, &origin, &router)),
+        Box::pin(authenticate(
+            &mut stream,
+            &mut read,
+            &frame,
+            &client_id,
+            &origin,
+            &router,
+            &config,
+        )),
     )
     .await;
-    let identity = match authenticated {
-        Ok(Ok(identity)) => identity,
+    let auth = match authenticated {
+        Ok(Ok(auth)) => auth,
         Ok(Err(Some(refusal))) => {
             tracing::debug!(client = %client_id, why = %refusal.why, "CONNECT refused");
             let _ = Box::pin(refuse(&mut stream, &refusal)).await;
@@ -91,7 +100,7 @@ async fn serve_tracked(
         frame,
         assigned,
         slot,
-        username: identity.username.map(Arc::from),
+        auth,
     });
     hand_over(client_id.into(), attach, config, router);
 }
@@ -125,23 +134,19 @@ pub(crate) fn hand_over(
     }
 }
 
-/// Asks the broker's authenticator whether the client of this CONNECT may connect.
+/// Asks the broker's authenticator whether the client of this CONNECT may connect (for a
+/// 5.0 CONNECT with an Authentication Method, through the AUTH exchange). What it settled
+/// is kept for the session when there is something to keep.
 async fn authenticate(
+    stream: &mut Stream,
+    read: &mut BytesMut,
     frame: &[u8],
     client_id: &str,
     origin: &Origin,
     router: &Router,
-) -> Result<Identity, Option<Refusal>> {
+    config: &Config,
+) -> Result<Option<Box<ClientAuth>>, Option<Refusal>> {
     let (connect, _) = parse_connect(frame).ok_or(None)?;
-    if connect.properties.authentication_method().is_some() {
-        // MQTT 5 enhanced authentication (AUTH exchanges) is not offered.
-        let why = "this broker has no extended authentication method";
-        return Err(Some(Refusal::new(
-            &connect,
-            ReasonCode::BadAuthenticationMethod,
-            why,
-        )));
-    }
     let from_certificate = origin.identity_as_username;
     let request = AuthRequest {
         client_id,
@@ -160,21 +165,64 @@ async fn authenticate(
         let why = "this listener takes the username from a client certificate";
         return Err(Some(Refusal::new(&connect, ReasonCode::NotAuthorized, why)));
     }
-    match router.authenticator.authenticate(&request).await {
-        Ok(identity) => Ok(identity),
-        Err(error) => {
-            let (reason, why) = match error {
-                // 3.x clients get 5 (not authorized) either way, as from mosquitto.
-                AuthError::BadCredentials if connect.protocol.is_v5() => (
-                    ReasonCode::BadUserNameOrPassword,
-                    "bad username or password",
-                ),
-                AuthError::BadCredentials => (ReasonCode::NotAuthorized, "not authorized"),
-                _ => (ReasonCode::NotAuthorized, "not authorized"),
+    let mut auth = ClientAuth {
+        certificate_identity: origin.certificate_identity.as_deref().map(Box::from),
+        listener: origin.listener,
+        anonymous_allowed: origin.anonymous_allowed,
+        ..ClientAuth::default()
+    };
+    let identity = match connect.properties.authentication_method() {
+        Some(method) => {
+            let Some(conversation) = router.authenticator.enhanced(method, &request) else {
+                let why = "this authentication method is not supported";
+                let reason = ReasonCode::BadAuthenticationMethod;
+                return Err(Some(Refusal::new(&connect, reason, why)));
             };
-            Err(Some(Refusal::new(&connect, reason, why)))
+            let peer_max = connect
+                .properties
+                .maximum_packet_size()
+                .unwrap_or(facteur_codec::PROTOCOL_MAX_PACKET_SIZE);
+            let data = connect.properties.authentication_data();
+            let limit = config.connect_packet_limit();
+            match enhanced::before_connack(
+                stream,
+                read,
+                conversation,
+                method,
+                data,
+                limit,
+                peer_max,
+            )
+            .await
+            {
+                Ok((identity, data)) => {
+                    auth.method = Some(method.into());
+                    auth.connack_data = data;
+                    identity
+                }
+                Err(Failure::Refused(reason, why)) => {
+                    return Err(Some(Refusal::new(&connect, reason, why)))
+                }
+                Err(Failure::Gone) => return Err(None),
+            }
         }
-    }
+        None => match router.authenticator.authenticate(&request).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                let (reason, why) = match error {
+                    // 3.x clients get 5 (not authorized) either way, as from mosquitto.
+                    AuthError::BadCredentials if connect.protocol.is_v5() => (
+                        ReasonCode::BadUserNameOrPassword,
+                        "bad username or password",
+                    ),
+                    _ => (ReasonCode::NotAuthorized, "not authorized"),
+                };
+                return Err(Some(Refusal::new(&connect, reason, why)));
+            }
+        },
+    };
+    auth.username = identity.username.map(Arc::from);
+    Ok((auth.username.is_some() || auth.method.is_some()).then(|| Box::new(auth)))
 }
 
 /// Refuses a connection the broker has no room for a session for.

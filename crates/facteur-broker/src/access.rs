@@ -22,17 +22,14 @@ pub(crate) fn may_publish(
 
 impl SessionTask {
     fn client(&self) -> Client<'_> {
-        Client::new(&self.client_id, self.username.as_deref())
+        let username = self.auth.as_deref().and_then(|a| a.username.as_deref());
+        Client::new(&self.client_id, username)
     }
 
     /// May this session's client publish to `topic`?
     pub(crate) fn may_publish(&self, topic: &str) -> bool {
-        may_publish(
-            &self.router,
-            &self.client_id,
-            self.username.as_deref(),
-            topic,
-        )
+        let username = self.auth.as_deref().and_then(|a| a.username.as_deref());
+        may_publish(&self.router, &self.client_id, username, topic)
     }
 
     /// May this session's client subscribe to `filter`?

@@ -60,7 +60,10 @@ impl SessionTask {
             return;
         };
         let mut published = PUBLISHED.with(std::cell::Cell::take);
-        while self.link.as_ref().is_some_and(|l| l.end.is_none()) && self.waiting.is_empty() {
+        while self.link.as_ref().is_some_and(|l| l.end.is_none())
+            && self.waiting.is_empty()
+            && !self.reauth_due()
+        {
             match decode(&read, self.version(), self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
@@ -124,10 +127,11 @@ impl SessionTask {
         let now = self.now();
         let limit = self.config.message_size_limit as usize;
         // The session delivers it; the broker decides what the client is told.
-        let (router, client_id, username) = (&self.router, &self.client_id, &self.username);
+        let (router, client_id) = (&self.router, &self.client_id);
+        let username = self.auth.as_deref().and_then(|a| a.username.as_deref());
         let message = match self.session.handle(packet, now)? {
             p if limit != 0 && p.payload.len() > limit => Err(Refused::Size(p.payload.len())),
-            p if !may_publish(router, client_id, username.as_deref(), p.topic) => {
+            p if !may_publish(router, client_id, username, p.topic) => {
                 Err(Refused::Acl(p.topic.to_owned()))
             }
             p => Ok(Message::new(
@@ -189,10 +193,7 @@ impl SessionTask {
             Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
             Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
-            Packet::Auth(_) => self.close_with(
-                ReasonCode::BadAuthenticationMethod,
-                "this broker has no extended authentication",
-            ),
+            Packet::Auth(auth) => self.on_auth(&auth),
             other => {
                 self.session.handle(other, now);
             }

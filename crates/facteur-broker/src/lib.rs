@@ -36,9 +36,9 @@
 //! ([`BrokerHandle::serve_stream`]); TLS and mutual TLS (rustls) and WebSocket listeners,
 //! password files (mosquitto's formats), `allow_anonymous`, ACL files in mosquitto's
 //! syntax, and the [`auth`] traits for an embedder's own authentication and authorization
-//! ([`Broker::start_with`]); files re-read by [`BrokerHandle::reload_security_files`].
-//! Not yet: MQTT 5 enhanced authentication (AUTH exchanges; a CONNECT asking for it gets
-//! 0x8C).
+//! ([`Broker::start_with`]), MQTT 5 enhanced authentication and re-authentication
+//! through an embedder's [`auth::Conversation`]; files re-read by
+//! [`BrokerHandle::reload_security_files`].
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -47,6 +47,7 @@ mod access;
 pub mod auth;
 mod config;
 mod delivery;
+mod enhanced;
 mod filters;
 mod handlers;
 mod link;

@@ -141,6 +141,7 @@ pub(crate) struct Attach {
     pub(crate) assigned: bool,
     /// Its place among the connected clients.
     pub(crate) slot: LinkSlot,
-    /// The username ACLs see, from its authentication.
-    pub(crate) username: Option<Arc<str>>,
+    /// What its authentication settled (a username, an enhanced authentication), if
+    /// anything.
+    pub(crate) auth: Option<Box<crate::enhanced::ClientAuth>>,
 }

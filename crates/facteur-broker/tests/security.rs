@@ -115,7 +115,7 @@ async fn a_listener_can_accept_anonymous_clients_where_the_broker_does_not() {
 }
 
 #[tokio::test]
-async fn enhanced_authentication_is_refused_with_0x8c() {
+async fn an_unsupported_authentication_method_is_refused_with_0x8c() {
     let broker = broker_with(|_| {}).await;
     let method = [facteur_codec::Property::AuthenticationMethod("SCRAM-SHA-1")];
     let connect = Connect {
@@ -125,7 +125,7 @@ async fn enhanced_authentication_is_refused_with_0x8c() {
     let (connack, mut peer) = try_connect(&broker, connect).await;
     assert_eq!(
         connack,
-        connack_why(0x8C, "this broker has no extended authentication method")
+        connack_why(0x8C, "this authentication method is not supported")
     );
     assert!(peer.closed().await);
     broker.shutdown().await;

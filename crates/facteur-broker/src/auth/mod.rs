@@ -102,11 +102,56 @@ pub enum AuthError {
 /// }
 /// ```
 pub trait Authenticator: Send + Sync + 'static {
-    /// Accepts the client (with the identity ACLs will see) or refuses it.
+    /// Accepts the client (with the identity ACLs will see) or refuses it. Called for a
+    /// CONNECT without an Authentication Method.
     fn authenticate<'a>(
         &'a self,
         request: &'a AuthRequest<'a>,
     ) -> BoxFuture<'a, Result<Identity, AuthError>>;
+
+    /// MQTT 5 enhanced authentication (§4.12): starts a [`Conversation`] for `method`, the
+    /// Authentication Method of a CONNECT or of a re-authentication (AUTH 0x19) on a live
+    /// connection, for the client of `request`. `None` (the default): the method is not
+    /// supported, and the client gets CONNACK 0x8C (Bad authentication method), or
+    /// DISCONNECT 0x8C for a re-authentication.
+    fn enhanced(&self, method: &str, request: &AuthRequest<'_>) -> Option<Box<dyn Conversation>> {
+        let _ = (method, request);
+        None
+    }
+}
+
+/// One MQTT 5 enhanced authentication exchange, from the client's first Authentication
+/// Data to the verdict, as an [`Authenticator::enhanced`] implementation runs it (a
+/// challenge-response such as SCRAM keeps its state here). The broker checks the packets
+/// (AUTH with reason 0x18 and the same Authentication Method, at most
+/// [`MAX_AUTH_ROUNDS`] rounds, within `connect_timeout`) and passes on the data.
+pub trait Conversation: Send + 'static {
+    /// Takes the client's Authentication Data (the CONNECT's or re-authentication's, then
+    /// that of each AUTH it sends; `None` when absent) and says what comes next. An error
+    /// refuses the client: CONNACK 0x86 or 0x87, or for a re-authentication DISCONNECT
+    /// 0x87.
+    fn step<'a>(&'a mut self, data: Option<&'a [u8]>) -> BoxFuture<'a, Result<Step, AuthError>>;
+}
+
+/// Most AUTH packets the broker sends in one enhanced authentication.
+pub const MAX_AUTH_ROUNDS: usize = 16;
+
+/// What a [`Conversation`] wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Send the client AUTH 0x18 (Continue authentication) with this Authentication Data,
+    /// and call [`Conversation::step`] with its answer.
+    Continue(Vec<u8>),
+    /// Authenticated as `identity`: CONNACK 0x00 (or, for a re-authentication, AUTH 0x00)
+    /// with the Authentication Method and `data` as Authentication Data, if any. A
+    /// re-authentication may change the identity ACLs see.
+    Done {
+        /// Who the client is now.
+        identity: Identity,
+        /// The server's last Authentication Data.
+        data: Option<Vec<u8>>,
+    },
 }
 
 /// An admitted client, as an [`Authorizer`] sees it.
