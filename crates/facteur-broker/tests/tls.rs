@@ -127,6 +127,55 @@ async fn mutual_tls_accepts_this_cas_clients_only() {
 }
 
 #[tokio::test]
+async fn an_optional_client_certificate_is_verified_when_presented() {
+    let dir = temp_dir("tls-optional");
+    let pki = Pki::new(&dir);
+    let broker = tls_broker(&pki, |c| c.listeners[0].cafile = Some(pki.ca.clone())).await;
+    let (connack, _none) = connack_over_tls(&broker, pki.client_config(None), "none")
+        .await
+        .expect("no certificate: accepted");
+    assert_eq!(connack, CONNACK_OK);
+    let good = pki.client("good");
+    let (connack, _good) = connack_over_tls(&broker, pki.client_config(Some(&good)), "good")
+        .await
+        .expect("this CA's certificate: accepted");
+    assert_eq!(connack, CONNACK_OK);
+    let foreign = pki.foreign_client("foreign");
+    let refused = connack_over_tls(&broker, pki.client_config(Some(&foreign)), "f").await;
+    assert!(refused.is_none(), "another CA's certificate accepted");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_without_identity_gets_no_username() {
+    let dir = temp_dir("tls-no-identity");
+    let pki = Pki::new(&dir);
+    let broker = tls_broker(&pki, |c| {
+        mutual(&pki)(c);
+        c.listeners[0].use_identity_as_username = true;
+    })
+    .await;
+    let nameless = pki.client_with_sans("nameless", &[]);
+    for (version, refused) in [
+        (V311, vec![0x20, 0x02, 0x00, 0x05]),
+        (
+            V5,
+            connack_why(
+                0x87,
+                "this listener takes the username from a client certificate",
+            ),
+        ),
+    ] {
+        let tls = tls_connect(broker.local_addrs()[0], pki.client_config(Some(&nameless)))
+            .await
+            .unwrap();
+        let mut peer = Peer::over(tls, version);
+        assert_eq!(peer.connack(Connect::new(version, "n")).await, refused);
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn certificate_identity_is_the_username_for_acls() {
     let dir = temp_dir("tls-identity");
     let pki = Pki::new(&dir);

@@ -170,6 +170,58 @@ async fn a_text_message_ends_the_connection() {
 }
 
 #[tokio::test]
+async fn mqtt_3_1_clients_may_ask_for_mqttv3_1() {
+    let broker = ws_broker(|_| {}).await;
+    let tcp = tokio::net::TcpStream::connect(broker.local_addrs()[0])
+        .await
+        .unwrap();
+    let mut ws = open(tcp, "/mqtt", Some("mqttv3.1")).await.unwrap();
+    // An MQTT 3.1 CONNECT (protocol name MQIsdp, level 3), client "old".
+    let connect = [
+        0x10, 0x11, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 3, b'o', b'l', b'd',
+    ];
+    ws.send(Message::Binary(connect.to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(packets(&mut ws, 1).await[0], [0x20, 0x02, 0x00, 0x00]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_packet_limit_allows_ends_the_connection() {
+    let broker = ws_broker(|c| c.max_packet_size = 1024).await;
+    let mut ws = open_tcp(&broker, "/mqtt").await;
+    let connect = bytes(&Packet::Connect(Connect::new(V311, "big")));
+    ws.send(Message::Binary(connect.into())).await.unwrap();
+    packets(&mut ws, 1).await;
+    // Many packets in one message: each answered while the message is within the limit
+    // (1000 UNSUBSCRIBEs, 7 KiB)...
+    let unsubscribes: Vec<u8> = (1..=1000u16)
+        .flat_map(|id| {
+            let [hi, lo] = id.to_be_bytes();
+            [0xA2, 0x05, hi, lo, 0x00, 0x01, b'x']
+        })
+        .collect();
+    ws.send(Message::Binary(unsubscribes.into())).await.unwrap();
+    let answers = packets(&mut ws, 1000).await;
+    for (id, answer) in (1..=1000u16).zip(&answers) {
+        let [hi, lo] = id.to_be_bytes();
+        assert_eq!(answer[..], [0xB0, 0x02, hi, lo]);
+    }
+    // ...but over max_packet_size plus 64 KiB (PINGREQs this time) the WebSocket layer
+    // refuses the message before it is whole: none of it reaches MQTT (no PINGRESP), the
+    // connection ends.
+    let pings: Vec<u8> = [0xC0, 0x00].repeat((1024 + 65 * 1024) / 2);
+    let _ = ws.send(Message::Binary(pings.into())).await;
+    let end = tokio::time::timeout(WAIT, ws.next()).await;
+    assert!(
+        matches!(end, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))),
+        "{end:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn websocket_over_tls() {
     let dir = temp_dir("wss");
     let pki = Pki::new(&dir);
