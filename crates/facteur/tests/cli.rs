@@ -271,3 +271,102 @@ fn a_bad_password_file_stops_start_up_naming_file_and_line() {
     );
     assert!(!output.contains("listening"), "{output}");
 }
+
+/// Runs `facteur passwd ARGS` on a pseudo-terminal (Python's `pty`), typing `typed` lines
+/// at its prompts; its exit code and what it wrote to the terminal. `None` when python3 is
+/// missing (outside CI: skipped).
+fn passwd_on_a_terminal(args: &[&str], typed: &[&str]) -> Option<(i32, String)> {
+    let script = r#"
+import os, pty, sys, termios, time
+argv, typed = sys.argv[1:sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+out = b""
+def read_until(text):
+    global out
+    while text not in out:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            raise SystemExit("ended before " + repr(text) + ": " + repr(out))
+        out += chunk
+def wait_for_no_echo():
+    # The prompt comes before echo is turned off: type only once it is (as a person would).
+    deadline = time.time() + 10
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        if time.time() > deadline:
+            raise SystemExit("echo never turned off: " + repr(out))
+        time.sleep(0.01)
+for line in typed:
+    read_until(b"assword: ")
+    out = out.replace(b"assword: ", b"assword; ", 1)
+    wait_for_no_echo()
+    os.write(fd, line.encode() + b"\n")
+try:
+    while True:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            break
+        out += chunk
+except OSError:
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let mut command = Command::new("python3");
+    command.arg("-c").arg(script).arg(FACTEUR).arg("passwd");
+    command.args(args).arg("--").args(typed);
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(child) = child else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("python3 is required in CI");
+        }
+        eprintln!("SKIPPED: python3 is not installed");
+        return None;
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(WAIT)
+        .expect("facteur passwd on a terminal did not finish")
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Some((output.status.code().unwrap_or(-1), text))
+}
+
+#[test]
+fn passwd_asks_twice_on_the_terminal_without_echo() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("facteur-cli-passwd-tty");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("passwd");
+    let file_arg = file.to_str().unwrap();
+    let Some((code, output)) =
+        passwd_on_a_terminal(&["-I", "10", "-c", file_arg, "eve"], &["s3cret", "s3cret"])
+    else {
+        return;
+    };
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("Reenter password"), "{output}");
+    assert!(
+        !output.contains("s3cret"),
+        "the password was echoed: {output}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let file_read = facteur_broker::auth::password::PasswordFile::parse(&text).unwrap();
+    assert!(file_read.verify("eve", b"s3cret"));
+    // Two different answers: refused, the file left as it was.
+    let (code, output) =
+        passwd_on_a_terminal(&["-I", "10", file_arg, "eve"], &["one", "two"]).unwrap();
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("do not match"), "{output}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}

@@ -33,7 +33,9 @@ fn replace<T>(lock: &RwLock<T>, value: T) {
 pub struct FileAuthenticator {
     path: Option<PathBuf>,
     passwords: RwLock<Option<Arc<PasswordFile>>>,
-    hashing: Semaphore,
+    /// One permit per core: held by the blocking hash itself, so a client that gives up
+    /// (connect_timeout) does not free its place before its hash is done.
+    hashing: Arc<Semaphore>,
 }
 
 impl FileAuthenticator {
@@ -47,7 +49,7 @@ impl FileAuthenticator {
         Ok(Self {
             path: path.map(Path::to_owned),
             passwords: RwLock::new(passwords),
-            hashing: Semaphore::new(cores),
+            hashing: Arc::new(Semaphore::new(cores)),
         })
     }
 
@@ -72,13 +74,17 @@ impl FileAuthenticator {
     }
 
     async fn check_password(&self, file: Arc<PasswordFile>, user: &str, password: &[u8]) -> bool {
-        let Ok(_permit) = self.hashing.acquire().await else {
+        let Ok(permit) = self.hashing.clone().acquire_owned().await else {
             return false;
         };
         let (user, password) = (user.to_owned(), password.to_owned());
-        tokio::task::spawn_blocking(move || file.verify(&user, &password))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let verified = file.verify(&user, &password);
+            drop(permit);
+            verified
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
