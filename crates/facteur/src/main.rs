@@ -6,6 +6,7 @@
 //! a terminal.
 
 mod bench;
+mod bench_stream;
 mod passwd;
 mod reload;
 
@@ -66,6 +67,12 @@ enum Command {
         /// (`perf stat -e raw_syscalls:sys_enter`; needs perf and the rights to trace).
         #[arg(long)]
         syscalls: bool,
+        /// Connect with TLS, trusting the certificate authorities of this PEM file.
+        #[arg(long)]
+        cafile: Option<PathBuf>,
+        /// With --cafile: the name the broker's certificate must carry.
+        #[arg(long, default_value = "localhost")]
+        tls_name: String,
     },
 }
 
@@ -101,9 +108,22 @@ fn main() -> std::process::ExitCode {
             only,
             idle_only,
             syscalls,
+            cafile,
+            tls_name,
         }) => {
+            let tls = match cafile.map(|ca| bench_stream::Tls::load(&ca, &tls_name)) {
+                None => None,
+                Some(Ok(tls)) => Some(tls),
+                Some(Err(error)) => {
+                    eprintln!("facteur bench: {error}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
             let options = bench::Options {
-                addr: std::net::SocketAddr::new(host, port),
+                endpoint: bench_stream::Endpoint {
+                    addr: std::net::SocketAddr::new(host, port),
+                    tls,
+                },
                 duration: std::time::Duration::from_secs(duration),
                 pid,
                 idle,
