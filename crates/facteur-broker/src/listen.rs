@@ -90,7 +90,9 @@ pub(crate) async fn accept_loop(
 /// The TLS handshake and WebSocket upgrade of a connection, within `connect_timeout`;
 /// then the connection is served.
 async fn upgrade(tcp: TcpStream, kind: Arc<Kind>, config: Arc<Config>, router: Arc<Router>) {
-    let task = router.track_task();
+    // Counted until the connection is served (serve counts it too: the count never drops
+    // to zero in between, which shutdown could take for the end of every task).
+    let _task = router.track_task();
     let upgraded = tokio::time::timeout(
         config.connect_timeout(),
         handshakes(tcp, &kind, config.packet_limit()),
@@ -98,7 +100,6 @@ async fn upgrade(tcp: TcpStream, kind: Arc<Kind>, config: Arc<Config>, router: A
     .await;
     match upgraded {
         Ok(Ok((stream, identity))) => {
-            drop(task);
             accept::serve(stream, kind.origin(identity), config, router).await;
         }
         Ok(Err(error)) => tracing::debug!(%error, "handshake failed"),
