@@ -61,21 +61,26 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-/// Polls until the broker counts `n` subscriptions; fails after `WAIT`.
-async fn until_subscriptions(broker: &BrokerHandle, n: usize) {
+/// Polls until the broker counts `n` subscriptions: true when it got there, false when
+/// `WAIT` passed or `sub` (the subscriber, if any) ended first.
+async fn until_subscriptions(
+    broker: &BrokerHandle,
+    n: usize,
+    sub: Option<&tokio::task::JoinHandle<std::process::Output>>,
+) -> bool {
     let deadline = tokio::time::Instant::now() + WAIT;
     while broker.stats().subscriptions != n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            broker.stats()
-        );
+        if tokio::time::Instant::now() >= deadline || sub.is_some_and(|s| s.is_finished()) {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
 
 /// mosquitto_sub for one message on `topic` (started, subscribed) and mosquitto_pub of
-/// `payload` there, both with `client_args`; mosquitto_sub's output.
+/// `payload` there, both with `client_args`; mosquitto_sub's output. The broker must have
+/// no other subscriber.
 async fn sub_then_pub(
     broker: &BrokerHandle,
     port: u16,
@@ -88,13 +93,23 @@ async fn sub_then_pub(
     common.extend_from_slice(client_args);
     let mut sub_args = common.clone();
     sub_args.extend_from_slice(&["-t", topic, "-C", "1", "-W", "10", "-v", "-q", "1"]);
-    let before = broker.stats().subscriptions;
+    // The previous subscriber (it exits after one message) is gone first: otherwise its
+    // subscription, still counted, would be taken for this one's.
+    assert!(
+        until_subscriptions(broker, 0, None).await,
+        "{:?}",
+        broker.stats()
+    );
     let sub_args: Vec<String> = sub_args.iter().map(|s| s.to_string()).collect();
     let sub = tokio::spawn(async move {
         let args: Vec<&str> = sub_args.iter().map(String::as_str).collect();
         run("mosquitto_sub", &args).await
     });
-    until_subscriptions(broker, before + 1).await;
+    if !until_subscriptions(broker, 1, Some(&sub)).await {
+        let stats = broker.stats();
+        let out = sub.await.map(|out| text(&out));
+        panic!("mosquitto_sub did not subscribe: {stats:?}, {out:?}");
+    }
     let mut pub_args = common.clone();
     pub_args.extend_from_slice(&["-t", topic, "-m", payload, "-q", "1"]);
     let out = run("mosquitto_pub", &pub_args).await;
