@@ -3,7 +3,7 @@
 //! settled, the client is authenticated, and the connection is handed to its session's
 //! task.
 
-use crate::auth::{AuthError, AuthRequest};
+use crate::auth::{AuthError, AuthRequest, Client};
 use crate::enhanced::{self, ClientAuth, Failure};
 use crate::link::encode_into;
 use crate::message::Attach;
@@ -222,7 +222,19 @@ async fn authenticate(
         },
     };
     auth.username = identity.username.map(Arc::from);
-    Ok((auth.username.is_some() || auth.method.is_some()).then(|| Box::new(auth)))
+    if let Some(authorizer) = &router.authorizer {
+        // What the client may do, looked up once for this connection.
+        let client = Client::new(client_id, auth.username.as_deref());
+        match authorizer.rights(&client).await {
+            Ok(rights) => auth.rights = Some(rights),
+            Err(_) => {
+                let why = "not authorized";
+                return Err(Some(Refusal::new(&connect, ReasonCode::NotAuthorized, why)));
+            }
+        }
+    }
+    let keep = auth.username.is_some() || auth.method.is_some() || auth.rights.is_some();
+    Ok(keep.then(|| Box::new(auth)))
 }
 
 /// Refuses a connection the broker has no room for a session for.

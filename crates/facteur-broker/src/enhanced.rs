@@ -7,7 +7,7 @@
 //! re-authentication within `connect_timeout`. While a re-authentication step runs,
 //! nothing more is read from that client.
 
-use crate::auth::{AuthRequest, Conversation, Identity, Step, MAX_AUTH_ROUNDS};
+use crate::auth::{AuthRequest, Client, Conversation, Identity, Rights, Step, MAX_AUTH_ROUNDS};
 use crate::link::encode_into;
 use crate::session_task::SessionTask;
 use crate::transport::Stream;
@@ -177,6 +177,8 @@ pub(crate) struct ClientAuth {
     pub(crate) certificate_identity: Option<Box<str>>,
     pub(crate) listener: Option<usize>,
     pub(crate) anonymous_allowed: bool,
+    /// What the client may do, from the broker's authorizer (none without one).
+    pub(crate) rights: Option<Arc<dyn Rights>>,
     /// A re-authentication in progress.
     pub(crate) reauth: Option<ReAuth>,
 }
@@ -186,6 +188,7 @@ impl std::fmt::Debug for ClientAuth {
         f.debug_struct("ClientAuth")
             .field("username", &self.username)
             .field("method", &self.method)
+            .field("rights", &self.rights.is_some())
             .field("reauth", &self.reauth.is_some())
             .finish_non_exhaustive()
     }
@@ -293,8 +296,24 @@ impl SessionTask {
                 (ReasonCode::ContinueAuthentication, Some(challenge))
             }
             Ok(Ok(Step::Done { identity, data })) => {
+                // The new identity's rights, looked up before it is in force.
+                let username: Option<Arc<str>> = identity.username.map(Arc::from);
+                let rights = match &self.router.authorizer {
+                    None => None,
+                    Some(authorizer) => {
+                        let client = Client::new(&self.client_id, username.as_deref());
+                        match tokio::time::timeout(timeout, authorizer.rights(&client)).await {
+                            Ok(Ok(rights)) => Some(rights),
+                            _ => {
+                                let why = "re-authentication failed";
+                                return self.close_with(ReasonCode::NotAuthorized, why);
+                            }
+                        }
+                    }
+                };
                 if let Some(state) = self.auth.as_deref_mut() {
-                    state.username = identity.username.map(Arc::from);
+                    state.username = username;
+                    state.rights = rights;
                 }
                 tracing::debug!(client = %self.client_id, user = ?self.username(), "re-authenticated");
                 (ReasonCode::Success, data)

@@ -127,13 +127,11 @@ impl SessionTask {
         let now = self.now();
         let limit = self.config.message_size_limit as usize;
         // The session delivers it; the broker decides what the client is told.
-        let (router, client_id) = (&self.router, &self.client_id);
-        let username = self.auth.as_deref().and_then(|a| a.username.as_deref());
+        let router = &self.router;
+        let rights = self.auth.as_deref().and_then(|a| a.rights.as_deref());
         let message = match self.session.handle(packet, now)? {
             p if limit != 0 && p.payload.len() > limit => Err(Refused::Size(p.payload.len())),
-            p if !may_publish(router, client_id, username, p.topic) => {
-                Err(Refused::Acl(p.topic.to_owned()))
-            }
+            p if !may_publish(router, rights, p.topic) => Err(Refused::Acl(p.topic.to_owned())),
             p => Ok(Message::new(
                 p.topic,
                 p.payload,

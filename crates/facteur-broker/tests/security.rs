@@ -9,11 +9,12 @@ mod common;
 
 use common::*;
 use facteur_broker::auth::{
-    AuthError, AuthRequest, Authenticator, Authorizer, BoxFuture, Client, Identity,
+    AuthError, AuthRequest, Authenticator, Authorizer, BoxFuture, Client, Identity, Rights,
 };
 use facteur_broker::{Broker, BrokerHandle, Config, Security};
 use facteur_codec::{Connect, Packet, Properties, Publish, QoS, SubscriptionOptions, Will};
 use std::path::Path;
+use std::sync::Arc;
 
 const PASSWORDS: [(&str, &str); 3] = [("alice", "a-pw"), ("spy", "s-pw"), ("bob", "b-pw")];
 
@@ -529,6 +530,7 @@ impl Authenticator for Directory {
             tokio::task::yield_now().await;
             match (request.username, request.password) {
                 (Some("root"), Some(b"toor")) => Ok(Identity::user("root")),
+                (Some("locked"), Some(b"pw")) => Ok(Identity::user("locked")),
                 (Some("banned"), _) => Err(AuthError::NotAuthorized),
                 _ => Err(AuthError::BadCredentials),
             }
@@ -539,15 +541,38 @@ impl Authenticator for Directory {
 /// An embedder's authorizer: root does everything, the rest nothing under `admin/`.
 struct AdminArea;
 
+/// Root's rights, or everyone else's.
+struct AdminRights {
+    root: bool,
+}
+
+impl Rights for AdminRights {
+    fn may_publish(&self, topic: &str) -> bool {
+        self.root || !topic.starts_with("admin/")
+    }
+    fn may_subscribe(&self, filter: &str) -> bool {
+        self.root || !filter.starts_with("admin/")
+    }
+    fn may_read(&self, topic: &str) -> bool {
+        self.root || !topic.starts_with("admin/")
+    }
+}
+
 impl Authorizer for AdminArea {
-    fn may_publish(&self, client: &Client<'_>, topic: &str) -> bool {
-        client.username == Some("root") || !topic.starts_with("admin/")
-    }
-    fn may_subscribe(&self, client: &Client<'_>, filter: &str) -> bool {
-        client.username == Some("root") || !filter.starts_with("admin/")
-    }
-    fn may_read(&self, client: &Client<'_>, topic: &str) -> bool {
-        client.username == Some("root") || !topic.starts_with("admin/")
+    fn rights<'a>(
+        &'a self,
+        client: &'a Client<'a>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Rights>, AuthError>> {
+        Box::pin(async move {
+            // Looked up asynchronously, as from a database.
+            tokio::task::yield_now().await;
+            match client.username {
+                Some("locked") => Err(AuthError::NotAuthorized),
+                user => Ok(Arc::new(AdminRights {
+                    root: user == Some("root"),
+                }) as Arc<dyn Rights>),
+            }
+        })
     }
 }
 
@@ -566,6 +591,9 @@ async fn an_embedders_authenticator_and_authorizer() {
     assert_eq!(connack, connack_why(0x87, "not authorized"));
     let (connack, _) = try_connect(&broker, login(V311, "x", "banned", "x")).await;
     assert_eq!(connack, [0x20, 0x02, 0x00, 0x05]);
+    // Authenticated, but its rights cannot be had: refused as well.
+    let (connack, _) = try_connect(&broker, login(V5, "x", "locked", "pw")).await;
+    assert_eq!(connack, connack_why(0x87, "not authorized"));
     let suback = root
         .subscribe("#", SubscriptionOptions::qos(QoS::AtMostOnce), 1)
         .await;

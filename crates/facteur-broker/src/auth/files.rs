@@ -5,7 +5,9 @@
 use super::acl::AclFile;
 use super::password::PasswordFile;
 use super::Identity;
-use super::{AuthError, AuthRequest, Authenticator, Authorizer, BoxFuture, Client, FileError};
+use super::{
+    AuthError, AuthRequest, Authenticator, Authorizer, BoxFuture, Client, FileError, Rights,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
@@ -117,11 +119,13 @@ impl Authenticator for FileAuthenticator {
     }
 }
 
-/// The ACL file ([`AclFile`]'s rules) as the broker's [`Authorizer`].
+/// The ACL file ([`AclFile`]'s rules) as the broker's [`Authorizer`]. The rights it gives
+/// each client read the rules in force at each check, so a reload applies to connected
+/// clients at once.
 #[derive(Debug)]
 pub struct FileAuthorizer {
     path: PathBuf,
-    acl: RwLock<Arc<AclFile>>,
+    acl: Arc<RwLock<Arc<AclFile>>>,
 }
 
 impl FileAuthorizer {
@@ -132,7 +136,7 @@ impl FileAuthorizer {
     pub fn load(path: &Path) -> Result<Self, FileError> {
         Ok(Self {
             path: path.to_owned(),
-            acl: RwLock::new(Arc::new(AclFile::load(path)?)),
+            acl: Arc::new(RwLock::new(Arc::new(AclFile::load(path)?))),
         })
     }
 
@@ -155,25 +159,39 @@ impl FileAuthorizer {
         self.put_in_force(acl);
         Ok(())
     }
-
-    fn rules(&self) -> Arc<AclFile> {
-        read(&self.acl)
-    }
 }
 
 impl Authorizer for FileAuthorizer {
-    fn may_publish(&self, client: &Client<'_>, topic: &str) -> bool {
-        self.rules()
-            .may_publish(client.client_id, client.username, topic)
+    fn rights<'a>(
+        &'a self,
+        client: &'a Client<'a>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Rights>, AuthError>> {
+        let rights = FileRights {
+            acl: self.acl.clone(),
+            client_id: client.client_id.into(),
+            username: client.username.map(Box::from),
+        };
+        Box::pin(async move { Ok(Arc::new(rights) as Arc<dyn Rights>) })
+    }
+}
+
+/// One client's rights under the ACL file in force.
+struct FileRights {
+    acl: Arc<RwLock<Arc<AclFile>>>,
+    client_id: Box<str>,
+    username: Option<Box<str>>,
+}
+
+impl Rights for FileRights {
+    fn may_publish(&self, topic: &str) -> bool {
+        read(&self.acl).may_publish(&self.client_id, self.username.as_deref(), topic)
     }
 
-    fn may_subscribe(&self, client: &Client<'_>, filter: &str) -> bool {
-        self.rules()
-            .may_subscribe(client.client_id, client.username, filter)
+    fn may_subscribe(&self, filter: &str) -> bool {
+        read(&self.acl).may_subscribe(&self.client_id, self.username.as_deref(), filter)
     }
 
-    fn may_read(&self, client: &Client<'_>, topic: &str) -> bool {
-        self.rules()
-            .may_read(client.client_id, client.username, topic)
+    fn may_read(&self, topic: &str) -> bool {
+        read(&self.acl).may_read(&self.client_id, self.username.as_deref(), topic)
     }
 }

@@ -174,22 +174,73 @@ impl<'a> Client<'a> {
     }
 }
 
-/// Decides what an admitted client may do, at three points: each PUBLISH it sends (5.0:
-/// a refused one gets PUBACK/PUBREC 0x87; 3.x: acknowledged and dropped, counted), each
-/// filter of its SUBSCRIBE (refused: 0x80 in 3.x, 0x87 in 5.0, the other filters granted),
-/// and each message on its way to it, retained messages and wills included (refused:
-/// not sent, counted as dropped).
+/// Decides what an admitted client may do. Once per connection, after its
+/// authentication (and again after a re-authentication), the broker asks for the client's
+/// [`Rights`], asynchronously: an implementation may look them up in a database. The
+/// checks are then made on those rights, synchronously, at three points: each PUBLISH the
+/// client sends (5.0: a refused one gets PUBACK/PUBREC 0x87; 3.x: acknowledged and
+/// dropped, counted), each filter of its SUBSCRIBE (refused: 0x80 in 3.x, 0x87 in 5.0, the
+/// other filters granted), and each message on its way to it, retained messages and wills
+/// included (refused: not sent, counted as dropped). The last runs for every message
+/// delivered, which is why the checks themselves do not wait.
 ///
-/// The methods are not `async`: the third runs for every message delivered, on the
-/// delivering task. An implementation backed by something slow keeps its own cache.
+/// ```
+/// use facteur_broker::auth::{AuthError, Authorizer, BoxFuture, Client, Rights};
+/// use std::sync::Arc;
+///
+/// /// Each user publishes and reads under `users/NAME/` only.
+/// struct OwnTree;
+///
+/// struct Under(String);
+///
+/// impl Rights for Under {
+///     fn may_publish(&self, topic: &str) -> bool {
+///         topic.starts_with(&self.0)
+///     }
+///     fn may_subscribe(&self, filter: &str) -> bool {
+///         filter.starts_with(&self.0)
+///     }
+///     fn may_read(&self, topic: &str) -> bool {
+///         topic.starts_with(&self.0)
+///     }
+/// }
+///
+/// impl Authorizer for OwnTree {
+///     fn rights<'a>(
+///         &'a self,
+///         client: &'a Client<'a>,
+///     ) -> BoxFuture<'a, Result<Arc<dyn Rights>, AuthError>> {
+///         Box::pin(async move {
+///             let user = client.username.ok_or(AuthError::NotAuthorized)?;
+///             // A name with a wildcard or a level separator would widen the tree.
+///             if user.contains(['+', '#', '/']) {
+///                 return Err(AuthError::NotAuthorized);
+///             }
+///             Ok(Arc::new(Under(format!("users/{user}/"))) as Arc<dyn Rights>)
+///         })
+///     }
+/// }
+/// ```
 pub trait Authorizer: Send + Sync + 'static {
+    /// What `client` may do, for as long as its connection lasts (or until it
+    /// re-authenticates). An error refuses the connection (CONNACK 0x87; 3.x: 5), or ends
+    /// it after a re-authentication (DISCONNECT 0x87).
+    fn rights<'a>(
+        &'a self,
+        client: &'a Client<'a>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Rights>, AuthError>>;
+}
+
+/// What one connected client may do, as its [`Authorizer`] looked it up: checked without
+/// waiting on every PUBLISH, SUBSCRIBE filter and delivery.
+pub trait Rights: Send + Sync + 'static {
     /// May the client publish to `topic`?
-    fn may_publish(&self, client: &Client<'_>, topic: &str) -> bool;
+    fn may_publish(&self, topic: &str) -> bool;
     /// May the client subscribe to `filter` (a shared subscription's filter without its
     /// `$share/GROUP/` prefix)?
-    fn may_subscribe(&self, client: &Client<'_>, filter: &str) -> bool;
+    fn may_subscribe(&self, filter: &str) -> bool;
     /// May the client receive a message published to `topic`?
-    fn may_read(&self, client: &Client<'_>, topic: &str) -> bool;
+    fn may_read(&self, topic: &str) -> bool;
 }
 
 /// How a broker decides who connects and what each may do: by default the file-based
