@@ -1,7 +1,8 @@
 //! Who may connect and what each client may do: the traits an embedder implements
-//! ([`Authenticator`], [`Authorizer`]) and the file-based implementations the broker uses
-//! by default ([`FileAuthenticator`]: `password_file` and `allow_anonymous`;
-//! [`FileAuthorizer`]: `acl_file`).
+//! ([`Authenticator`] with its MQTT 5 [`Conversation`]s, [`Authorizer`] with the
+//! [`Rights`] it looks up per connection) and the file-based implementations the broker
+//! uses by default ([`FileAuthenticator`]: `password_file` and `allow_anonymous`;
+//! [`FileAuthorizer`]: `acl_file`). docs/security.md says how they are used.
 
 pub mod acl;
 mod files;
