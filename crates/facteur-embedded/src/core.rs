@@ -7,8 +7,8 @@
 //! validation).
 
 use facteur_codec::{
-    decode, Connect, Disconnect, Encode, EncodeError, Packet, Properties, Property, Publish, QoS,
-    ReasonCode, Status, Subscribe, Subscription, Unsubscribe,
+    decode, ConnAck, Connect, Disconnect, Encode, EncodeError, Packet, Properties, Property,
+    Publish, QoS, ReasonCode, Status, Subscribe, Subscription, Unsubscribe,
 };
 use facteur_session::{Config, Connected, Event, Instant, MessageId, Role, Session, Store};
 
@@ -114,10 +114,13 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
         self.tx_end = 0;
         self.ready = None;
         let o = &self.options;
-        let clean_start = if self.session.has_state() && o.resumes() {
-            false
-        } else {
-            o.clean_start
+        let clean_start = match (self.session.has_state(), o.version.is_v5()) {
+            (true, _) if o.resumes() => false,
+            // 5.0: a client without session state (its first connection, a reboot) cannot
+            // resume one, and must close the connection if the broker says it did
+            // (MQTT-3.2.2-4): it starts clean; the session expiry keeps the new one.
+            (false, true) => true,
+            _ => o.clean_start,
         };
         // 5.0: what this client takes (the store's capacity, the receive buffer).
         let props = [
@@ -420,8 +423,18 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
                         keep_alive: self.options.keep_alive,
                         ..Connect::new(version, self.options.client_id)
                     };
-                    return match self.session.accept_connack(now, &connect, &connack) {
-                        Ok(connected) => {
+                    // 3.1.1 lets a client without state take up a persistent session the
+                    // broker kept (a device after a reboot, clean session 0): the broker's
+                    // part (subscriptions, queued messages) carries on, ours starts empty.
+                    let adopted =
+                        !version.is_v5() && connack.session_present && !self.session.has_state();
+                    let ours = ConnAck {
+                        session_present: connack.session_present && !adopted,
+                        ..connack
+                    };
+                    return match self.session.accept_connack(now, &connect, &ours) {
+                        Ok(mut connected) => {
+                            connected.session_present |= adopted;
                             self.state = State::Up;
                             self.rx_reported = len;
                             self.ready = Some(Ready::Connected(connected));

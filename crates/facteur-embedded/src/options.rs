@@ -31,9 +31,13 @@ pub struct ConnectOptions<'a> {
     /// Keep alive in seconds (0: none). The broker may lower it (5.0 Server Keep Alive);
     /// the driver sends PINGREQ after that long without sending anything.
     pub keep_alive: u16,
-    /// Clean start (3.1.1: clean session) on the first connection: the broker forgets any
-    /// session it held for this identifier. Reconnections of a session that lasts
-    /// ([`resumes`](Self::resumes)) never ask for it, so the session carries on.
+    /// 3.1.1: clean session on the first connection (the broker forgets any session it
+    /// held for this identifier), or not (the broker keeps the session after the connection
+    /// ends, and a device that rebooted takes up the one it kept). MQTT 5 always starts a
+    /// client without session state clean (MQTT-3.2.2-4) and keeps the session with
+    /// [`session_expiry`](Self::session_expiry); this field is then only read by
+    /// [`resumes`](Self::resumes) for 3.1.1. Reconnections of a session that lasts never
+    /// ask for a clean start, so the session carries on.
     pub clean_start: bool,
     /// MQTT 5 Session Expiry Interval in seconds: how long the broker keeps the session
     /// after the connection is lost (0: it ends with the connection; `u32::MAX`: never).

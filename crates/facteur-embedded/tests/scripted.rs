@@ -296,3 +296,53 @@ fn the_broker_closing_the_stream_is_reported_and_resume_resends() {
         [0x3A, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x01, b'h', b'i']
     );
 }
+
+#[test]
+fn a_rebooted_3_1_1_device_takes_up_the_session_the_broker_kept() {
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    let mut options = ConnectOptions::new(ProtocolVersion::V3_1_1, "c");
+    options.clean_start = false;
+    let mut client: TestClient<'_> = Client::new(options, ManualClock::default(), &mut rx, &mut tx);
+    let script = Scripted::default();
+    script.push(&[0x20, 0x02, 0x01, 0x00]); // session present
+    let connected = client.connect(script.clone()).unwrap();
+    assert!(
+        connected.session_present,
+        "the broker's subscriptions carry on"
+    );
+    assert_eq!(script.take_output()[9] & 0x02, 0, "no clean session");
+    // A PUBREL for a QoS 2 message the device received before its reboot: completed.
+    script.push(&[0x62, 0x02, 0x00, 0x09]);
+    assert!(client.poll().unwrap().is_none());
+    assert_eq!(script.take_output(), [0x70, 0x02, 0x00, 0x09]);
+}
+
+#[test]
+fn mqtt_5_starts_a_client_without_state_clean_and_refuses_a_session_it_never_had() {
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    let mut options = ConnectOptions::new(ProtocolVersion::V5, "c");
+    options.clean_start = false;
+    options.session_expiry = 60;
+    let mut client: TestClient<'_> = Client::new(options, ManualClock::default(), &mut rx, &mut tx);
+    let script = Scripted::default();
+    script.push(&[0x20, 0x03, 0x01, 0x00, 0x00]); // session present: not possible
+    let error = client.connect(script.clone()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Protocol(Violation::Session(ReasonCode::ProtocolError))
+        ),
+        "{error:?}"
+    );
+    let out = script.take_output();
+    assert_eq!(
+        out[9] & 0x02,
+        0x02,
+        "clean start: there is no state to resume"
+    );
+    assert_eq!(
+        out[out.len() - 3..],
+        [0xE0, 0x01, 0x82],
+        "DISCONNECT Protocol error"
+    );
+}
