@@ -25,26 +25,46 @@ use crate::{Clock, ConnectOptions, Error, Notification};
 /// timeout below the keep alive (a read that times out must fail with
 /// [`ErrorKind::TimedOut`]; `poll` then returns `Ok(None)` after running the timers).
 ///
-/// ```no_run
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
 /// use facteur_embedded::blocking::Client;
 /// use facteur_embedded::{ConnectOptions, HeaplessStore, Notification, ProtocolVersion, QoS};
-/// # let socket = embedded_io_adapters::std::FromStd::new(std::net::TcpStream::connect("127.0.0.1:1883")?);
-/// # let start = std::time::Instant::now();
-/// # let millis = move || start.elapsed().as_millis() as u64;
-/// let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
-/// let options = ConnectOptions::new(ProtocolVersion::V5, "sensor-1");
-/// let mut client: Client<_, _, HeaplessStore<4, 4, 256>> =
+/// # /// A stand-in for the broker: answers with the bytes given, keeps what is written.
+/// # struct Scripted { input: &'static [u8], written: usize }
+/// # impl embedded_io::ErrorType for Scripted { type Error = embedded_io::ErrorKind; }
+/// # impl embedded_io::Read for Scripted {
+/// #     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+/// #         if self.input.is_empty() { return Err(embedded_io::ErrorKind::TimedOut); }
+/// #         let n = buf.len().min(self.input.len());
+/// #         buf[..n].copy_from_slice(&self.input[..n]);
+/// #         self.input = &self.input[n..];
+/// #         Ok(n)
+/// #     }
+/// # }
+/// # impl embedded_io::Write for Scripted {
+/// #     fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> { self.written += buf.len(); Ok(buf.len()) }
+/// #     fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
+/// # }
+/// # // CONNACK, then the PUBACK of packet 1.
+/// # let socket = Scripted { input: &[0x20, 0x02, 0x00, 0x00, 0x40, 0x02, 0x00, 0x01], written: 0 };
+/// # let mut ticks = 0;
+/// # let millis = move || { ticks += 1; ticks };
+/// let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+/// let options = ConnectOptions::new(ProtocolVersion::V3_1_1, "sensor-1");
+/// // 4 QoS 1/2 messages in flight, 4 waiting, 128 bytes of topic + payload each.
+/// let mut client: Client<_, _, HeaplessStore<4, 4, 128>> =
 ///     Client::new(options, millis, &mut rx, &mut tx);
-/// client.connect(socket)?;
-/// client.publish("maison/salon/temperature", b"21.5", QoS::AtLeastOnce, false)?;
-/// while let Some(notification) = client.poll()? {
-///     if let Notification::Published { .. } = notification {
-///         break; // the broker has it
+/// let connected = client.connect(socket)?; // CONNECT, CONNACK
+/// assert!(!connected.session_present);
+/// let reading = client.publish("maison/salon/temperature", b"21.5", QoS::AtLeastOnce, false)?;
+/// loop {
+///     match client.poll()? {
+///         Some(Notification::Published { message, .. }) if message == reading => break,
+///         Some(Notification::Message(m)) => { /* m.topic, m.payload: borrowed from rx */ }
+///         _ => {} // None: the read timed out
 ///     }
 /// }
-/// # Ok(())
-/// # }
+/// assert_eq!(client.session().inflight(), 0);
+/// # Ok::<(), facteur_embedded::Error<embedded_io::ErrorKind>>(())
 /// ```
 pub struct Client<'a, T, C, S: Store> {
     core: Core<'a, S, C>,

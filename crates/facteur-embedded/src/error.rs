@@ -13,6 +13,20 @@ use facteur_session::PublishError;
 /// [`Timeout`](Self::Timeout) the connection is over ([`is_fatal`](Self::is_fatal)): open a
 /// new stream and call `connect` again; the session carries on (messages in flight are sent
 /// again). The others leave the connection as it was.
+///
+/// ```
+/// use facteur_embedded::{Error, ReasonCode};
+/// fn next_step<E>(error: &Error<E>) -> &'static str {
+///     match error {
+///         Error::Refused(ReasonCode::BadUserNameOrPassword) => "check the credentials",
+///         Error::RxBufferTooSmall { .. } => "a larger receive buffer, or MQTT 5",
+///         e if e.is_fatal() => "open a new socket and connect again",
+///         _ => "carry on",
+///     }
+/// }
+/// assert_eq!(next_step::<()>(&Error::Closed), "open a new socket and connect again");
+/// assert_eq!(next_step::<()>(&Error::TxBufferTooSmall { needed: 300 }), "carry on");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error<E> {
@@ -84,6 +98,12 @@ pub enum Violation {
 
 impl<E> Error<E> {
     /// True if the connection is over: see [`Error`].
+    ///
+    /// ```
+    /// use facteur_embedded::Error;
+    /// assert!(Error::<()>::KeepAliveTimeout.is_fatal());
+    /// assert!(!Error::<()>::NotConnected.is_fatal());
+    /// ```
     pub const fn is_fatal(&self) -> bool {
         !matches!(
             self,

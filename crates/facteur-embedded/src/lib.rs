@@ -105,6 +105,13 @@ pub use clock::Clock;
 /// (CONNACK, acknowledgements and DISCONNECT with their MQTT 5 reason strings, SUBACK of a
 /// few filters) besides the application's messages: size each buffer as this plus the
 /// largest topic + payload.
+///
+/// ```
+/// // Messages of up to 64 bytes of topic and 256 of payload, each way.
+/// const BUFFER: usize = facteur_embedded::MIN_BUFFER + 64 + 256;
+/// let (rx, tx) = ([0u8; BUFFER], [0u8; BUFFER]);
+/// # let _ = (rx, tx);
+/// ```
 pub const MIN_BUFFER: usize = 128;
 pub use error::{Error, Violation};
 pub use notification::{AckResults, DropReason, Notification};

@@ -6,6 +6,25 @@ use facteur_session::MessageId;
 /// Something that happened on the connection, as `poll` returns it. A message borrows the
 /// client's receive buffer: nothing is copied, and it is valid until the next call on the
 /// client.
+///
+/// ```
+/// use facteur_embedded::{Notification, QoS};
+/// fn handle(notification: Notification<'_>) {
+///     match notification {
+///         Notification::Message(m) if m.topic == "maison/led" => {
+///             let _on = m.payload == b"on"; // read in place: copy what must outlive the call
+///         }
+///         Notification::Published { message, reason, .. } if reason.is_error() => {
+///             let _ = message; // MQTT 5: the broker refused this message
+///         }
+///         Notification::Subscribed { results, .. } => {
+///             assert!(results.granted().all(|r| r.is_ok()));
+///         }
+///         _ => {}
+///     }
+/// }
+/// # let _ = handle;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notification<'a> {
