@@ -62,6 +62,56 @@ use crate::{Clock, ConnectOptions, Error, Notification};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Without an OS, on any executor (here a loop that polls, as a firmware without interrupts
+/// would), over a stream that answers CONNACK then PUBACK:
+///
+/// ```
+/// use core::future::Future;
+/// use core::pin::pin;
+/// use core::task::{Context, Poll, Waker};
+/// use facteur_embedded::asynch::Client;
+/// use facteur_embedded::{ConnectOptions, HeaplessStore, Notification, ProtocolVersion, QoS};
+/// # struct Scripted { input: &'static [u8] }
+/// # impl embedded_io_async::ErrorType for Scripted { type Error = embedded_io_async::ErrorKind; }
+/// # impl embedded_io_async::Read for Scripted {
+/// #     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+/// #         let n = buf.len().min(self.input.len());
+/// #         buf[..n].copy_from_slice(&self.input[..n]);
+/// #         self.input = &self.input[n..];
+/// #         Ok(n)
+/// #     }
+/// # }
+/// # impl embedded_io_async::Write for Scripted {
+/// #     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> { Ok(buf.len()) }
+/// #     async fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
+/// # }
+/// # struct NoDelay;
+/// # impl embedded_hal_async::delay::DelayNs for NoDelay { async fn delay_ns(&mut self, _: u32) {} }
+/// fn block_on<F: Future>(future: F) -> F::Output {
+///     let mut future = pin!(future);
+///     let mut cx = Context::from_waker(Waker::noop());
+///     loop {
+///         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+///             return output;
+///         }
+///     }
+/// }
+///
+/// # let socket = Scripted { input: &[0x20, 0x02, 0x00, 0x00, 0x40, 0x02, 0x00, 0x01] };
+/// let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+/// let options = ConnectOptions::new(ProtocolVersion::V3_1_1, "sensor-1");
+/// let mut client: Client<_, _, _, HeaplessStore<4, 4, 128>> =
+///     Client::new(options, || 0, NoDelay, &mut rx, &mut tx);
+/// block_on(async {
+///     client.connect(socket).await?;
+///     let id = client.publish("maison/salon/temperature", b"21.5", QoS::AtLeastOnce, false).await?;
+///     let done = client.poll().await?;
+///     assert!(matches!(done, Notification::Published { message, .. } if message == id));
+///     Ok::<(), facteur_embedded::Error<embedded_io_async::ErrorKind>>(())
+/// })?;
+/// # Ok::<(), facteur_embedded::Error<embedded_io_async::ErrorKind>>(())
+/// ```
 pub struct Client<'a, T, C, D, S: Store> {
     core: Core<'a, S, C>,
     transport: Option<T>,

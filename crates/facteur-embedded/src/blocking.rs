@@ -150,6 +150,46 @@ where
     /// comes from [`poll`](Self::poll) as [`Notification::Subscribed`], one result per
     /// filter (messages may come before it).
     ///
+    /// ```
+    /// use facteur_embedded::blocking::Client;
+    /// use facteur_embedded::{
+    ///     ConnectOptions, HeaplessStore, Notification, ProtocolVersion, QoS, ReasonCode, Subscription,
+    /// };
+    /// # struct Scripted { input: &'static [u8] }
+    /// # impl embedded_io::ErrorType for Scripted { type Error = embedded_io::ErrorKind; }
+    /// # impl embedded_io::Read for Scripted {
+    /// #     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+    /// #         if self.input.is_empty() { return Err(embedded_io::ErrorKind::TimedOut); }
+    /// #         let n = buf.len().min(self.input.len());
+    /// #         buf[..n].copy_from_slice(&self.input[..n]);
+    /// #         self.input = &self.input[n..];
+    /// #         Ok(n)
+    /// #     }
+    /// # }
+    /// # impl embedded_io::Write for Scripted {
+    /// #     fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> { Ok(buf.len()) }
+    /// #     fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
+    /// # }
+    /// # // CONNACK; SUBACK of packet 1: QoS 1 granted, then Not authorized (5.0).
+    /// # let socket = Scripted { input: &[0x20, 0x03, 0x00, 0x00, 0x00, 0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x87] };
+    /// let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    /// let options = ConnectOptions::new(ProtocolVersion::V5, "sensor-1");
+    /// let mut client: Client<_, _, HeaplessStore<4, 4, 128>> =
+    ///     Client::new(options, || 0, &mut rx, &mut tx);
+    /// client.connect(socket)?;
+    /// let id = client.subscribe(&[
+    ///     Subscription::new("maison/sensor-1/command", QoS::AtLeastOnce),
+    ///     Subscription::new("$SYS/#", QoS::AtMostOnce),
+    /// ])?;
+    /// let Some(Notification::Subscribed { packet_id, results }) = client.poll()? else {
+    ///     panic!("SUBACK expected")
+    /// };
+    /// assert_eq!(packet_id, id);
+    /// let granted: Vec<_> = results.granted().collect();
+    /// assert_eq!(granted, [Ok(QoS::AtLeastOnce), Err(ReasonCode::NotAuthorized)]);
+    /// # Ok::<(), facteur_embedded::Error<embedded_io::ErrorKind>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NotConnected`], [`Error::Invalid`] (no filter, an invalid one),
     /// [`Error::TooManyPending`], [`Error::TxBufferTooSmall`], the stream's errors.
