@@ -117,7 +117,8 @@ where
     /// [`Notification::Published`] with the returned handle.
     ///
     /// # Errors
-    /// [`Error::Publish`] (invalid topic, larger than the store holds, queue full),
+    /// [`Error::Invalid`] (not a topic name, properties a PUBLISH cannot carry),
+    /// [`Error::Publish`] (larger than the store holds, the queue is full),
     /// [`Error::TxBufferTooSmall`], and the stream's errors while sending.
     pub fn publish(
         &mut self,

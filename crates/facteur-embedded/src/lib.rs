@@ -70,6 +70,10 @@
 //!   them anyway, which ends the connection with [`Error::RxBufferTooSmall`]).
 //! * The transmit buffer must hold the largest PUBLISH (topic + payload + about 10 bytes);
 //!   `publish` says [`Error::TxBufferTooSmall`] otherwise.
+//! * `INFLIGHT` of the store: QoS 1/2 messages in flight each way. A 5.0 broker is told it
+//!   (Receive Maximum); a 3.1.1 broker is not, and a burst of more unreleased QoS 2 messages
+//!   than this ends the connection ([`Violation::Session`] with `ReceiveMaximumExceeded`):
+//!   cover the broker's per-client window (mosquitto: `max_inflight_messages`, 20).
 //! * `BYTES` of the store: the largest topic + payload (+ 3 for 5.0) kept until sent or
 //!   acknowledged.
 //!
