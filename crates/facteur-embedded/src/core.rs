@@ -128,7 +128,8 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
             Property::ReceiveMaximum(self.session.receive_maximum()),
             Property::MaximumPacketSize(u32::try_from(self.rx.len()).unwrap_or(u32::MAX)),
         ];
-        let with_expiry = usize::from(o.session_expiry == 0);
+        // A Session Expiry Interval of 0 is the default: not sent.
+        let first = usize::from(o.session_expiry == 0);
         let connect = Connect {
             protocol: o.version,
             clean_start,
@@ -137,7 +138,7 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
             will: o.will,
             username: o.username,
             password: o.password,
-            properties: Properties::from_slice(&props[with_expiry..]),
+            properties: Properties::from_slice(&props[first..]),
         };
         self.stage(&Packet::Connect(connect))?;
         let timeout = u64::from(self.options.connect_timeout_ms);
