@@ -113,3 +113,116 @@ proptest! {
         prop_assert!(matches!(client.poll().map(|_| ()), Err(Error::NotConnected)));
     }
 }
+
+/// The same input through the async client, on a polling executor: the async front end's
+/// own paths (the read raced against the delay) see the hostile bytes too.
+mod asynchronous {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// Reads hand out the input in `chunk`s, then the stream ends.
+    struct Stream {
+        input: Vec<u8>,
+        chunk: usize,
+    }
+
+    impl embedded_io_async::ErrorType for Stream {
+        type Error = embedded_io_async::ErrorKind;
+    }
+
+    impl embedded_io_async::Read for Stream {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf.len().min(self.chunk).min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl embedded_io_async::Write for Stream {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            Ok(buf.len())
+        }
+
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    /// A delay that is over at once, advancing the test's clock by what it was asked.
+    struct Jump(ManualClock);
+
+    impl embedded_hal_async::delay::DelayNs for Jump {
+        async fn delay_ns(&mut self, ns: u32) {
+            self.0.advance(u64::from(ns / 1_000_000));
+        }
+
+        async fn delay_ms(&mut self, ms: u32) {
+            self.0.advance(u64::from(ms));
+        }
+    }
+
+    /// Polls `future` to the end; fails if it is still pending after `polls` polls.
+    fn run<F: Future>(future: F, polls: usize) -> Option<F::Output> {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..polls {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return Some(output);
+            }
+        }
+        None
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn arbitrary_broker_bytes_end_in_errors_not_panics_async(
+            (v5, connack_first, chunks, ticks, buffer) in case()
+        ) {
+            let version = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V3_1_1 };
+            let mut input = Vec::new();
+            if connack_first {
+                let connack: &[u8] = if v5 { &[0x20, 0x03, 0x00, 0x00, 0x00] } else { &[0x20, 0x02, 0x00, 0x00] };
+                input.extend_from_slice(connack);
+            }
+            for c in &chunks {
+                input.extend_from_slice(c);
+            }
+            let bound = input.len() + 64;
+            let chunk = 1 + ticks[0] as usize % 64;
+            let stream = Stream { input, chunk };
+            let (mut rx, mut tx) = (vec![0u8; buffer], vec![0u8; buffer]);
+            let mut options = ConnectOptions::new(version, "fuzz");
+            options.keep_alive = 5;
+            options.session_expiry = 60;
+            let clock = ManualClock::default();
+            let mut client: facteur_embedded::asynch::Client<'_, Stream, ManualClock, Jump, HeaplessStore<2, 2, 64>> =
+                facteur_embedded::asynch::Client::new(options, clock.clone(), Jump(clock.clone()), &mut rx, &mut tx);
+            let ended = run(async {
+                if client.connect(stream).await.is_err() {
+                    return None;
+                }
+                let _ = client.subscribe(&[Subscription::new("a/#", QoS::ExactlyOnce)]).await;
+                let _ = client.publish("a/b", b"1", QoS::AtLeastOnce, false).await;
+                for tick in ticks.iter().cycle().take(bound) {
+                    clock.advance(*tick);
+                    if let Err(e) = client.poll().await {
+                        return Some(e);
+                    }
+                }
+                panic!("no end after {bound} polls");
+            }, 1_000_000);
+            let Some(ended) = ended else {
+                return Err(TestCaseError::fail("the client hung"));
+            };
+            if let Some(error) = ended {
+                prop_assert!(error.is_fatal(), "{error:?}");
+            }
+            prop_assert!(!client.is_connected());
+        }
+    }
+}
