@@ -64,7 +64,8 @@ use crate::{Clock, ConnectOptions, Error, Notification};
 /// ```
 ///
 /// Without an OS, on any executor (here a loop that polls, as a firmware without interrupts
-/// would), over a stream that answers CONNACK then PUBACK:
+/// would; `Waker::noop` needs Rust 1.85, a firmware uses embassy's executor), over a stream
+/// that answers CONNACK then PUBACK:
 ///
 /// ```
 /// use core::future::Future;

@@ -120,7 +120,16 @@ mod asynchronous {
     use super::*;
     use std::future::Future;
     use std::pin::pin;
-    use std::task::{Context, Poll, Waker};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    /// A waker that does nothing (the executor polls in a loop); `Waker::noop` is newer
+    /// than the crate's minimum Rust.
+    struct Noop;
+
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
 
     /// Reads hand out the input in `chunk`s, then the stream ends.
     struct Stream {
@@ -167,7 +176,8 @@ mod asynchronous {
     /// Polls `future` to the end; fails if it is still pending after `polls` polls.
     fn run<F: Future>(future: F, polls: usize) -> Option<F::Output> {
         let mut future = pin!(future);
-        let mut cx = Context::from_waker(Waker::noop());
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
         for _ in 0..polls {
             if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
                 return Some(output);
