@@ -136,6 +136,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connect;
+mod control;
 mod event;
 mod frame;
 mod ids;
@@ -150,6 +151,7 @@ pub use connect::{
     client_identifier, Accepted, ClientId, ConnAckProperties, Connected, Refused, ServerPolicy,
     TakeOver,
 };
+pub use control::CONTROL_IDS;
 pub use event::{Event, MessageId};
 #[cfg(feature = "alloc")]
 pub use frame::Frame;

@@ -287,7 +287,7 @@ pub struct Session<S: Store> {
     config: Config,
     connection: Connection,
     link: Link,
-    ids: PacketIds,
+    pub(crate) ids: PacketIds,
     next_message: u32,
     queue: S::Queue,
     /// Payload bytes of the queued messages.
@@ -297,7 +297,7 @@ pub struct Session<S: Store> {
     /// Queued messages with a Message Expiry Interval: without any, the timers need not
     /// look at the queue (a subscriber that fell behind may hold thousands).
     queued_expiring: u32,
-    inflight: S::Inflight,
+    pub(crate) inflight: S::Inflight,
     received: S::Received,
     acks: S::Acks,
     out_aliases: S::Aliases,
@@ -321,6 +321,9 @@ pub struct Session<S: Store> {
     /// The last PUBLISH [`handle`](Session::handle) delivered, waiting for the caller's
     /// [`Verdict`]: its acknowledgement is not queued before.
     undecided: Option<Undecided>,
+    /// Packet identifiers of SUBSCRIBE / UNSUBSCRIBE packets awaiting their acknowledgement
+    /// (client side, see `reserve_packet_id`): never given to a PUBLISH meanwhile.
+    pub(crate) control_ids: heapless::Vec<u16, { crate::control::CONTROL_IDS }>,
 }
 
 /// An incoming QoS 1/2 PUBLISH delivered and not yet accepted or rejected.
@@ -414,6 +417,7 @@ impl<S: Store> Session<S> {
             will: None,
             established: false,
             undecided: None,
+            control_ids: heapless::Vec::new(),
         }
     }
 
@@ -543,6 +547,8 @@ impl<S: Store> Session<S> {
         self.send_pingresp = false;
         self.disconnect = None;
         self.undecided = None;
+        // A SUBSCRIBE / UNSUBSCRIBE is not resent: its identifier is free again.
+        self.control_ids.clear();
         if !self.config.queue.qos0_offline && self.queued_qos0 > 0 {
             self.retain_queued(
                 |m| m.qos != QoS::AtMostOnce,
@@ -1213,8 +1219,10 @@ impl<S: Store> Session<S> {
             let packet_id = if m.qos == QoS::AtMostOnce {
                 None
             } else {
-                let inflight = &self.inflight;
-                let Some(id) = ids.allocate(|id| inflight.iter().any(|f| f.packet_id == id)) else {
+                let (inflight, control) = (&self.inflight, &self.control_ids);
+                let in_use =
+                    |id| inflight.iter().any(|f| f.packet_id == id) || control.contains(&id);
+                let Some(id) = ids.allocate(in_use) else {
                     return Ok(None);
                 };
                 Some(id)
