@@ -298,6 +298,9 @@ pub struct Session<S: Store> {
     /// look at the queue (a subscriber that fell behind may hold thousands).
     queued_expiring: u32,
     inflight: S::Inflight,
+    /// Packet identifiers the caller took for its own packets (a client's SUBSCRIBE and
+    /// UNSUBSCRIBE): never given to a PUBLISH until released.
+    reserved: S::Received,
     received: S::Received,
     acks: S::Acks,
     out_aliases: S::Aliases,
@@ -306,6 +309,8 @@ pub struct Session<S: Store> {
     events_dropped: u32,
     last_sent: Instant,
     last_received: Instant,
+    /// A client's PINGREQ was sent and nothing was received since.
+    ping_outstanding: bool,
     send_pingresp: bool,
     /// The DISCONNECT to send (5.0): its reason code and reason string.
     disconnect: Option<(ReasonCode, &'static str)>,
@@ -399,6 +404,7 @@ impl<S: Store> Session<S> {
             queued_qos0: 0,
             queued_expiring: 0,
             inflight: Default::default(),
+            reserved: Default::default(),
             received: Default::default(),
             acks: Default::default(),
             out_aliases: Default::default(),
@@ -407,6 +413,7 @@ impl<S: Store> Session<S> {
             events_dropped: 0,
             last_sent: Instant::default(),
             last_received: Instant::default(),
+            ping_outstanding: false,
             send_pingresp: false,
             disconnect: None,
             session_expiry: None,
@@ -504,6 +511,7 @@ impl<S: Store> Session<S> {
         self.established = true;
         self.last_sent = now;
         self.last_received = now;
+        self.ping_outstanding = false;
     }
 
     /// A new connection with the same parameters as the last one: see
@@ -984,6 +992,10 @@ impl<S: Store> Session<S> {
             return None;
         }
         self.last_received = now;
+        self.ping_outstanding = false;
+        if self.config.role == Role::Client && !self.client_expects(&packet) {
+            return None;
+        }
         match packet {
             Packet::Publish(publish) => return self.on_publish(publish),
             Packet::PubAck(r) => self.on_outgoing_ack(r, Stage::Qos1Sent),
@@ -1176,6 +1188,7 @@ impl<S: Store> Session<S> {
         if let Some(due) = self.ping_due() {
             if now >= due {
                 let n = Packet::PingReq.encode(version, buf)?;
+                self.ping_outstanding = true;
                 return Ok(Some(self.sent(now, n)));
             }
         }
@@ -1213,8 +1226,10 @@ impl<S: Store> Session<S> {
             let packet_id = if m.qos == QoS::AtMostOnce {
                 None
             } else {
-                let inflight = &self.inflight;
-                let Some(id) = ids.allocate(|id| inflight.iter().any(|f| f.packet_id == id)) else {
+                let (inflight, reserved) = (&self.inflight, &self.reserved);
+                let Some(id) = ids.allocate(|id| {
+                    inflight.iter().any(|f| f.packet_id == id) || reserved.contains(&id)
+                }) else {
                     return Ok(None);
                 };
                 Some(id)
@@ -1315,6 +1330,98 @@ impl<S: Store> Session<S> {
                 message,
             });
         }
+    }
+
+    /// Takes a packet identifier for a packet of the caller's own (a client's SUBSCRIBE or
+    /// UNSUBSCRIBE): one no QoS 1/2 PUBLISH in flight uses and no other reserved one, from
+    /// the same allocator as PUBLISH identifiers (MQTT-2.2.1-3). It stays reserved, across
+    /// connections, until [`release_packet_id`](Self::release_packet_id); a client's
+    /// SUBACK or UNSUBACK given to [`handle`](Self::handle) releases it. `None` when every
+    /// identifier is taken or the store holds no more reservations.
+    ///
+    /// ```
+    /// use facteur_session::{AllocStore, Config, Role, Session};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let a = client.reserve_packet_id().unwrap();
+    /// let b = client.reserve_packet_id().unwrap();
+    /// assert_ne!(a, b);
+    /// assert!(client.release_packet_id(a));
+    /// assert!(!client.release_packet_id(a), "released once");
+    /// ```
+    pub fn reserve_packet_id(&mut self) -> Option<u16> {
+        if self.reserved.len() >= self.reserved.max_len() {
+            return None;
+        }
+        let (inflight, reserved) = (&self.inflight, &self.reserved);
+        let id = self
+            .ids
+            .allocate(|id| inflight.iter().any(|f| f.packet_id == id) || reserved.contains(&id))?;
+        self.reserved.try_push(id).ok()?;
+        Some(id)
+    }
+
+    /// Gives back an identifier from [`reserve_packet_id`](Self::reserve_packet_id); false
+    /// if it was not reserved.
+    pub fn release_packet_id(&mut self, id: u16) -> bool {
+        match self.reserved.iter().position(|&r| r == id) {
+            Some(i) => {
+                self.reserved.remove_at(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The caller ends the connection for `reason` (a malformed packet it could not decode,
+    /// a packet too large, its own protocol check): the link stops and, in MQTT 5, a
+    /// DISCONNECT with `reason` and the reason string `why` is the last packet
+    /// [`poll_transmit`](Self::poll_transmit) gives (3.x has no DISCONNECT for an error: a
+    /// client's would delete its will). Then close the connection and call
+    /// [`on_connection_lost`](Self::on_connection_lost). Does nothing when not connected.
+    ///
+    /// ```
+    /// use facteur_codec::{ProtocolVersion, ReasonCode};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let now = Instant::from_millis(0);
+    /// client.on_connect(now, Connection::new(ProtocolVersion::V5, 0));
+    /// client.abort(ReasonCode::MalformedPacket, "bad bytes");
+    /// let mut out = [0u8; 64];
+    /// let n = client.poll_transmit(now, &mut out).unwrap().unwrap();
+    /// assert_eq!(&out[..3], [0xE0, 0x0E, 0x81]); // DISCONNECT 0x81 and its reason string
+    /// assert!(!client.is_connected());
+    /// ```
+    pub fn abort(&mut self, reason: ReasonCode, why: &'static str) {
+        if self.link != Link::Up {
+            return;
+        }
+        self.link = Link::Closing;
+        if self.connection.version.is_v5() {
+            self.disconnect = Some((reason, why));
+        }
+    }
+
+    /// Client side: whether `packet` may come from a server now. A CONNECT, CONNACK (the
+    /// connection's one was read before [`accept_connack`](Self::accept_connack)),
+    /// SUBSCRIBE, UNSUBSCRIBE, PINGREQ or AUTH (no enhanced authentication is asked for),
+    /// or a SUBACK / UNSUBACK for no identifier reserved, is a protocol error (0x82); a
+    /// SUBACK or UNSUBACK releases its identifier.
+    fn client_expects(&mut self, packet: &Packet<'_>) -> bool {
+        let why = match packet {
+            Packet::SubAck(a) if self.release_packet_id(a.packet_id) => return true,
+            Packet::UnsubAck(a) if self.release_packet_id(a.packet_id) => return true,
+            Packet::SubAck(_) | Packet::UnsubAck(_) => "SUBACK or UNSUBACK for no request",
+            Packet::Connect(_) => "CONNECT sent to a client",
+            Packet::ConnAck(_) => "a second CONNACK",
+            Packet::Subscribe(_) | Packet::Unsubscribe(_) => {
+                "SUBSCRIBE or UNSUBSCRIBE sent to a client"
+            }
+            Packet::PingReq => "PINGREQ sent to a client",
+            Packet::Auth(_) => "AUTH without enhanced authentication",
+            _ => return true,
+        };
+        self.protocol_error(ReasonCode::ProtocolError, why);
+        false
     }
 
     /// The next event, if any. Call until `None`.
@@ -1420,9 +1527,20 @@ impl<S: Store> Session<S> {
             .map(|ka| self.last_received.add_millis(ka + ka / 2))
     }
 
+    /// A client's next PINGREQ: after a keep alive of sending nothing, or, with no PINGREQ
+    /// unanswered, after 1.25 keep alive of hearing nothing (a client that only publishes
+    /// QoS 0 hears nothing back: its ping comes before the 1.5 keep alive deadline, so a
+    /// live server answers in time).
     fn ping_due(&self) -> Option<Instant> {
         match self.config.role {
-            Role::Client => self.keep_alive_ms().map(|ka| self.last_sent.add_millis(ka)),
+            Role::Client => self.keep_alive_ms().map(|ka| {
+                let idle = self.last_sent.add_millis(ka);
+                if self.ping_outstanding {
+                    idle
+                } else {
+                    idle.min(self.last_received.add_millis(ka + ka / 4))
+                }
+            }),
             Role::Server => None,
         }
     }
