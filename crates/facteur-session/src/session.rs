@@ -326,6 +326,21 @@ pub struct Session<S: Store> {
     /// The last PUBLISH [`handle`](Session::handle) delivered, waiting for the caller's
     /// [`Verdict`]: its acknowledgement is not queued before.
     undecided: Option<Undecided>,
+    /// Incoming QoS 1/2 messages delivered whose acknowledgement the caller deferred
+    /// ([`Session::defer`]).
+    held: S::Acks,
+    /// Counts connections, so that a deferred QoS 1 acknowledgement of an earlier
+    /// connection is not sent on a later one.
+    epoch: u32,
+}
+
+/// A delivered QoS 1/2 message whose acknowledgement waits for the application: see
+/// [`Session::defer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferred {
+    kind: AckKind,
+    packet_id: u16,
+    epoch: u32,
 }
 
 /// An incoming QoS 1/2 PUBLISH delivered and not yet accepted or rejected.
@@ -421,6 +436,8 @@ impl<S: Store> Session<S> {
             will: None,
             established: false,
             undecided: None,
+            held: Default::default(),
+            epoch: 0,
         }
     }
 
@@ -507,6 +524,7 @@ impl<S: Store> Session<S> {
             self.will = None;
         }
         self.connection = connection;
+        self.epoch = self.epoch.wrapping_add(1);
         self.link = Link::Up;
         self.established = true;
         self.last_sent = now;
@@ -551,6 +569,11 @@ impl<S: Store> Session<S> {
         self.send_pingresp = false;
         self.disconnect = None;
         self.undecided = None;
+        // A deferred PUBACK is not owed any more: the peer resends the PUBLISH. A deferred
+        // PUBREC still is: the identifier stays received, and the resend is not delivered.
+        while let Some(i) = self.held.iter().position(|h| h.kind == AckKind::Ack) {
+            self.held.remove_at(i);
+        }
         if !self.config.queue.qos0_offline && self.queued_qos0 > 0 {
             self.retain_queued(
                 |m| m.qos != QoS::AtMostOnce,
@@ -571,6 +594,7 @@ impl<S: Store> Session<S> {
         self.received = Default::default();
         self.acks = Default::default();
         self.undecided = None;
+        self.held = Default::default();
     }
 
     /// The session ends (expired, or replaced by a clean start): its state goes and its
@@ -596,6 +620,7 @@ impl<S: Store> Session<S> {
         self.received = Default::default();
         self.acks = Default::default();
         self.undecided = None;
+        self.held = Default::default();
     }
 
     /// The will, if one is armed by a lost connection, is due now ([`Event::WillDue`]).
@@ -1061,6 +1086,80 @@ impl<S: Store> Session<S> {
         let Some(undecided) = self.undecided.take() else {
             return;
         };
+        self.answer(undecided, verdict);
+    }
+
+    /// Defers the acknowledgement of the QoS 1/2 PUBLISH that the last
+    /// [`handle`](Self::handle) delivered (a client's manual acknowledgement: PUBACK or
+    /// PUBREC only once the application has processed the message). Give the token to
+    /// [`acknowledge`](Self::acknowledge) later, in any order. Until then the message counts
+    /// against the Receive Maximum this side announced. `None` when there is nothing to
+    /// defer (QoS 0, a replay, already decided) or no room to hold it (it is accepted now).
+    ///
+    /// A deferred QoS 1 acknowledgement ends with its connection (the peer resends the
+    /// PUBLISH on the next one, and it is delivered again); a deferred QoS 2 one does not:
+    /// the resend is not delivered again, and its PUBREC waits for `acknowledge`.
+    ///
+    /// ```
+    /// use facteur_codec::{decode, ProtocolVersion, Status};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session, Verdict};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let now = Instant::from_millis(0);
+    /// client.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+    /// let bytes = [0x32, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x']; // QoS 1, id 7
+    /// let Status::Complete(d) = decode(&bytes, ProtocolVersion::V3_1_1, 64)? else { unreachable!() };
+    /// assert!(client.handle(d.packet, now).is_some());
+    /// let token = client.defer().unwrap();
+    /// let mut out = [0u8; 16];
+    /// assert_eq!(client.poll_transmit(now, &mut out)?, None, "not acknowledged yet");
+    /// client.acknowledge(token, Verdict::Accept);
+    /// let n = client.poll_transmit(now, &mut out)?.unwrap();
+    /// assert_eq!(&out[..n], [0x40, 0x02, 0x00, 0x07]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer(&mut self) -> Option<Deferred> {
+        let undecided = self.undecided?;
+        let token = Deferred {
+            kind: undecided.kind,
+            packet_id: undecided.packet_id,
+            epoch: self.epoch,
+        };
+        let entry = Ack {
+            kind: undecided.kind,
+            packet_id: undecided.packet_id,
+            reason: ReasonCode::Success,
+        };
+        if self.held.try_push(entry).is_err() {
+            return None;
+        }
+        self.undecided = None;
+        Some(token)
+    }
+
+    /// The application's verdict on a message whose acknowledgement was deferred
+    /// ([`defer`](Self::defer)): its PUBACK or PUBREC is queued now (or on the next
+    /// connection, for a QoS 2 message). Nothing happens for a token no longer owed (a
+    /// QoS 1 message of a connection that ended, one already acknowledged).
+    pub fn acknowledge(&mut self, token: Deferred, verdict: Verdict) {
+        let Some(i) = self.held.iter().position(|h| {
+            h.kind == token.kind
+                && h.packet_id == token.packet_id
+                && (token.kind == AckKind::Rec || token.epoch == self.epoch)
+        }) else {
+            return;
+        };
+        self.held.remove_at(i);
+        self.answer(
+            Undecided {
+                kind: token.kind,
+                packet_id: token.packet_id,
+            },
+            verdict,
+        );
+    }
+
+    /// Queues the acknowledgement of a delivered message with `verdict`.
+    fn answer(&mut self, undecided: Undecided, verdict: Verdict) {
         let reason = match verdict {
             Verdict::Accept => ReasonCode::Success,
             Verdict::Reject(_) if !self.connection.version.is_v5() => ReasonCode::Success,
@@ -1332,6 +1431,32 @@ impl<S: Store> Session<S> {
         }
     }
 
+    /// Lowers the number of outgoing QoS 1/2 messages in flight on this connection to at
+    /// most `max` (at least 1), below the peer's Receive Maximum: a client's own bound,
+    /// for 3.1.1, which has no Receive Maximum, or below a large one. Call it after each
+    /// [`accept_connack`](Self::accept_connack).
+    ///
+    /// ```
+    /// use facteur_codec::{ProtocolVersion, Publish, QoS};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let now = Instant::from_millis(0);
+    /// client.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+    /// client.limit_inflight(1);
+    /// for _ in 0..2 {
+    ///     client.publish(&Publish { qos: QoS::AtLeastOnce, ..Publish::new("t", b"x") }, now)?;
+    /// }
+    /// let mut out = [0u8; 16];
+    /// while client.poll_transmit(now, &mut out)?.is_some() {}
+    /// assert_eq!((client.inflight(), client.queued()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn limit_inflight(&mut self, max: u16) {
+        let max = max.max(1);
+        let peer = &mut self.connection.peer_receive_maximum;
+        *peer = (*peer).min(max);
+    }
+
     /// Takes a packet identifier for a packet of the caller's own (a client's SUBSCRIBE or
     /// UNSUBSCRIBE): one no QoS 1/2 PUBLISH in flight uses and no other reserved one, from
     /// the same allocator as PUBLISH identifiers (MQTT-2.2.1-3). It stays reserved, across
@@ -1600,6 +1725,7 @@ impl<S: Store> Session<S> {
             .map_or(0, |_| 1);
         self.received.len()
             + undecided
+            + self.held.iter().filter(|h| h.kind == AckKind::Ack).count()
             + self.acks.iter().filter(|a| a.kind != AckKind::Rec).count()
     }
 
@@ -1694,8 +1820,15 @@ impl<S: Store> Session<S> {
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 if self.received.contains(&id) {
-                    // Already delivered: acknowledge again, deliver not.
-                    self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    // Already delivered: acknowledge again (unless the application has not
+                    // yet: its deferred PUBREC answers), deliver not.
+                    let deferred = self
+                        .held
+                        .iter()
+                        .any(|h| h.kind == AckKind::Rec && h.packet_id == id);
+                    if !deferred {
+                        self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    }
                     false
                 } else if self.unacknowledged() >= self.receive_quota()
                     || self.acks.len() >= self.acks.max_len()

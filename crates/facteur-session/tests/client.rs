@@ -170,6 +170,90 @@ fn abort_says_why_in_v5_only<S: Store>() {
     assert_eq!(c.poll_timeout(), None::<Instant>);
 }
 
+/// Manual acknowledgement: PUBACK/PUBREC only when the application says, in any order;
+/// deferred ones count against the Receive Maximum; a deferred QoS 1 ack ends with its
+/// connection, a deferred QoS 2 one does not (and the resend is not delivered again).
+fn deferred_acknowledgements<S: Store>() {
+    let mut config = Config::new(Role::Client);
+    config.receive_maximum = 2;
+    let mut c = Session::<S>::new(config);
+    c.on_connect(at(0), Connection::new(V5, 0));
+    let qos1 = |id: u8| vec![0x32, 0x07, 0x00, 0x01, b't', 0x00, id, 0x00, b'x'];
+    let qos2 = |id: u8| vec![0x34, 0x07, 0x00, 0x01, b't', 0x00, id, 0x00, b'x'];
+    assert!(feed(&mut c, &qos1(1), V5, at(0)).is_some());
+    let a = c.defer().unwrap();
+    assert!(c.defer().is_none(), "nothing left to defer");
+    assert!(feed(&mut c, &qos2(2), V5, at(0)).is_some());
+    let b = c.defer().unwrap();
+    assert!(drain(&mut c, at(0)).is_empty());
+    // A third one is over the Receive Maximum of 2.
+    assert!(feed(&mut c, &qos1(3), V5, at(0)).is_none());
+    assert_eq!(
+        events(&mut c),
+        [Event::ProtocolError {
+            reason: ReasonCode::ReceiveMaximumExceeded
+        }]
+    );
+
+    let mut c = Session::<S>::new(config);
+    c.on_connect(at(0), Connection::new(V5, 0));
+    feed(&mut c, &qos1(1), V5, at(0)).unwrap();
+    let a2 = c.defer().unwrap();
+    feed(&mut c, &qos2(2), V5, at(0)).unwrap();
+    let b2 = c.defer().unwrap();
+    c.acknowledge(b2, facteur_session::Verdict::Accept);
+    c.acknowledge(b2, facteur_session::Verdict::Accept);
+    assert_eq!(kinds(&drain(&mut c, at(0)), V5), ["PUBREC #2"], "once");
+    c.acknowledge(
+        a2,
+        facteur_session::Verdict::Reject(ReasonCode::QuotaExceeded),
+    );
+    assert_eq!(drain(&mut c, at(0)), [vec![0x40, 0x03, 0x00, 0x01, 0x97]]);
+    let _ = (a, b);
+
+    // Across a lost connection.
+    let mut c = Session::<S>::new(config);
+    c.on_connect(at(0), Connection::new(V5, 0));
+    feed(&mut c, &qos1(1), V5, at(0)).unwrap();
+    let a = c.defer().unwrap();
+    feed(&mut c, &qos2(2), V5, at(0)).unwrap();
+    let b = c.defer().unwrap();
+    c.on_connection_lost(at(1));
+    c.on_reconnect(at(2));
+    // The resends: QoS 1 delivered again, QoS 2 not, and no PUBREC before the application's.
+    let dup = |mut f: Vec<u8>| {
+        f[0] |= 0x08;
+        f
+    };
+    assert!(feed(&mut c, &dup(qos1(1)), V5, at(2)).is_some());
+    let a_again = c.defer().unwrap();
+    assert!(feed(&mut c, &dup(qos2(2)), V5, at(2)).is_none());
+    assert!(drain(&mut c, at(2)).is_empty());
+    c.acknowledge(a, facteur_session::Verdict::Accept);
+    assert!(
+        drain(&mut c, at(2)).is_empty(),
+        "a stale token of the last connection"
+    );
+    c.acknowledge(b, facteur_session::Verdict::Accept);
+    c.acknowledge(a_again, facteur_session::Verdict::Accept);
+    assert_eq!(kinds(&drain(&mut c, at(2)), V5), ["PUBREC #2", "PUBACK #1"]);
+}
+
+fn limit_inflight_bounds_a_v3_window<S: Store>() {
+    let mut c = client::<S>(V3, 0);
+    c.limit_inflight(2);
+    for _ in 0..3 {
+        c.publish(&message("t", b"x", QoS::AtLeastOnce), at(0))
+            .unwrap();
+    }
+    assert_eq!(
+        kinds(&drain(&mut c, at(0)), V3),
+        ["PUBLISH1 #1", "PUBLISH1 #2"]
+    );
+    feed(&mut c, &PUBACK1, V3, at(0));
+    assert_eq!(kinds(&drain(&mut c, at(0)), V3), ["PUBLISH1 #3"]);
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -187,4 +271,6 @@ for_both_stores!(
     packets_a_server_may_not_send_end_the_connection,
     a_client_that_only_sends_still_pings,
     abort_says_why_in_v5_only,
+    deferred_acknowledgements,
+    limit_inflight_bounds_a_v3_window,
 );
