@@ -757,7 +757,12 @@ impl EventLoop {
                 } => {
                     let reason_string = self.reason_strings.remove(&packet_id);
                     if let Some(p) = self.publishes.remove(&message) {
-                        let _ = p.done.send(if reason.is_error() {
+                        // PUBCOMP 0x92 answers a PUBREL resent after the broker had
+                        // completed the flow (its PUBCOMP was lost): the PUBREC had
+                        // already said it took the message. PUBREC cannot carry 0x92.
+                        let done = p.qos == QoS::ExactlyOnce
+                            && reason == ReasonCode::PacketIdentifierNotFound;
+                        let _ = p.done.send(if reason.is_error() && !done {
                             Err(Error::PublishRefused {
                                 reason,
                                 reason_string,
@@ -837,7 +842,11 @@ impl EventLoop {
                     if let Some(token) = self.session.defer() {
                         match self.ack_sender.upgrade() {
                             Some(commands) => {
-                                message.ack = Some(PendingAck { token, commands });
+                                message.ack = Some(PendingAck {
+                                    token,
+                                    commands,
+                                    sent: false,
+                                });
                             }
                             None => self.session.acknowledge(token, Verdict::Accept),
                         }

@@ -104,11 +104,33 @@ pub struct Message {
     pub(crate) ack: Option<PendingAck>,
 }
 
-/// The acknowledgement a manually acknowledged message still owes.
+/// The acknowledgement a manually acknowledged message still owes: sent by
+/// [`Message::ack`], or when dropped.
 #[derive(Debug)]
 pub(crate) struct PendingAck {
     pub(crate) token: facteur_session::Deferred,
     pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) sent: bool,
+}
+
+impl Drop for PendingAck {
+    fn drop(&mut self) {
+        if self.sent {
+            return;
+        }
+        // Dropped unacknowledged: acknowledged all the same (the broker would otherwise
+        // hold the slot until the connection ends). try_send: drop cannot wait.
+        if let Err(mpsc::error::TrySendError::Full(command)) =
+            self.commands.try_send(Command::Ack(self.token))
+        {
+            let commands = self.commands.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = commands.send(command).await;
+                });
+            }
+        }
+    }
 }
 
 impl Message {
@@ -143,25 +165,6 @@ impl Message {
     pub async fn ack(mut self) {
         if let Some(pending) = self.ack.take() {
             let _ = pending.commands.send(Command::Ack(pending.token)).await;
-        }
-    }
-}
-
-impl Drop for Message {
-    fn drop(&mut self) {
-        if let Some(pending) = self.ack.take() {
-            // Dropped unacknowledged: acknowledged all the same (the broker would otherwise
-            // hold the slot until the connection ends). try_send: drop cannot wait.
-            if let Err(mpsc::error::TrySendError::Full(command)) =
-                pending.commands.try_send(Command::Ack(pending.token))
-            {
-                let commands = pending.commands.clone();
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(async move {
-                        let _ = commands.send(command).await;
-                    });
-                }
-            }
         }
     }
 }

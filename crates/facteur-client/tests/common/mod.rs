@@ -229,19 +229,19 @@ pub enum Way {
 }
 
 /// A TCP proxy that forwards whole MQTT packets and, once, cuts every connection when a
-/// packet of a chosen type is about to pass (the packet is not forwarded); or stops
-/// forwarding anything (`silence`), like a link that died without a FIN.
+/// packet of a chosen type is about to pass (the packet is not forwarded); or holds
+/// everything (`silence`), like a link that went quiet without a FIN.
 #[derive(Clone)]
 pub struct Proxy {
     pub addr: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
 }
 
-#[derive(Default)]
 struct ProxyState {
     cut_at: Option<(Way, PacketType)>,
     cuts: usize,
-    silent: bool,
+    /// While true nothing passes (bytes and the end of a stream are held, not lost).
+    held: tokio::sync::watch::Sender<bool>,
     kill: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -249,7 +249,12 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let state = Arc::new(Mutex::new(ProxyState {
+            cut_at: None,
+            cuts: 0,
+            held: tokio::sync::watch::Sender::new(false),
+            kill: Vec::new(),
+        }));
         let proxy = Self {
             addr,
             state: state.clone(),
@@ -284,9 +289,10 @@ impl Proxy {
         self.state.lock().unwrap().cuts
     }
 
-    /// From now on nothing is forwarded either way (the connections stay open).
+    /// From now on nothing is forwarded either way (the connections stay open, what
+    /// arrives is held) until `silence(false)`: a link that went quiet.
     pub fn silence(&self, silent: bool) {
-        self.state.lock().unwrap().silent = silent;
+        self.state.lock().unwrap().held.send_replace(silent);
     }
 }
 
@@ -317,9 +323,13 @@ async fn pump(
 ) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut held = state.lock().unwrap().held.subscribe();
     loop {
         let n = match from.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                let _ = held.wait_for(|h| !h).await;
+                return;
+            }
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
@@ -330,7 +340,10 @@ async fn pump(
                 Err(_) => return,
             };
             let len = header.packet_len();
-            let (cut, silent) = {
+            if held.wait_for(|h| !h).await.is_err() {
+                return;
+            }
+            let cut = {
                 let mut s = state.lock().unwrap();
                 let cut = s.cut_at == Some((way, header.packet_type));
                 if cut {
@@ -340,12 +353,12 @@ async fn pump(
                         let _ = kill.send(());
                     }
                 }
-                (cut, s.silent)
+                cut
             };
             if cut {
                 return;
             }
-            if !silent && to.write_all(&buf[..len]).await.is_err() {
+            if to.write_all(&buf[..len]).await.is_err() {
                 return;
             }
             buf.drain(..len);
