@@ -3,6 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -66,6 +67,8 @@ pub type Granted = Result<QoS, ReasonCode>;
 pub struct Client {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    /// The receiver made before the task started, for the first `events()` call.
+    first_events: Arc<Mutex<Option<broadcast::Receiver<Event>>>>,
 }
 
 /// The messages received on the client's subscriptions, in order. The connection stops
@@ -101,7 +104,7 @@ impl Client {
         let capacity = options.channel_capacity.max(1);
         let (commands, command_rx) = mpsc::channel(capacity);
         let (message_tx, messages) = mpsc::channel(capacity);
-        let (events, _) = broadcast::channel(64);
+        let (events, first_events) = broadcast::channel(64);
         let (first_tx, first_rx) = oneshot::channel();
         let event_loop = EventLoop::new(
             options,
@@ -112,13 +115,25 @@ impl Client {
         );
         tokio::spawn(event_loop.run(first_tx));
         first_rx.await.map_err(|_| Error::Disconnected)??;
-        Ok((Self { commands, events }, Messages(messages)))
+        let client = Self {
+            commands,
+            events,
+            first_events: Arc::new(Mutex::new(Some(first_events))),
+        };
+        Ok((client, Messages(messages)))
     }
 
-    /// Connection events from now on (connected, disconnected); a receiver that falls
-    /// more than 64 behind loses the oldest.
+    /// Connection events (connected, disconnected). The first call, on any clone, gets
+    /// every event since the client started (the first `Connected` included), so that
+    /// none is missed; later calls get those from the time of the call. A receiver that
+    /// falls more than 64 behind loses the oldest.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        let first = self
+            .first_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// A message to publish: set its QoS, retain flag and properties, then `.await` it.

@@ -422,7 +422,14 @@ impl EventLoop {
                 return end;
             }
         }
-        let end = self.serve_loop(&mut conn).await;
+        // What came with the CONNACK, in the same read.
+        let end = match self.on_bytes().await {
+            Ok(()) => self.serve_loop(&mut conn).await,
+            Err(end) => {
+                let _ = self.flush(&mut conn).await;
+                end
+            }
+        };
         conn.shutdown().await;
         end
     }

@@ -70,6 +70,15 @@ pub async fn next_event(events: &mut broadcast::Receiver<Event>) -> Event {
         .expect("events")
 }
 
+/// Waits for `Disconnected`, skipping the rest; returns why.
+pub async fn disconnected(events: &mut broadcast::Receiver<Event>) -> facteur_client::Error {
+    loop {
+        if let Event::Disconnected { reason } = next_event(events).await {
+            return reason;
+        }
+    }
+}
+
 /// Waits for `Connected`, skipping the rest; returns session present.
 pub async fn reconnected(events: &mut broadcast::Receiver<Event>) -> bool {
     loop {
