@@ -6,6 +6,7 @@
 //! a terminal.
 
 mod bench;
+mod pubsub;
 
 use clap::{Parser, Subcommand};
 use facteur_broker::{Broker, Config};
@@ -62,19 +63,30 @@ enum Command {
         #[arg(long)]
         syscalls: bool,
     },
+    /// Publishes a message, as mosquitto_pub (same flags, same exit codes).
+    Pub(pubsub::PubArgs),
+    /// Subscribes and prints what arrives, as mosquitto_sub (same flags, same exit codes).
+    Sub(pubsub::SubArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // tracing-subscriber's fmt writes to stdout; colours only when a person is reading it.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    // The clients print messages on stdout: no logs there.
+    let client = matches!(&cli.command, Some(Command::Pub(_) | Command::Sub(_)));
+    if !client {
+        // tracing-subscriber's fmt writes to stdout; colours only when a person is reading it.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(std::io::stdout)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init();
+    }
     let config = match cli.command {
+        Some(Command::Pub(args)) => return run_client(pubsub::publish(args)),
+        Some(Command::Sub(args)) => return run_client(pubsub::subscribe(args)),
         None | Some(Command::Broker { config: None }) => Ok(Config::default()),
         Some(Command::Broker { config: Some(path) }) => Config::load(&path),
         Some(Command::Bench {
@@ -137,6 +149,19 @@ fn main() -> std::process::ExitCode {
         broker.shutdown().await;
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// Runs `facteur pub` or `facteur sub` on a runtime of its own.
+fn run_client(
+    command: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("facteur: cannot start the runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
