@@ -15,6 +15,20 @@ use crate::message::{Message, PublishProperties};
 use crate::{Error, Options};
 
 /// What happened to the connection, from [`Client::events`].
+///
+/// ```no_run
+/// # async fn f(client: facteur_client::Client) {
+/// use facteur_client::Event;
+/// let mut events = client.events();
+/// while let Ok(event) = events.recv().await {
+///     match event {
+///         Event::Connected { session_present } => println!("up (session kept: {session_present})"),
+///         Event::Disconnected { reason } => println!("down: {reason}"),
+///         _ => {}
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -32,6 +46,17 @@ pub enum Event {
 }
 
 /// The broker's answer to a QoS 1/2 message (QoS 0: written).
+///
+/// ```no_run
+/// # async fn f(client: facteur_client::Client) -> Result<(), facteur_client::Error> {
+/// use facteur_client::{QoS, ReasonCode};
+/// let published = client.publish("a/b", "x").qos(QoS::AtLeastOnce).await?;
+/// if published.reason == ReasonCode::NoMatchingSubscribers {
+///     println!("nobody listens: {:?}", published.reason_string);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Published {
@@ -73,7 +98,18 @@ pub struct Client {
 
 /// The messages received on the client's subscriptions, in order. The connection stops
 /// reading from the broker while [`Options::channel_capacity`] of them wait here unread:
-/// read them in a task of their own, apart from one that waits on `publish`.
+/// read them in a task of their own, apart from one that waits on `publish`. Also a
+/// `futures` `Stream`.
+///
+/// ```no_run
+/// # async fn f(mut messages: facteur_client::Messages) {
+/// tokio::spawn(async move {
+///     while let Some(message) = messages.recv().await {
+///         println!("{}: {} bytes", message.topic, message.payload.len());
+///     }
+/// });
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Messages(mpsc::Receiver<Message>);
 

@@ -3,6 +3,20 @@
 use facteur_codec::ReasonCode;
 
 /// An error of the client.
+///
+/// ```no_run
+/// # async fn f(client: facteur_client::Client) {
+/// use facteur_client::{Error, QoS};
+/// match client.publish("a/b", "x").qos(QoS::ExactlyOnce).await {
+///     Ok(_) => {}
+///     Err(Error::PublishRefused { reason, reason_string }) => {
+///         eprintln!("refused: {reason} {reason_string:?}")
+///     }
+///     Err(Error::Disconnected) => eprintln!("the client has ended"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

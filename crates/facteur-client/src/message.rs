@@ -83,6 +83,15 @@ impl PublishProperties {
 
 /// A message received on a subscription.
 ///
+/// ```no_run
+/// # async fn f(mut messages: facteur_client::Messages) {
+/// if let Some(message) = messages.recv().await {
+///     let unit = message.properties.user_properties.iter().find(|(k, _)| k == "unit");
+///     println!("{} = {:?} {unit:?} (QoS {:?})", message.topic, message.payload_str(), message.qos);
+/// }
+/// # }
+/// ```
+///
 /// With [`Options::manual_acks`](crate::Options::manual_acks), a QoS 1/2 message is
 /// acknowledged to the broker when [`ack`](Self::ack) is called or the message is dropped.
 #[derive(Debug)]

@@ -10,6 +10,14 @@ use crate::message::PublishProperties;
 use crate::Error;
 
 /// How the bytes travel to the broker.
+///
+/// ```
+/// use facteur_client::{Options, Transport};
+/// let options = Options::new("broker.example", 8080)
+///     .transport(Transport::Ws { path: "/mqtt".into() });
+/// assert!(matches!(Options::from_url("wss://broker.example")?.transport, Transport::Wss { .. }));
+/// # Ok::<(), facteur_client::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transport {
@@ -42,6 +50,13 @@ impl Transport {
 }
 
 /// Which certificate authorities a TLS connection trusts.
+///
+/// ```
+/// use facteur_client::{Options, Roots};
+/// let mut options = Options::from_url("mqtts://broker.example")?;
+/// options.transport.tls_mut().unwrap().roots = Roots::Native;
+/// # Ok::<(), facteur_client::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Roots {
@@ -430,6 +445,12 @@ impl Options {
 }
 
 /// `3.1.1`, `311`, `mqttv311`, `5`, `5.0`, `mqttv5` (mosquitto's spellings).
+///
+/// ```
+/// use facteur_client::{parse_protocol, ProtocolVersion};
+/// assert_eq!(parse_protocol("mqttv311"), Some(ProtocolVersion::V3_1_1));
+/// assert_eq!(parse_protocol("5"), Some(ProtocolVersion::V5));
+/// ```
 pub fn parse_protocol(text: &str) -> Option<ProtocolVersion> {
     match text {
         "3.1.1" | "311" | "mqttv311" | "4" => Some(ProtocolVersion::V3_1_1),

@@ -8,7 +8,9 @@ use facteur_client::{Client, Options, QoS, SubscriptionOptions};
 #[tokio::main]
 async fn main() -> Result<(), facteur_client::Error> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "mqtt://localhost:1883".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "mqtt://localhost:1883".into());
     let mut filters: Vec<String> = args.collect();
     if filters.is_empty() {
         filters.push("maison/#".into());

@@ -14,13 +14,11 @@ async fn main() -> Result<(), facteur_client::Error> {
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "mqtt://localhost:1883".into());
-    let options = Options::from_url(&url)?
-        .client_id("capteur-salon")
-        .will(
-            Will::new("maison/salon/etat", "hors ligne")
-                .qos(QoS::AtLeastOnce)
-                .retain(true),
-        );
+    let options = Options::from_url(&url)?.client_id("capteur-salon").will(
+        Will::new("maison/salon/etat", "hors ligne")
+            .qos(QoS::AtLeastOnce)
+            .retain(true),
+    );
     let (client, _messages) = Client::connect(options).await?;
     client
         .publish("maison/salon/etat", "en ligne")
