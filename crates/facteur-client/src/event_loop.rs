@@ -143,9 +143,13 @@ impl EventLoop {
             bytes: 0,
             qos0_offline: true,
         };
+        let mut session = Session::new(config);
+        if options.adopt_session && !options.clean_start {
+            session.adopt_server_session();
+        }
         Self {
             options,
-            session: Session::new(config),
+            session,
             commands,
             ack_sender,
             messages,

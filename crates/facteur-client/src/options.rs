@@ -274,6 +274,11 @@ pub struct Options {
     /// Incoming QoS 1/2 messages are acknowledged only when the application calls
     /// [`Message::ack`](crate::Message::ack) (or drops the message).
     pub manual_acks: bool,
+    /// With clean start 0, resume a session the broker holds for this client identifier
+    /// although this client holds no state of it (a process restarted, as mosquitto_sub
+    /// `-c`): see `facteur_session::Session::adopt_server_session` for the risk to QoS 2
+    /// publications. Off: such a CONNACK is a protocol error, as MQTT says.
+    pub adopt_session: bool,
 }
 
 impl Options {
@@ -303,6 +308,7 @@ impl Options {
             reconnect: Reconnect::default(),
             connect_timeout: Duration::from_secs(10),
             manual_acks: false,
+            adopt_session: false,
         }
     }
 

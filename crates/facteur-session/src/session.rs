@@ -448,6 +448,33 @@ impl<S: Store> Session<S> {
         self.established
     }
 
+    /// Client side: takes whatever session the server holds for this client as this
+    /// session's, so that [`accept_connack`](Self::accept_connack) accepts session present
+    /// without state of our own (which it otherwise refuses, MQTT-3.2.2-4). For a client
+    /// process restarted without its session state that resumes a persistent session on
+    /// purpose (mosquitto_sub's `-c`): the messages the server queued for it are
+    /// delivered. The risk the rule guards against stays the caller's: a QoS 2 message of
+    /// the earlier process that the server received and whose PUBREL never came holds its
+    /// packet identifier there, and a new QoS 2 PUBLISH with that identifier would be taken
+    /// as its duplicate. A subscriber that publishes nothing at QoS 2 runs no such risk.
+    ///
+    /// ```
+    /// use facteur_codec::{ConnAck, Connect, ProtocolVersion, ReasonCode};
+    /// use facteur_session::{AllocStore, Config, Instant, Role, Session};
+    /// let connect = Connect { clean_start: false, ..Connect::new(ProtocolVersion::V5, "sub") };
+    /// let present = ConnAck { session_present: true, ..ConnAck::new(ReasonCode::Success) };
+    /// let now = Instant::from_millis(0);
+    /// let mut fresh = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// assert_eq!(fresh.accept_connack(now, &connect, &present), Err(ReasonCode::ProtocolError));
+    /// let mut adopting = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// adopting.adopt_server_session();
+    /// assert!(adopting.accept_connack(now, &connect, &present)?.session_present);
+    /// # Ok::<(), ReasonCode>(())
+    /// ```
+    pub fn adopt_server_session(&mut self) {
+        self.established = true;
+    }
+
     /// The session's configuration.
     pub fn config(&self) -> &Config {
         &self.config

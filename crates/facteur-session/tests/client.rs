@@ -254,6 +254,44 @@ fn limit_inflight_bounds_a_v3_window<S: Store>() {
     assert_eq!(kinds(&drain(&mut c, at(0)), V3), ["PUBLISH1 #3"]);
 }
 
+/// A client that adopts the server's session takes session present without state of its
+/// own; without it, that CONNACK is refused; session present 0 is taken either way.
+fn adopting_the_server_session<S: Store>() {
+    use facteur_codec::{ConnAck, Connect};
+    let connect = Connect {
+        clean_start: false,
+        ..Connect::new(V5, "c")
+    };
+    let present = ConnAck {
+        session_present: true,
+        ..ConnAck::new(ReasonCode::Success)
+    };
+    let absent = ConnAck::new(ReasonCode::Success);
+    let mut plain = Session::<S>::new(Config::new(Role::Client));
+    assert_eq!(
+        plain.accept_connack(at(0), &connect, &present),
+        Err(ReasonCode::ProtocolError)
+    );
+    assert!(!plain.is_connected());
+    let mut adopting = Session::<S>::new(Config::new(Role::Client));
+    adopting.adopt_server_session();
+    assert!(
+        adopting
+            .accept_connack(at(0), &connect, &present)
+            .unwrap()
+            .session_present
+    );
+    assert!(adopting.is_connected());
+    let mut adopting = Session::<S>::new(Config::new(Role::Client));
+    adopting.adopt_server_session();
+    assert!(
+        !adopting
+            .accept_connack(at(0), &connect, &absent)
+            .unwrap()
+            .session_present
+    );
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -273,4 +311,5 @@ for_both_stores!(
     abort_says_why_in_v5_only,
     deferred_acknowledgements,
     limit_inflight_bounds_a_v3_window,
+    adopting_the_server_session,
 );

@@ -440,10 +440,12 @@ pub(crate) async fn publish(args: PubArgs) -> ExitCode {
 
 /// `facteur sub`.
 pub(crate) async fn subscribe(args: SubArgs) -> ExitCode {
-    let (options, url_topic) = match options(&args.common) {
+    let (mut options, url_topic) = match options(&args.common) {
         Ok(o) => o,
         Err(usage) => return fail("", usage),
     };
+    // -c: pick up the session an earlier run left (it publishes nothing: no QoS 2 risk).
+    options.adopt_session = args.common.persistent;
     let mut topics = args.common.topics.clone();
     topics.extend(url_topic);
     if topics.is_empty() {

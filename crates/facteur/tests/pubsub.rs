@@ -221,6 +221,96 @@ async fn facteur_to_facteur(port: &str) {
     assert!(out.starts_with("un\ndeux\n"), "{out}");
 }
 
+/// `sub -c`: a second run picks up what was queued for the session of the first.
+async fn persistent_session(port: &str) {
+    let sub = spawn(
+        FACTEUR,
+        &[
+            "sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-t",
+            "persist/#",
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "persist",
+            "-C",
+            "1",
+        ],
+    );
+    let (code, _, err) = until_done(sub, || {
+        spawn(
+            FACTEUR,
+            &[
+                "pub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-t",
+                "persist/a",
+                "-m",
+                "first",
+                "-q",
+                "1",
+            ],
+        )
+    })
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // Offline: queued by the broker for the session.
+    let (code, _, err) = run(
+        FACTEUR,
+        &[
+            "pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-t",
+            "persist/b",
+            "-m",
+            "queued",
+            "-q",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        FACTEUR,
+        &[
+            "sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-t",
+            "persist/#",
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "persist",
+            "-W",
+            "2",
+        ],
+    )
+    .await;
+    // Copies of "first" published while the first run was leaving may come before it.
+    assert_eq!(code, 27, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.last(), Some(&"queued"), "{out}");
+    assert!(
+        lines[..lines.len() - 1].iter().all(|l| *l == "first"),
+        "{out}"
+    );
+}
+
 /// Exit codes: a port nobody listens on, a refused CONNECT (an empty client identifier
 /// without clean session in 3.1.1), -W running out, bad flags.
 async fn exit_codes(port: &str) {
@@ -316,6 +406,7 @@ async fn facteur_pub_and_sub_against_the_facteur_broker() {
     let port = broker.local_addrs()[0].port().to_string();
     facteur_to_facteur(&port).await;
     exit_codes(&port).await;
+    persistent_session(&port).await;
     // -L with the topic in the URL.
     let addr: SocketAddr = broker.local_addrs()[0];
     let url = format!("mqtt://{addr}/par/url");
@@ -333,6 +424,7 @@ async fn facteur_pub_and_sub_against_mosquitto_beside_its_own_clients() {
     let port = m.port.to_string();
     facteur_to_facteur(&port).await;
     exit_codes(&port).await;
+    persistent_session(&port).await;
     // mosquitto_sub receives what facteur pub sent (retained, QoS 2, 5.0).
     let (code, _, err) = run(
         FACTEUR,
