@@ -42,8 +42,9 @@ async fn read_packet(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8
     }
 }
 
-/// A broker that accepts the CONNECT, answers `connack`, then writes `hostile`; returns
-/// the client's event and what the client wrote after the CONNACK, up to its close.
+/// A broker that accepts the CONNECT, answers `connack`, writes `hostile` and closes its
+/// side; returns the client's event and what the client wrote after the CONNACK, up to
+/// its close.
 async fn play(connack: &[u8], hostile: &[u8]) -> (Event, Vec<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -55,6 +56,9 @@ async fn play(connack: &[u8], hostile: &[u8]) -> (Event, Vec<Vec<u8>>) {
         assert_eq!(connect[0], 0x10);
         stream.write_all(&connack).await.unwrap();
         let _ = stream.write_all(&hostile).await;
+        // Then the broker writes nothing more (its half of the connection closes; it
+        // still reads what the client says).
+        let _ = stream.shutdown().await;
         let mut got = Vec::new();
         while let Some(packet) = read_packet(&mut stream, &mut buf).await {
             got.push(packet);
@@ -154,6 +158,37 @@ async fn a_broker_that_never_answers_times_out() {
     assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
     hold.abort();
+}
+
+/// A broker that stops in the middle of a packet and keeps the connection open: the keep
+/// alive notices (within 1.5 × 1 s), and the client ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_mid_packet_is_noticed_by_the_keep_alive() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let broker = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        read_packet(&mut stream, &mut buf).await;
+        stream.write_all(&CONNACK).await.unwrap();
+        stream.write_all(&[0x30, 0x05, 0x00]).await.unwrap();
+        // Silent, open, until the client goes: what it sent meanwhile.
+        let mut got = Vec::new();
+        while let Some(packet) = read_packet(&mut stream, &mut buf).await {
+            got.push(packet);
+        }
+        got
+    });
+    let mut options = client_options(port);
+    options.keep_alive = Duration::from_secs(1);
+    let (client, _messages) = connect(options).await;
+    let mut events = client.events();
+    let started = tokio::time::Instant::now();
+    assert_eq!(disconnected(&mut events).await, Error::KeepAliveTimeout);
+    assert!(started.elapsed() < Duration::from_millis(1_700));
+    // It pinged (nothing heard for 1.25 s would be past 1.5 s: its idle ping came first).
+    let got = tokio::time::timeout(WAIT, broker).await.unwrap().unwrap();
+    assert!(got.iter().all(|p| p[..] == [0xC0, 0x00]), "{got:02X?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
