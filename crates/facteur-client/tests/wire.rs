@@ -167,3 +167,74 @@ async fn an_idle_client_pings_within_its_keep_alive() {
     let bytes = broker.expect().await;
     assert!(matches!(packet(&bytes), Packet::Publish(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_waits_for_the_flight_then_says_reason_and_expiry() {
+    let (client, _messages, mut broker, _) = scripted(CONNACK, |_| {}).await;
+    let c = client.clone();
+    let publishing = tokio::spawn(async move { c.publish("t", "x").qos(QoS::AtLeastOnce).await });
+    let bytes = broker.expect().await;
+    let Packet::Publish(p) = packet(&bytes) else {
+        panic!()
+    };
+    let id = p.packet_id.unwrap();
+    let c = client.clone();
+    let leaving = tokio::spawn(async move {
+        c.disconnect_with(
+            facteur_client::ReasonCode::DisconnectWithWillMessage,
+            Some(0),
+        )
+        .await
+    });
+    // Nothing more until the message is acknowledged.
+    assert!(broker.next(Duration::from_millis(200)).await.is_none());
+    let [hi, lo] = id.to_be_bytes();
+    broker
+        .stream
+        .write_all(&[0x40, 0x02, hi, lo])
+        .await
+        .unwrap();
+    let bytes = broker.expect().await;
+    let Packet::Disconnect(d) = packet(&bytes) else {
+        panic!("{bytes:02X?}")
+    };
+    assert_eq!(
+        d.reason_code,
+        facteur_client::ReasonCode::DisconnectWithWillMessage
+    );
+    assert_eq!(d.properties.session_expiry_interval(), Some(0));
+    assert!(broker.next(WAIT).await.is_none(), "then the client closes");
+    assert!(publishing.await.unwrap().is_ok());
+    leaving.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_disconnect_reason_reaches_the_application() {
+    let (client, _messages, mut broker, _) = scripted(CONNACK, |_| {}).await;
+    let mut events = client.events();
+    // DISCONNECT 0x8B (Server shutting down) with the reason string "bye".
+    broker
+        .stream
+        .write_all(&[0xE0, 0x07, 0x8B, 0x05, 0x1F, 0x00, 0x03, b'b', b'y'])
+        .await
+        .unwrap();
+    // (A truncated reason string: malformed, 0x81.)
+    assert_eq!(
+        disconnected(&mut events).await,
+        facteur_client::Error::Protocol(facteur_client::ReasonCode::MalformedPacket)
+    );
+    let (client, _messages, mut broker, _) = scripted(CONNACK, |_| {}).await;
+    let mut events = client.events();
+    broker
+        .stream
+        .write_all(&[0xE0, 0x08, 0x8B, 0x06, 0x1F, 0x00, 0x03, b'b', b'y', b'e'])
+        .await
+        .unwrap();
+    assert_eq!(
+        disconnected(&mut events).await,
+        facteur_client::Error::ServerDisconnected {
+            reason: facteur_client::ReasonCode::ServerShuttingDown,
+            reason_string: Some("bye".into()),
+        }
+    );
+}
