@@ -185,7 +185,8 @@ async fn a_broker_that_stops_mid_packet_is_noticed_by_the_keep_alive() {
     let mut events = client.events();
     let started = tokio::time::Instant::now();
     assert_eq!(disconnected(&mut events).await, Error::KeepAliveTimeout);
-    assert!(started.elapsed() < Duration::from_millis(1_700));
+    // 1.5 s, and some room for a loaded machine's timers.
+    assert!(started.elapsed() < Duration::from_millis(1_900));
     // It pinged (nothing heard for 1.25 s would be past 1.5 s: its idle ping came first).
     let got = tokio::time::timeout(WAIT, broker).await.unwrap().unwrap();
     assert!(got.iter().all(|p| p[..] == [0xC0, 0x00]), "{got:02X?}");

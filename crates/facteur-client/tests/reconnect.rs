@@ -155,7 +155,8 @@ async fn a_silent_link_is_noticed_within_one_and_a_half_keep_alive() {
     let reason = disconnected(&mut events).await;
     let took = started.elapsed();
     assert_eq!(reason, Error::KeepAliveTimeout);
-    assert!(took <= Duration::from_millis(1_700), "{took:?}");
+    // 1.5 × keep alive, and some room for a loaded machine's timers.
+    assert!(took <= Duration::from_millis(1_900), "{took:?}");
     proxy.silence(false);
     reconnected(&mut events).await;
     // And the link works again.
@@ -297,8 +298,8 @@ async fn without_reconnection_the_client_ends() {
         connect(options(proxy.addr, "once").reconnect(Reconnect::off())).await;
     proxy.silence(true);
     let c = client.clone();
+    // Whether it is written before the cut or not, it fails when the client ends.
     let pending = tokio::spawn(async move { c.publish("a", "b").qos(QoS::AtLeastOnce).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.cut();
     let result = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap();
     assert_eq!(result, Err(Error::Disconnected));
