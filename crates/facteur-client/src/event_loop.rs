@@ -82,6 +82,15 @@ struct Pending {
     done: oneshot::Sender<Result<Published, Error>>,
 }
 
+/// What the broker said it takes (5.0 CONNACK): a message beyond it is refused here, as
+/// the broker would end the connection for it (0x9B, 0x9A) and the client would send it
+/// again on every reconnection.
+#[derive(Debug, Clone, Copy)]
+struct ServerLimits {
+    maximum_qos: QoS,
+    retain_available: bool,
+}
+
 /// Why a connection ended, and whether the client goes on.
 enum End {
     /// Lost (I/O, protocol, keep alive, the broker's DISCONNECT): reconnect if allowed.
@@ -127,6 +136,8 @@ pub(crate) struct EventLoop {
     closing: Option<Closing>,
     /// Why the current connection is ending, once the session or a check said so.
     pending_loss: Option<Error>,
+    /// What the broker's last CONNACK allows (5.0 Maximum QoS, Retain Available).
+    server_limits: ServerLimits,
     connections: u64,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
@@ -169,6 +180,10 @@ impl EventLoop {
             server_reason_string: None,
             closing: None,
             pending_loss: None,
+            server_limits: ServerLimits {
+                maximum_qos: QoS::ExactlyOnce,
+                retain_available: true,
+            },
             connections: 0,
             read_buf: BytesMut::new(),
             write_buf: Vec::new(),

@@ -239,3 +239,68 @@ async fn the_broker_disconnect_reason_reaches_the_application() {
         }
     );
 }
+
+/// The CONNACK's Maximum QoS and Retain Available: a message beyond them is refused by
+/// the client (the broker would end the connection for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_connack_allows() {
+    // Maximum QoS 1, Retain Available 0, Assigned Client Identifier "abc".
+    let connack: &[u8] = &[
+        0x20, 0x0D, 0x00, 0x00, 0x0A, 0x24, 0x01, 0x25, 0x00, 0x12, 0x00, 0x03, b'a', b'b', b'c',
+    ];
+    let (client, _messages, mut broker, _) = scripted(connack, |o| o.client_id.clear()).await;
+    for (qos, retain) in [(QoS::ExactlyOnce, false), (QoS::AtMostOnce, true)] {
+        assert!(matches!(
+            client.publish("t", "x").qos(qos).retain(retain).await,
+            Err(facteur_client::Error::InvalidMessage(_))
+        ));
+    }
+    client
+        .publish("t", "ok")
+        .qos(QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let bytes = broker.expect().await;
+    let Packet::Publish(p) = packet(&bytes) else {
+        panic!("{bytes:02X?}")
+    };
+    assert_eq!(p.payload, b"ok", "only the allowed one went out");
+}
+
+/// An Assigned Client Identifier is the client's from then on: its reconnection uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assigned_identifier_is_used_to_reconnect() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let broker = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for connack in [
+            // Assigned Client Identifier "abc", then the connection is dropped.
+            &[
+                0x20, 0x09, 0x00, 0x00, 0x06, 0x12, 0x00, 0x03, b'a', b'b', b'c',
+            ][..],
+            CONNACK,
+        ] {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut b = Broker {
+                stream,
+                buf: Vec::new(),
+            };
+            let bytes = b.expect().await;
+            let Packet::Connect(c) = packet(&bytes) else {
+                panic!()
+            };
+            ids.push(c.client_id.to_owned());
+            b.stream.write_all(connack).await.unwrap();
+        }
+        ids
+    });
+    let mut options = Options::new("127.0.0.1", port).client_id("");
+    options.reconnect.initial = Duration::from_millis(10);
+    let (client, _messages) = connect(options).await;
+    let mut events = client.events();
+    disconnected(&mut events).await;
+    reconnected(&mut events).await;
+    let ids = tokio::time::timeout(WAIT, broker).await.unwrap().unwrap();
+    assert_eq!(ids, ["", "abc"]);
+}

@@ -2,12 +2,12 @@
 //! within the connect timeout and handed to the session, which negotiates.
 
 use facteur_codec::{
-    decode, split_frame, ConnAck, Connect, Encode, Packet, Properties, Property, ReasonCode,
+    decode, split_frame, ConnAck, Connect, Encode, Packet, Properties, Property, QoS, ReasonCode,
     Status, Will as WireWill,
 };
 use tokio::time::timeout;
 
-use super::EventLoop;
+use super::{EventLoop, ServerLimits};
 use crate::transport::{self, Conn};
 use crate::Error;
 
@@ -123,6 +123,15 @@ impl EventLoop {
                     Error::Protocol(reason)
                 }
             })?;
+        let props = &connack.properties;
+        self.server_limits = ServerLimits {
+            maximum_qos: props.maximum_qos().unwrap_or(QoS::ExactlyOnce),
+            retain_available: props.retain_available().unwrap_or(true),
+        };
+        // An identifier the broker chose is ours from now on (to resume the session).
+        if let Some(assigned) = props.assigned_client_identifier() {
+            self.options.client_id = assigned.to_owned();
+        }
         self.session.limit_inflight(self.options.max_inflight);
         self.connections += 1;
         self.pending_loss = None;

@@ -23,6 +23,21 @@ impl EventLoop {
         message: Outgoing,
         done: oneshot::Sender<Result<Published, Error>>,
     ) {
+        let limits = self.server_limits;
+        let refused = if message.qos > limits.maximum_qos {
+            Some(format!(
+                "QoS {} is above the broker's Maximum QoS {}",
+                message.qos as u8, limits.maximum_qos as u8
+            ))
+        } else if message.retain && !limits.retain_available {
+            Some("the broker keeps no retained messages (Retain Available 0)".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            let _ = done.send(Err(Error::InvalidMessage(why)));
+            return;
+        }
         let list = message.properties.to_list();
         let publish = WirePublish {
             qos: message.qos,
