@@ -29,7 +29,7 @@ pub(crate) struct Common {
     /// The broker's port (1883, or 8883 with TLS).
     #[arg(short = 'p', long = "port")]
     port: Option<u16>,
-    /// A URL: mqtt(s)://[user[:password]@]host[:port]/topic (ws:// and wss:// too).
+    /// A URL: `mqtt(s)://[user[:password]@]host[:port]/topic` (ws:// and wss:// too).
     #[arg(short = 'L', long = "url")]
     url: Option<String>,
     /// The topic (several for `sub`).
@@ -59,7 +59,7 @@ pub(crate) struct Common {
     /// Session Expiry Interval in seconds (5.0; -1 for never).
     #[arg(short = 'x', long = "session-expiry", allow_negative_numbers = true)]
     session_expiry: Option<i64>,
-    /// A 5.0 property: -D connect|publish <property> <value> (user-property takes a name
+    /// A 5.0 property: `-D connect|publish <property> <value>` (user-property takes a name
     /// and a value).
     #[arg(short = 'D', long = "property", num_args = 3..=4, action = ArgAction::Append)]
     properties: Vec<String>,
