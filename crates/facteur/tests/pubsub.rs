@@ -221,6 +221,67 @@ async fn facteur_to_facteur(port: &str) {
     assert!(out.starts_with("un\ndeux\n"), "{out}");
 }
 
+/// `--will-*`: a client killed without DISCONNECT has its will published (retained, so
+/// that a subscriber that comes after sees it).
+async fn will(port: &str) {
+    use tokio::io::AsyncBufReadExt;
+    let mut client = spawn(
+        FACTEUR,
+        &[
+            "sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-t",
+            "rien",
+            "-d",
+            "-V",
+            "5",
+            "--will-topic",
+            "etat/cli",
+            "--will-payload",
+            "perdu",
+            "--will-qos",
+            "1",
+            "--will-retain",
+        ],
+    );
+    // -d prints the connection's events: wait for it to be connected, then kill it.
+    let mut lines = tokio::io::BufReader::new(client.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("connected in time")
+            .unwrap()
+            .expect("still running");
+        if line.starts_with("Connected") {
+            break;
+        }
+    }
+    client.start_kill().unwrap();
+    let _ = tokio::time::timeout(WAIT, client.wait()).await.unwrap();
+    let (code, out, err) = run(
+        FACTEUR,
+        &[
+            "sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-t",
+            "etat/#",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "etat/cli perdu\n"), "{err}");
+}
+
 /// `sub -c`: a second run picks up what was queued for the session of the first.
 async fn persistent_session(port: &str) {
     let sub = spawn(
@@ -407,6 +468,7 @@ async fn facteur_pub_and_sub_against_the_facteur_broker() {
     facteur_to_facteur(&port).await;
     exit_codes(&port).await;
     persistent_session(&port).await;
+    will(&port).await;
     // -L with the topic in the URL.
     let addr: SocketAddr = broker.local_addrs()[0];
     let url = format!("mqtt://{addr}/par/url");
@@ -425,6 +487,7 @@ async fn facteur_pub_and_sub_against_mosquitto_beside_its_own_clients() {
     facteur_to_facteur(&port).await;
     exit_codes(&port).await;
     persistent_session(&port).await;
+    will(&port).await;
     // mosquitto_sub receives what facteur pub sent (retained, QoS 2, 5.0).
     let (code, _, err) = run(
         FACTEUR,
@@ -515,4 +578,169 @@ async fn facteur_pub_and_sub_against_mosquitto_beside_its_own_clients() {
     .await;
     assert_eq!(code, 27);
     drop(m);
+}
+
+/// TLS flags against mosquitto: --cafile, --cert/--key (mutual TLS), --insecure (a
+/// certificate for another name), -L mqtts://; a failed TLS connection exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_flags_against_mosquitto() {
+    if !have("mosquitto") || !have("mosquitto_sub") {
+        return;
+    }
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // OpenSSL (mosquitto) finds an issuer by its name: the CA needs one.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "facteur CLI test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    // For "localhost" only: 127.0.0.1 is another name.
+    let server = CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "facteur pub");
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    for (name, text) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server.pem()),
+        ("server.key", server_key.serialize_pem()),
+        ("client.pem", client.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(path(name), text).unwrap();
+    }
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (plain, tls) = (free(), free());
+    let conf = path("m.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {plain} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            path("ca.pem"),
+            path("server.pem"),
+            path("server.key")
+        ),
+    )
+    .unwrap();
+    let _mosquitto = spawn("mosquitto", &["-c", &conf]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for port in [plain, tls] {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mosquitto never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (tls, plain) = (tls.to_string(), plain.to_string());
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let mutual = [
+        "--cafile",
+        ca.as_str(),
+        "--cert",
+        cert.as_str(),
+        "--key",
+        key.as_str(),
+    ];
+    let publish = |host: &str, extra: &[&str], payload: &str| {
+        let mut args = vec![
+            "pub",
+            "-h",
+            host,
+            "-p",
+            tls.as_str(),
+            "-t",
+            "tls/x",
+            "-r",
+            "-q",
+            "1",
+            "-m",
+            payload,
+        ];
+        args.extend_from_slice(&mutual);
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let retained = || async {
+        let (code, out, err) = run(
+            "mosquitto_sub",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &plain,
+                "-t",
+                "tls/x",
+                "-C",
+                "1",
+                "-W",
+                "10",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let run_owned = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(FACTEUR, &args).await
+    };
+    // Mutual TLS to the certificate's name.
+    let (code, _, err) = run_owned(publish("localhost", &[], "un")).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(retained().await, "un\n");
+    // Another name: refused, unless --insecure.
+    let (code, _, _) = run_owned(publish("127.0.0.1", &[], "deux")).await;
+    assert_eq!(code, 1);
+    let (code, _, err) = run_owned(publish("127.0.0.1", &["--insecure"], "trois")).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(retained().await, "trois\n");
+    // Without the client certificate: the server refuses.
+    let (code, _, _) = run(
+        FACTEUR,
+        &[
+            "pub",
+            "-h",
+            "localhost",
+            "-p",
+            &tls,
+            "-t",
+            "tls/x",
+            "-m",
+            "quatre",
+            "--cafile",
+            &ca,
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    // -L mqtts://host:port/topic.
+    let url = format!("mqtts://localhost:{tls}/tls/x");
+    let mut args = vec!["pub", "-L", url.as_str(), "-m", "cinq", "-r", "-q", "1"];
+    args.extend_from_slice(&mutual);
+    let (code, _, err) = run(FACTEUR, &args).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(retained().await, "cinq\n");
 }
