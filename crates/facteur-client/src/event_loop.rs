@@ -127,8 +127,6 @@ pub(crate) struct EventLoop {
     reason_strings: HashMap<u16, String>,
     /// SUBSCRIBE/UNSUBSCRIBE requests by packet identifier.
     requests: HashMap<u16, Request>,
-    /// Requests written on the current connection.
-    requests_sent: Vec<u16>,
     /// The subscriptions granted, to subscribe again when the broker lost the session.
     subscriptions: Vec<(String, SubscriptionOptions)>,
     /// The last DISCONNECT the broker sent: reason string.
@@ -175,7 +173,6 @@ impl EventLoop {
             queued: VecDeque::new(),
             reason_strings: HashMap::new(),
             requests: HashMap::new(),
-            requests_sent: Vec::new(),
             subscriptions: Vec::new(),
             server_reason_string: None,
             closing: None,
@@ -224,7 +221,6 @@ impl EventLoop {
                     let now = self.now();
                     self.session.on_connection_lost(now);
                     self.after_session_events();
-                    self.requests_sent.clear();
                     end
                 }
                 Err(error) => {

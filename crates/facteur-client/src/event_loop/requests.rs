@@ -184,7 +184,6 @@ impl EventLoop {
         if !matches {
             return None;
         }
-        self.requests_sent.retain(|&r| r != id);
         self.requests.remove(&id)
     }
 }
