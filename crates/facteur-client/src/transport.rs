@@ -84,9 +84,12 @@ async fn websocket(
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
     let mut config = WebSocketConfig::default();
-    // One MQTT packet may span messages, but no message is larger than a packet + slack.
-    config.max_message_size = Some(max_message.saturating_add(16));
-    config.max_frame_size = Some(max_message.saturating_add(16));
+    // A WebSocket message may hold several MQTT packets (and a packet span messages): the
+    // bound is a few of the largest packets taken, at least 4 MiB. Each packet is bounded
+    // again, from its header, by the Maximum Packet Size.
+    let bound = max_message.saturating_mul(4).max(4 << 20);
+    config.max_message_size = Some(bound);
+    config.max_frame_size = Some(bound);
     let (ws, response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .map_err(|e| Error::Io(format!("WebSocket handshake: {e}")))?;
