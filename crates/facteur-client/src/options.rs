@@ -321,17 +321,12 @@ impl Options {
     /// [`Error::InvalidUrl`] for anything else.
     pub fn from_url(url: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::InvalidUrl(format!("{url}: {why}"));
-        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let path = match parsed.path() {
+        let parts = UrlParts::parse(url).map_err(bad)?;
+        let path = match parts.path {
             "" | "/" => "/mqtt".to_owned(),
             p => p.to_owned(),
         };
-        let (transport, default_port) = match parsed.scheme() {
+        let (transport, default_port) = match parts.scheme.to_ascii_lowercase().as_str() {
             "mqtt" | "tcp" => (Transport::Tcp, 1883),
             "mqtts" | "ssl" => (Transport::Tls(TlsOptions::default()), 8883),
             "ws" => (Transport::Ws { path }, 80),
@@ -344,19 +339,20 @@ impl Options {
             ),
             other => return Err(bad(&format!("unknown scheme {other}"))),
         };
-        let mut options = Self::new(host, parsed.port().unwrap_or(default_port));
+        let mut options = Self::new(parts.host, parts.port.unwrap_or(default_port));
         options.transport = transport;
-        if !parsed.username().is_empty() {
-            let user = percent_decode(parsed.username()).ok_or_else(|| bad("user name"))?;
-            options.username = Some(user);
+        if let Some(user) = parts.user {
+            options.username = Some(percent_decode(user).ok_or_else(|| bad("user name"))?);
         }
-        if let Some(password) = parsed.password() {
+        if let Some(password) = parts.password {
             let password = percent_decode(password).ok_or_else(|| bad("password"))?;
             options.password = Some(Bytes::from(password));
         }
-        for (key, value) in parsed.query_pairs() {
-            match &*key {
-                "client_id" => options.client_id = value.into_owned(),
+        for pair in parts.query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value).ok_or_else(|| bad(key))?;
+            match key {
+                "client_id" => options.client_id = value,
                 "keep_alive" => {
                     let secs = value.parse().map_err(|_| bad("keep_alive"))?;
                     options.keep_alive = Duration::from_secs(secs);
@@ -462,6 +458,72 @@ pub fn parse_protocol(text: &str) -> Option<ProtocolVersion> {
         "3.1.1" | "311" | "mqttv311" | "4" => Some(ProtocolVersion::V3_1_1),
         "5" | "5.0" | "mqttv5" => Some(ProtocolVersion::V5),
         _ => None,
+    }
+}
+
+/// The parts of `scheme://[user[:password]@]host[:port][/path][?query]`.
+#[derive(Debug, PartialEq, Eq)]
+struct UrlParts<'a> {
+    scheme: &'a str,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: &'a str,
+    port: Option<u16>,
+    path: &'a str,
+    query: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    /// Splits `url`; an IPv6 host is written in brackets (`[::1]`) and given without them.
+    fn parse(url: &'a str) -> Result<Self, &'static str> {
+        let (scheme, rest) = url.split_once("://").ok_or("not scheme://host")?;
+        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err("invalid scheme");
+        }
+        if rest.contains('#') {
+            return Err("a fragment (#) means nothing here");
+        }
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        let (userinfo, host_port) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            Some(info) => match info.split_once(':') {
+                Some((user, password)) => (Some(user), Some(password)),
+                None => (Some(info), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or("unclosed [")?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or("junk after ]")?)),
+            }
+        } else {
+            match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("no host");
+        }
+        let port = match port {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| "invalid port")?),
+            None => None,
+        };
+        Ok(Self {
+            scheme,
+            user: user.filter(|u| !u.is_empty()),
+            password,
+            host,
+            port,
+            path,
+            query,
+        })
     }
 }
 
