@@ -1,5 +1,5 @@
-//! TLS, mutual TLS, WebSocket and WebSocket over TLS, against Debian's mosquitto
-//! configured by the test with certificates made by rcgen.
+//! TLS, mutual TLS, WebSocket and WebSocket over TLS, against the facteur broker and
+//! Debian's mosquitto, configured by the test with certificates made by rcgen.
 
 mod common;
 
@@ -149,6 +149,73 @@ async fn tls_mutual_tls_websocket_against_mosquitto() {
     // 3.1.1 over WebSocket too.
     let o = Options::from_url(&format!("ws://127.0.0.1:{}/?protocol=311", setup.ws)).unwrap();
     round_trip(once(o, "ws311")).await;
+}
+
+/// The facteur broker with a listener of each kind on 127.0.0.1 port 0: TLS, mutual TLS,
+/// WebSocket, WebSocket over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mutual_tls_websocket_against_facteur() {
+    use facteur_broker::{Listener, Protocol};
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_files(
+        dir.path(),
+        &[
+            ("ca.pem", &pki.ca_pem),
+            ("server.pem", &pki.server_cert),
+            ("server.key", &pki.server_key),
+            ("client.pem", &pki.client_cert),
+            ("client.key", &pki.client_key),
+        ],
+    );
+    let (ca, server_cert, server_key) = (files[0].clone(), files[1].clone(), files[2].clone());
+    let listener = |protocol, tls: bool, mutual: bool| {
+        let mut l = Listener::default();
+        l.port = 0;
+        l.protocol = protocol;
+        if tls {
+            l.certfile = Some(server_cert.clone());
+            l.keyfile = Some(server_key.clone());
+        }
+        if mutual {
+            l.cafile = Some(ca.clone());
+            l.require_certificate = true;
+        }
+        l
+    };
+    let broker = facteur_with(|c| {
+        c.listeners = vec![
+            listener(Protocol::Mqtt, true, false),
+            listener(Protocol::Mqtt, true, true),
+            listener(Protocol::Websockets, false, false),
+            listener(Protocol::Websockets, true, false),
+        ];
+    })
+    .await;
+    let port = |i: usize| broker.local_addrs()[i].port();
+    let tls = || {
+        let mut tls = TlsOptions::default();
+        tls.roots = Roots::CaFile(files[0].clone());
+        tls
+    };
+    // TLS.
+    let o = Options::new("localhost", port(0)).transport(Transport::Tls(tls()));
+    round_trip(once(o, "f-tls")).await;
+    // Mutual TLS, and without a certificate (refused).
+    let mut mutual = tls();
+    mutual.client_auth = Some((files[3].clone(), files[4].clone()));
+    let o = Options::new("localhost", port(1)).transport(Transport::Tls(mutual));
+    round_trip(once(o, "f-mtls")).await;
+    let o = Options::new("localhost", port(1)).transport(Transport::Tls(tls()));
+    assert!(Client::connect(once(o, "f-mtls-none")).await.is_err());
+    // WebSocket, 5.0 and 3.1.1, and over TLS.
+    for query in ["", "?protocol=311"] {
+        let o = Options::from_url(&format!("ws://127.0.0.1:{}/mqtt{query}", port(2))).unwrap();
+        round_trip(once(o, "f-ws")).await;
+    }
+    let mut o = Options::from_url(&format!("wss://localhost:{}/", port(3))).unwrap();
+    *o.transport.tls_mut().unwrap() = tls();
+    round_trip(once(o, "f-wss")).await;
 }
 
 /// A TLS file that is missing or holds no certificate is a clear error.
