@@ -744,3 +744,64 @@ async fn tls_flags_against_mosquitto() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(retained().await, "cinq\n");
 }
+
+/// -u / -P against a facteur broker with a password file (made by `facteur passwd`) and no
+/// anonymous clients: the right password publishes (0), a wrong one or none is refused
+/// (1), as mosquitto_pub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_against_a_facteur_broker_with_a_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let file_arg = file.to_str().unwrap();
+    let (code, _, err) = run(
+        FACTEUR,
+        &[
+            "passwd", "-c", "-b", "-I", "1000", file_arg, "alice", "s3cret",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let mut config = facteur_broker::Config::default();
+    config.listeners[0].port = 0;
+    config.allow_anonymous = Some(false);
+    config.password_file = Some(file.clone());
+    let broker = facteur_broker::Broker::start(config).await.unwrap();
+    let port = broker.local_addrs()[0].port().to_string();
+    let publish = |extra: &[&str]| {
+        let mut args = vec![
+            "pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port.as_str(),
+            "-t",
+            "a",
+            "-m",
+            "b",
+            "-q",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    for (extra, expected) in [
+        (&["-u", "alice", "-P", "s3cret"][..], 0),
+        (&["-u", "alice", "-P", "wrong"][..], 1),
+        (&[][..], 1),
+    ] {
+        let args = publish(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = run(FACTEUR, &args).await;
+        assert_eq!(code, expected, "{extra:?}: {err}");
+        if expected == 1 {
+            assert!(err.contains("refused"), "{err}");
+        }
+    }
+    // The same with mosquitto_pub, where it is installed.
+    if have("mosquitto_pub") {
+        let args = publish(&["-u", "alice", "-P", "wrong"]);
+        let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+        let (code, _, _) = run("mosquitto_pub", &args).await;
+        assert_ne!(code, 0);
+    }
+}
