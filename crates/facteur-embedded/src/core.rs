@@ -7,8 +7,8 @@
 //! validation).
 
 use facteur_codec::{
-    decode, ConnAck, Connect, Disconnect, Encode, EncodeError, Packet, Properties, Property,
-    Publish, QoS, ReasonCode, Status, Subscribe, Subscription, Unsubscribe,
+    decode, Connect, Disconnect, Encode, EncodeError, Packet, Properties, Property, Publish, QoS,
+    ReasonCode, Status, Subscribe, Subscription, Unsubscribe,
 };
 use facteur_session::{Config, Connected, Event, Instant, MessageId, Role, Session, Store};
 
@@ -374,6 +374,9 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
     fn lost(&mut self) {
         let now = self.now();
         self.session.on_connection_lost(now);
+        // Unanswered SUBSCRIBE / UNSUBSCRIBE packets are not sent again: their identifiers
+        // are free.
+        self.session.release_packet_ids();
         self.state = State::Down;
         self.rx_len = 0;
         self.rx_reported = 0;
@@ -427,15 +430,11 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
                     // 3.1.1 lets a client without state take up a persistent session the
                     // broker kept (a device after a reboot, clean session 0): the broker's
                     // part (subscriptions, queued messages) carries on, ours starts empty.
-                    let adopted =
-                        !version.is_v5() && connack.session_present && !self.session.has_state();
-                    let ours = ConnAck {
-                        session_present: connack.session_present && !adopted,
-                        ..connack
-                    };
-                    return match self.session.accept_connack(now, &connect, &ours) {
-                        Ok(mut connected) => {
-                            connected.session_present |= adopted;
+                    if !version.is_v5() && !self.session.has_state() {
+                        self.session.adopt_server_session();
+                    }
+                    return match self.session.accept_connack(now, &connect, &connack) {
+                        Ok(connected) => {
                             self.state = State::Up;
                             self.rx_reported = len;
                             self.ready = Some(Ready::Connected(connected));
@@ -461,15 +460,17 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
                     }
                 }
                 (State::Up, Packet::SubAck(ack)) => {
-                    let _ = self.session.handle(packet, now);
-                    self.acknowledged(ack.packet_id)?;
+                    let id = ack.packet_id;
+                    self.session.handle(packet, now);
+                    self.acknowledged(id)?;
                     self.rx_reported = len;
                     self.ready = Some(Ready::Frame);
                     return Ok(true);
                 }
                 (State::Up, Packet::UnsubAck(ack)) => {
-                    let _ = self.session.handle(packet, now);
-                    self.acknowledged(ack.packet_id)?;
+                    let id = ack.packet_id;
+                    self.session.handle(packet, now);
+                    self.acknowledged(id)?;
                     self.rx_reported = len;
                     self.ready = Some(Ready::Frame);
                     return Ok(true);
@@ -493,9 +494,10 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
         }
     }
 
-    /// A SUBACK or UNSUBACK for `id`: its identifier goes back to the session.
+    /// A SUBACK or UNSUBACK for `id` went to the session, which gives its identifier back,
+    /// or ends the connection when no request of ours holds it.
     fn acknowledged<E>(&mut self, id: u16) -> Result<(), Error<E>> {
-        if self.session.release_packet_id(id) {
+        if self.session.is_connected() {
             Ok(())
         } else {
             let violation = Error::Protocol(Violation::UnknownPacketId(id));

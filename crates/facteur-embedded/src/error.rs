@@ -78,7 +78,8 @@ pub enum Error<E> {
     /// field too long).
     Invalid(EncodeError),
     /// As many SUBSCRIBE / UNSUBSCRIBE packets as the session tracks
-    /// ([`CONTROL_IDS`](facteur_session::CONTROL_IDS)) await their acknowledgement.
+    /// (the store's in-flight capacity, `INFLIGHT` of
+    /// [`HeaplessStore`](facteur_session::HeaplessStore)) await their acknowledgement.
     TooManyPending,
 }
 

@@ -136,7 +136,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connect;
-mod control;
 mod event;
 mod frame;
 mod ids;
@@ -151,7 +150,6 @@ pub use connect::{
     client_identifier, Accepted, ClientId, ConnAckProperties, Connected, Refused, ServerPolicy,
     TakeOver,
 };
-pub use control::CONTROL_IDS;
 pub use event::{Event, MessageId};
 #[cfg(feature = "alloc")]
 pub use frame::Frame;
@@ -159,7 +157,7 @@ pub use ids::PacketIds;
 #[cfg(feature = "alloc")]
 pub use retained::{RetainedMessage, RetainedStore};
 pub use session::{
-    Admission, Config, Connection, PublishError, QueueLimits, Role, Session, Verdict,
+    Admission, Config, Connection, Deferred, PublishError, QueueLimits, Role, Session, Verdict,
 };
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;
