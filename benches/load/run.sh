@@ -14,6 +14,11 @@
 # delivered message (from /proc) and, where `perf` can trace, its system calls per message.
 # BROKERS="facteur mosquitto" runs only those. LOADGEN=path runs another build's `facteur
 # bench` as the load generator (to compare two builds of the broker with one generator).
+# TLS=1 puts facteur and mosquitto behind TLS with the same certificates (a CA and a
+# P-256 server certificate for localhost made here with openssl; rumqttd is left out) and
+# the load generator connects with `--cafile`: the idle connections' connects/s are then
+# TLS handshakes (with CONNECT/CONNACK) per second. ONLY=text runs only the throughput rows
+# whose "scenario/qos/size" contains it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-3}"
@@ -30,6 +35,7 @@ fi
 cat > "$work/facteur.toml" <<CONF
 max_queued_messages = 1000
 max_inflight_messages = 20
+allow_anonymous = true
 [[listeners]]
 port = 18841
 CONF
@@ -41,6 +47,27 @@ max_queued_messages 1000
 max_inflight_messages 20
 max_connections -1
 CONF
+tls_args=()
+if [ "${TLS:-0}" = 1 ]; then
+  (
+    cd "$work"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout ca.key -out ca.crt -days 2 -subj "/CN=facteur bench CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out server.crt -days 2 -extfile server.ext 2>/dev/null
+  )
+  printf 'certfile = "%s"\nkeyfile = "%s"\n' "$work/server.crt" "$work/server.key" >> "$work/facteur.toml"
+  printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$work/ca.crt" "$work/server.crt" \
+    "$work/server.key" >> "$work/mosquitto.conf"
+  tls_args=(--cafile "$work/ca.crt")
+fi
+only_args=()
+if [ -n "${ONLY:-}" ]; then
+  only_args=(--only "$ONLY")
+fi
 cat > "$work/rumqttd.toml" <<CONF
 id = 0
 [router]
@@ -73,6 +100,11 @@ if perf stat -e raw_syscalls:sys_enter -x , true >/dev/null 2>&1; then
 fi
 
 start() {
+  # Another broker on the port (another run of this script) would be measured instead.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is already in use: is another load run going on?" >&2
+    return 1
+  fi
   case "$1" in
     facteur) "${broker_cpu[@]}" "$bench" broker -c "$work/facteur.toml" >/dev/null 2>&1 & ;;
     mosquitto) "${broker_cpu[@]}" mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & ;;
@@ -95,7 +127,11 @@ stop() {
   wait "$pid" 2>/dev/null || true
 }
 
-for broker in ${BROKERS:-facteur mosquitto rumqttd}; do
+default_brokers="facteur mosquitto rumqttd"
+if [ "${TLS:-0}" = 1 ]; then
+  default_brokers="facteur mosquitto"
+fi
+for broker in ${BROKERS:-$default_brokers}; do
   case "$broker" in
     facteur) port=18841; version="$($bench --version | awk '{print $2}')" ;;
     mosquitto) port=18842; version="$( (mosquitto -h 2>/dev/null || true) | head -1 | awk '{print $3}')" ;;
@@ -105,12 +141,12 @@ for broker in ${BROKERS:-facteur mosquitto rumqttd}; do
   echo
   start "$broker"
   "${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" --idle 0 \
-    --pid "$pid" "${syscalls[@]}" 2>/dev/null
+    --pid "$pid" "${syscalls[@]}" "${tls_args[@]}" "${only_args[@]}" 2>/dev/null
   stop
   # Idle connections on a fresh process, so its RSS growth is theirs alone.
   start "$broker"
   "${load_cpu[@]}" "$loadgen" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only \
-    2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
+    "${tls_args[@]}" 2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
   stop
   echo
 done

@@ -1,7 +1,10 @@
 //! Accepting a connection: its CONNECT is read (within the connect timeout, under a small
 //! size cap while unauthenticated), the client identifier and the connection count are
-//! settled, and the connection is handed to its session's task.
+//! settled, the client is authenticated, and the connection is handed to its session's
+//! task.
 
+use crate::auth::{AuthError, AuthRequest};
+use crate::enhanced::{self, ClientAuth, Failure};
 use crate::link::encode_into;
 use crate::message::Attach;
 use crate::router::{LinkSlot, Router, SessionSlot};
@@ -14,10 +17,39 @@ use facteur_session::{client_identifier, ClientId};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Serves one accepted connection: reads its CONNECT, then hands it to its session's task
-/// (starting one if the client has none).
-pub(crate) async fn serve(mut stream: Stream, config: Arc<Config>, router: Arc<Router>) {
+/// Where a connection came from, as authentication needs to know it.
+#[derive(Debug, Default)]
+pub(crate) struct Origin {
+    /// The listener's index in the configuration; `None` for a stream given by the
+    /// embedder.
+    pub(crate) listener: Option<usize>,
+    /// Whether anonymous clients are accepted there.
+    pub(crate) anonymous_allowed: bool,
+    /// The identity of the client's verified TLS certificate.
+    pub(crate) certificate_identity: Option<String>,
+    /// The listener has `use_identity_as_username`.
+    pub(crate) identity_as_username: bool,
+}
+
+/// Serves one accepted connection: reads its CONNECT, authenticates the client, then hands
+/// the connection to its session's task (starting one if the client has none).
+pub(crate) async fn serve(
+    stream: Stream,
+    origin: Origin,
+    config: Arc<Config>,
+    router: Arc<Router>,
+) {
     let _task = router.track_task();
+    serve_tracked(stream, origin, config, router).await;
+}
+
+async fn serve_tracked(
+    mut stream: Stream,
+    origin: Origin,
+    config: Arc<Config>,
+    router: Arc<Router>,
+) {
+    let deadline = tokio::time::Instant::now() + config.connect_timeout();
     let mut read = BytesMut::new();
     let frame = match Box::pin(read_connect(&mut stream, &mut read, &config)).await {
         Ok(Some(frame)) => frame,
@@ -35,6 +67,32 @@ pub(crate) async fn serve(mut stream: Stream, config: Arc<Config>, router: Arc<R
         }
         Err(None) => return,
     };
+    let authenticated = tokio::time::timeout_at(
+        deadline,
+        Box::pin(authenticate(
+            &mut stream,
+            &mut read,
+            &frame,
+            &client_id,
+            &origin,
+            &router,
+            &config,
+        )),
+    )
+    .await;
+    let auth = match authenticated {
+        Ok(Ok(auth)) => auth,
+        Ok(Err(Some(refusal))) => {
+            tracing::debug!(client = %client_id, why = %refusal.why, "CONNECT refused");
+            let _ = Box::pin(refuse(&mut stream, &refusal)).await;
+            return;
+        }
+        Ok(Err(None)) => return,
+        Err(_) => {
+            tracing::debug!(client = %client_id, "authentication took longer than connect_timeout");
+            return;
+        }
+    };
     // Boxed: the session's channel then holds pointers, not whole sockets and buffers.
     let attach = Box::new(Attach {
         stream,
@@ -42,6 +100,7 @@ pub(crate) async fn serve(mut stream: Stream, config: Arc<Config>, router: Arc<R
         frame,
         assigned,
         slot,
+        auth,
     });
     hand_over(client_id.into(), attach, config, router);
 }
@@ -73,6 +132,97 @@ pub(crate) fn hand_over(
             }
         }
     }
+}
+
+/// Asks the broker's authenticator whether the client of this CONNECT may connect (for a
+/// 5.0 CONNECT with an Authentication Method, through the AUTH exchange). What it settled
+/// is kept for the session when there is something to keep.
+async fn authenticate(
+    stream: &mut Stream,
+    read: &mut BytesMut,
+    frame: &[u8],
+    client_id: &str,
+    origin: &Origin,
+    router: &Router,
+    config: &Config,
+) -> Result<Option<Box<ClientAuth>>, Option<Refusal>> {
+    let (connect, _) = parse_connect(frame).ok_or(None)?;
+    let from_certificate = origin.identity_as_username;
+    let request = AuthRequest {
+        client_id,
+        username: match from_certificate {
+            true => origin.certificate_identity.as_deref(),
+            false => connect.username,
+        },
+        password: connect.password.filter(|_| !from_certificate),
+        certificate_identity: origin.certificate_identity.as_deref(),
+        username_from_certificate: from_certificate,
+        anonymous_allowed: origin.anonymous_allowed,
+        listener: origin.listener,
+        version: connect.protocol,
+    };
+    if from_certificate && request.username.is_none() {
+        let why = "this listener takes the username from a client certificate";
+        return Err(Some(Refusal::new(&connect, ReasonCode::NotAuthorized, why)));
+    }
+    let mut auth = ClientAuth {
+        certificate_identity: origin.certificate_identity.as_deref().map(Box::from),
+        listener: origin.listener,
+        anonymous_allowed: origin.anonymous_allowed,
+        ..ClientAuth::default()
+    };
+    let identity = match connect.properties.authentication_method() {
+        Some(method) => {
+            let Some(conversation) = router.authenticator.enhanced(method, &request) else {
+                let why = "this authentication method is not supported";
+                let reason = ReasonCode::BadAuthenticationMethod;
+                return Err(Some(Refusal::new(&connect, reason, why)));
+            };
+            let peer_max = connect
+                .properties
+                .maximum_packet_size()
+                .unwrap_or(facteur_codec::PROTOCOL_MAX_PACKET_SIZE);
+            let data = connect.properties.authentication_data();
+            let limit = config.connect_packet_limit();
+            match enhanced::before_connack(
+                stream,
+                read,
+                conversation,
+                method,
+                data,
+                limit,
+                peer_max,
+            )
+            .await
+            {
+                Ok((identity, data)) => {
+                    auth.method = Some(method.into());
+                    auth.connack_data = data;
+                    identity
+                }
+                Err(Failure::Refused(reason, why)) => {
+                    return Err(Some(Refusal::new(&connect, reason, why)))
+                }
+                Err(Failure::Gone) => return Err(None),
+            }
+        }
+        None => match router.authenticator.authenticate(&request).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                let (reason, why) = match error {
+                    // 3.x clients get 5 (not authorized) either way, as from mosquitto.
+                    AuthError::BadCredentials if connect.protocol.is_v5() => (
+                        ReasonCode::BadUserNameOrPassword,
+                        "bad username or password",
+                    ),
+                    _ => (ReasonCode::NotAuthorized, "not authorized"),
+                };
+                return Err(Some(Refusal::new(&connect, reason, why)));
+            }
+        },
+    };
+    auth.username = identity.username.map(Arc::from);
+    Ok((auth.username.is_some() || auth.method.is_some()).then(|| Box::new(auth)))
 }
 
 /// Refuses a connection the broker has no room for a session for.
@@ -180,6 +330,7 @@ pub(crate) async fn read_connect(
                 if error.reason_code() == ReasonCode::UnsupportedProtocolVersion {
                     // The client's version is unknown: the 3.x answer is the one all read.
                     stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await?;
+                    stream.flush().await?;
                 }
                 return Ok(None);
             }

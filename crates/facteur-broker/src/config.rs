@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Why a configuration could not be used. The message names the key.
@@ -32,7 +32,19 @@ pub enum ConfigError {
     },
 }
 
-/// One listener: where the broker accepts MQTT over TCP.
+/// What a listener speaks on top of TCP (or TLS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// MQTT straight on the (TLS) connection. The default.
+    #[default]
+    Mqtt,
+    /// MQTT over WebSocket (RFC 6455, subprotocol `mqtt`, any request path).
+    Websockets,
+}
+
+/// One listener: where the broker accepts MQTT over TCP, TLS or WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -43,6 +55,30 @@ pub struct Listener {
     /// The TCP port; default 1883, 0 picks a free port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// `mqtt` (the default) or `websockets`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The server's certificate chain (PEM); with `keyfile` it turns TLS on.
+    #[serde(default)]
+    pub certfile: Option<PathBuf>,
+    /// The server's private key (PEM), for `certfile`.
+    #[serde(default)]
+    pub keyfile: Option<PathBuf>,
+    /// Certificate authorities (PEM) client certificates are verified against.
+    #[serde(default)]
+    pub cafile: Option<PathBuf>,
+    /// Refuse a TLS client without a valid certificate (needs `cafile`). Default false:
+    /// with `cafile`, a certificate is verified if the client presents one.
+    #[serde(default)]
+    pub require_certificate: bool,
+    /// The client certificate's identity (its CN, else its first DNS or email SAN) is the
+    /// client's username, for authentication and ACLs; the CONNECT's own username and
+    /// password are then ignored (needs `require_certificate`).
+    #[serde(default)]
+    pub use_identity_as_username: bool,
+    /// Overrides the broker's `allow_anonymous` on this listener.
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
 }
 
 fn default_bind_address() -> String {
@@ -58,6 +94,13 @@ impl Default for Listener {
         Self {
             bind_address: default_bind_address(),
             port: default_port(),
+            protocol: Protocol::Mqtt,
+            certfile: None,
+            keyfile: None,
+            cafile: None,
+            require_certificate: false,
+            use_identity_as_username: false,
+            allow_anonymous: None,
         }
     }
 }
@@ -74,6 +117,55 @@ impl Listener {
             key: "listeners.bind_address",
             why: format!("{:?} is not an IP address ({e})", self.bind_address),
         })
+    }
+
+    /// Whether the listener speaks TLS (`certfile` and `keyfile` set).
+    pub fn is_tls(&self) -> bool {
+        self.certfile.is_some()
+    }
+
+    /// Whether anonymous clients (no username, no certificate identity) are accepted here:
+    /// the listener's `allow_anonymous`, else the broker's, else only when the listener is
+    /// bound to a loopback address.
+    pub fn anonymous_allowed(&self, config: &Config) -> bool {
+        self.allow_anonymous
+            .or(config.allow_anonymous)
+            .unwrap_or_else(|| self.socket_addr().is_ok_and(|a| a.ip().is_loopback()))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key, why: &str| {
+            Err(ConfigError::Value {
+                key,
+                why: why.into(),
+            })
+        };
+        self.socket_addr()?;
+        if self.certfile.is_some() != self.keyfile.is_some() {
+            return bad(
+                "listeners.certfile",
+                "certfile and keyfile go together (both turn TLS on)",
+            );
+        }
+        if !self.is_tls() && (self.cafile.is_some() || self.require_certificate) {
+            return bad(
+                "listeners.cafile",
+                "cafile and require_certificate need TLS (certfile and keyfile)",
+            );
+        }
+        if self.require_certificate && self.cafile.is_none() {
+            return bad(
+                "listeners.require_certificate",
+                "needs cafile, the authorities client certificates are verified against",
+            );
+        }
+        if self.use_identity_as_username && !self.require_certificate {
+            return bad(
+                "listeners.use_identity_as_username",
+                "needs require_certificate = true (and cafile)",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -150,6 +242,18 @@ pub struct Config {
     /// notation: a number and one of `h`, `d`, `w`, `m` (30 days), `y` (365 days), for
     /// example `"14d"`. Default: kept until the broker stops.
     pub persistent_client_expiration: Option<Expiration>,
+    /// Whether clients without a username (and without a certificate identity) may
+    /// connect; a listener's own `allow_anonymous` overrides it. Not set: false when the
+    /// file defines `listeners` ([`Config::from_toml`] sets it), and in code, true only on
+    /// loopback listeners and for streams given to
+    /// [`BrokerHandle::serve_stream`](crate::BrokerHandle::serve_stream).
+    pub allow_anonymous: Option<bool>,
+    /// The password file (`username:hash` lines, written by `facteur passwd` or mosquitto's
+    /// `mosquitto_passwd`): clients giving a username must give its password.
+    pub password_file: Option<PathBuf>,
+    /// The ACL file, in mosquitto's syntax: what each client may publish, subscribe to and
+    /// receive. Not set: everything is allowed to every client admitted.
+    pub acl_file: Option<PathBuf>,
 }
 
 /// A duration written as mosquitto writes `persistent_client_expiration`: a positive whole
@@ -228,25 +332,57 @@ impl Default for Config {
             connect_timeout: 10,
             sys_interval: 10,
             persistent_client_expiration: None,
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
         }
     }
 }
 
 impl Config {
-    /// Parses and checks a configuration.
+    /// Parses and checks a configuration. A file that defines `listeners` and does not set
+    /// `allow_anonymous` refuses anonymous clients (as mosquitto 2.0 does).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text)?;
+        let table: toml::Table = toml::from_str(text)?;
+        let defines_listeners = table.contains_key("listeners");
+        let mut config: Self = table.try_into()?;
+        if defines_listeners && config.allow_anonymous.is_none() {
+            config.allow_anonymous = Some(false);
+        }
         config.check()?;
         Ok(config)
     }
 
-    /// Reads, parses and checks a configuration file.
+    /// Reads, parses and checks a configuration file. Relative paths in it (`certfile`,
+    /// `password_file`, ...) are taken from the file's own directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text)
+        let mut config = Self::from_toml(&text)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes every relative file path relative to `dir`.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p {
+                if path.is_relative() {
+                    *path = dir.join(&*path);
+                }
+            }
+        };
+        resolve(&mut self.password_file);
+        resolve(&mut self.acl_file);
+        for listener in &mut self.listeners {
+            resolve(&mut listener.certfile);
+            resolve(&mut listener.keyfile);
+            resolve(&mut listener.cafile);
+        }
     }
 
     /// Checks the values serde cannot.
@@ -258,7 +394,7 @@ impl Config {
             })
         };
         for listener in &self.listeners {
-            listener.socket_addr()?;
+            listener.check()?;
         }
         if self.max_inflight_messages == 0 {
             return bad("max_inflight_messages", "must be at least 1");
@@ -365,6 +501,60 @@ mod tests {
             config.listeners[0].socket_addr().unwrap(),
             "127.0.0.1:1883".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn security_keys_and_the_anonymous_default() {
+        let text = "password_file = \"passwd\"\nacl_file = \"acl\"\n\
+            [[listeners]]\nport = 8883\nprotocol = \"websockets\"\n\
+            certfile = \"s.crt\"\nkeyfile = \"s.key\"\ncafile = \"ca.crt\"\n\
+            require_certificate = true\nuse_identity_as_username = true\nallow_anonymous = true\n";
+        let config = Config::from_toml(text).unwrap();
+        let listener = &config.listeners[0];
+        assert_eq!(listener.protocol, Protocol::Websockets);
+        assert!(listener.is_tls() && listener.require_certificate);
+        assert!(listener.use_identity_as_username);
+        assert!(listener.anonymous_allowed(&config));
+        // A file that defines listeners refuses anonymous clients unless it says otherwise.
+        assert_eq!(config.allow_anonymous, Some(false));
+        let loopback = Config::from_toml("[[listeners]]\nport = 1\n").unwrap();
+        assert!(!loopback.listeners[0].anonymous_allowed(&loopback));
+        // Without listeners in the file (or without a file): open on loopback only.
+        let default = Config::from_toml("max_keepalive = 5").unwrap();
+        assert_eq!(default.allow_anonymous, None);
+        assert!(default.listeners[0].anonymous_allowed(&default));
+        let mut wide = Config::default();
+        wide.listeners[0].bind_address = "0.0.0.0".into();
+        assert!(!wide.listeners[0].anonymous_allowed(&wide));
+        // Relative paths are taken from the file's directory.
+        let mut resolved = config.clone();
+        resolved.resolve_paths(Path::new("/etc/facteur"));
+        assert_eq!(resolved.password_file, Some("/etc/facteur/passwd".into()));
+        assert_eq!(
+            resolved.listeners[0].cafile,
+            Some("/etc/facteur/ca.crt".into())
+        );
+    }
+
+    #[test]
+    fn tls_keys_that_do_not_go_together() {
+        for (text, key) in [
+            ("[[listeners]]\ncertfile = \"a\"", "certfile"),
+            ("[[listeners]]\nkeyfile = \"a\"", "certfile"),
+            ("[[listeners]]\ncafile = \"a\"", "cafile"),
+            (
+                "[[listeners]]\ncertfile = \"a\"\nkeyfile = \"b\"\nrequire_certificate = true",
+                "require_certificate",
+            ),
+            (
+                "[[listeners]]\ncertfile = \"a\"\nkeyfile = \"b\"\ncafile = \"c\"\nuse_identity_as_username = true",
+                "use_identity_as_username",
+            ),
+            ("[[listeners]]\nprotocol = \"http\"", "protocol"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -56,6 +56,12 @@ impl SessionTask {
     /// Hands a delivery to the session, which queues it or refuses it (counted as dropped).
     pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) {
         let message = &delivery.message;
+        if !self.may_read(&message.topic) {
+            // Not for this client's eyes (retained messages and wills included): dropped,
+            // counted.
+            self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let frame = (delivery.subscription_ids.is_empty())
             .then(|| message.frame_for(self.version(), delivery.qos, delivery.retain))
             .flatten();

@@ -1,5 +1,6 @@
 //! What a session does with each packet its client sends.
 
+use crate::access::may_publish;
 use crate::link::encode_into;
 use crate::link::End;
 use crate::message::{Delivery, Message, Subscribed};
@@ -16,6 +17,14 @@ use std::sync::atomic::Ordering;
 /// Most messages one client's read routes at once (a bound on the batch's memory and on
 /// how long a batch keeps its first message).
 const ROUTE_BATCH: usize = 128;
+
+/// Why a PUBLISH was not taken.
+enum Refused {
+    /// Its payload is over `message_size_limit`.
+    Size(usize),
+    /// The client may not publish to its topic.
+    Acl(String),
+}
 
 thread_local! {
     /// The messages read and not yet routed (per thread, reused).
@@ -51,7 +60,10 @@ impl SessionTask {
             return;
         };
         let mut published = PUBLISHED.with(std::cell::Cell::take);
-        while self.link.as_ref().is_some_and(|l| l.end.is_none()) && self.waiting.is_empty() {
+        while self.link.as_ref().is_some_and(|l| l.end.is_none())
+            && self.waiting.is_empty()
+            && !self.reauth_due()
+        {
             match decode(&read, self.version(), self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
@@ -115,8 +127,13 @@ impl SessionTask {
         let now = self.now();
         let limit = self.config.message_size_limit as usize;
         // The session delivers it; the broker decides what the client is told.
+        let (router, client_id) = (&self.router, &self.client_id);
+        let username = self.auth.as_deref().and_then(|a| a.username.as_deref());
         let message = match self.session.handle(packet, now)? {
-            p if limit != 0 && p.payload.len() > limit => Err(p.payload.len()),
+            p if limit != 0 && p.payload.len() > limit => Err(Refused::Size(p.payload.len())),
+            p if !may_publish(router, client_id, username, p.topic) => {
+                Err(Refused::Acl(p.topic.to_owned()))
+            }
             p => Ok(Message::new(
                 p.topic,
                 p.payload,
@@ -131,10 +148,19 @@ impl SessionTask {
                 self.session.decide(Verdict::Accept);
                 Some(message)
             }
-            Err(size) => {
-                tracing::debug!(client = %self.client_id, size, "payload over message_size_limit");
-                self.session
-                    .decide(Verdict::Reject(ReasonCode::ImplementationSpecificError));
+            Err(refused) => {
+                let reason = match refused {
+                    Refused::Size(size) => {
+                        tracing::debug!(client = %self.client_id, size, "payload over message_size_limit");
+                        ReasonCode::ImplementationSpecificError
+                    }
+                    Refused::Acl(topic) => {
+                        tracing::debug!(client = %self.client_id, %topic, "PUBLISH not authorized");
+                        ReasonCode::NotAuthorized
+                    }
+                };
+                // 5.0: the reason code; 3.x: acknowledged all the same (the session's rule).
+                self.session.decide(Verdict::Reject(reason));
                 self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -167,10 +193,7 @@ impl SessionTask {
             Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
             Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(&unsubscribe),
-            Packet::Auth(_) => self.close_with(
-                ReasonCode::BadAuthenticationMethod,
-                "this broker has no extended authentication",
-            ),
+            Packet::Auth(auth) => self.on_auth(&auth),
             other => {
                 self.session.handle(other, now);
             }
@@ -199,6 +222,12 @@ impl SessionTask {
                 // Before 5.0 `$share/` is an ordinary filter, which facteur does not take.
                 codes.push(ReasonCode::TopicFilterInvalid);
                 why.get_or_insert("shared subscriptions need MQTT 5.0");
+                continue;
+            }
+            let plain = filter.shared().map_or(filter, |shared| shared.filter());
+            if !self.may_subscribe(plain.as_str()) {
+                codes.push(ReasonCode::NotAuthorized);
+                why.get_or_insert("not authorized");
                 continue;
             }
             let options = subscription.options;

@@ -33,26 +33,37 @@
 //! first, `max_queued_bytes`), limits on connections, sessions, retained messages and the
 //! packet before CONNECT, subscription identifiers on delivery, reason strings on refusals,
 //! `$SYS` topics every `sys_interval`, any `AsyncRead + AsyncWrite` stream served
-//! ([`BrokerHandle::serve_stream`]).
-//! Not yet: TLS, WebSocket, authentication and ACLs.
+//! ([`BrokerHandle::serve_stream`]); TLS and mutual TLS (rustls) and WebSocket listeners,
+//! password files (mosquitto's formats), `allow_anonymous`, ACL files in mosquitto's
+//! syntax, and the [`auth`] traits for an embedder's own authentication and authorization
+//! ([`Broker::start_with`]), MQTT 5 enhanced authentication and re-authentication
+//! through an embedder's [`auth::Conversation`]; files re-read by
+//! [`BrokerHandle::reload_security_files`].
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accept;
+mod access;
+pub mod auth;
 mod config;
 mod delivery;
+mod enhanced;
 mod filters;
 mod handlers;
 mod link;
+mod listen;
 mod local;
 mod mailbox;
 mod message;
 mod router;
 mod session_task;
 mod sys;
+mod tls;
 mod transport;
+mod websocket;
 
-pub use config::{Config, ConfigError, Expiration, Listener};
+pub use auth::Security;
+pub use config::{Config, ConfigError, Expiration, Listener, Protocol};
 pub use local::{LocalMessage, LocalSubscription};
 pub use transport::ClientStream;
 
@@ -118,6 +129,10 @@ pub enum StartError {
     /// The configuration has a value out of its range (the error names the key).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A password, ACL, certificate or key file cannot be used (the error names the file
+    /// and, for a line that does not parse, the line).
+    #[error(transparent)]
+    Security(#[from] auth::FileError),
     /// A listener could not be bound (the address is in use, not local, or needs rights).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -129,27 +144,68 @@ pub enum StartError {
 }
 
 impl Broker {
-    /// Binds every listener and starts accepting on the current tokio runtime.
+    /// Binds every listener and starts accepting on the current tokio runtime, with the
+    /// password file, `allow_anonymous` and the ACL file of the configuration.
     ///
     /// # Errors
-    /// [`StartError::Config`] for a value out of its range, [`StartError::Bind`] when a
+    /// [`StartError::Config`] for a value out of its range, [`StartError::Security`] when a
+    /// password, ACL, certificate or key file cannot be used, [`StartError::Bind`] when a
     /// listener cannot be bound.
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        Self::start_with(config, Security::new()).await
+    }
+
+    /// As [`Broker::start`], with the embedder's own authentication or authorization in
+    /// place of the files' (the configuration's `password_file` or `acl_file` is then not
+    /// read for the part replaced).
+    ///
+    /// # Errors
+    /// As [`Broker::start`].
+    pub async fn start_with(
+        config: Config,
+        security: Security,
+    ) -> Result<BrokerHandle, StartError> {
         config.check()?;
         let config = Arc::new(config);
+        // Every file is read before anything listens: a bad one never leaves a broker open.
+        let mut files = AuthFiles::default();
+        let authenticator: Arc<dyn auth::Authenticator> = match security.authenticator {
+            Some(authenticator) => authenticator,
+            None => {
+                let path = config.password_file.as_deref();
+                let file = Arc::new(auth::FileAuthenticator::load(path)?);
+                files.authenticator = Some(file.clone());
+                file
+            }
+        };
+        let authorizer: Option<Arc<dyn auth::Authorizer>> =
+            match (security.authorizer, &config.acl_file) {
+                (Some(authorizer), _) => Some(authorizer),
+                (None, Some(path)) => {
+                    let file = Arc::new(auth::FileAuthorizer::load(path)?);
+                    files.authorizer = Some(file.clone());
+                    Some(file)
+                }
+                (None, None) => None,
+            };
+        let mut kinds = Vec::new();
+        for (index, listener) in config.listeners.iter().enumerate() {
+            kinds.push(Arc::new(listen::Kind::new(index, listener, &config)?));
+        }
         let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router::new(&config));
+        let router = Arc::new(Router::new(&config, authenticator, authorizer));
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
-        for listener in &config.listeners {
+        for (listener, kind) in config.listeners.iter().zip(kinds) {
             let addr = listener.socket_addr()?;
             let bind = |source| StartError::Bind { addr, source };
             let socket = TcpListener::bind(addr).await.map_err(bind)?;
             let bound = socket.local_addr().map_err(bind)?;
             addrs.push(bound);
-            tracing::info!(addr = %bound, "listening");
-            tasks.spawn(accept_loop(
+            tracing::info!(addr = %bound, tls = listener.is_tls(), protocol = ?listener.protocol, "listening");
+            tasks.spawn(listen::accept_loop(
                 socket,
+                kind,
                 config.clone(),
                 router.clone(),
                 stopped.clone(),
@@ -168,35 +224,16 @@ impl Broker {
             router,
             stop,
             tasks,
+            files,
         })
     }
 }
 
-async fn accept_loop(
-    socket: TcpListener,
-    config: Arc<Config>,
-    router: Arc<Router>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = socket.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    router.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "accepted");
-                    // Detached: the router counts the task (no handle kept per client).
-                    tokio::spawn(accept::serve(
-                        transport::Stream::Tcp(stream),
-                        config.clone(),
-                        router.clone(),
-                    ));
-                }
-                Err(error) => tracing::warn!(%error, "accept failed"),
-            },
-            _ = stopped.changed() => break,
-        }
-    }
+/// The file-based authenticator and authorizer the broker uses and can re-read.
+#[derive(Debug, Default)]
+struct AuthFiles {
+    authenticator: Option<Arc<auth::FileAuthenticator>>,
+    authorizer: Option<Arc<auth::FileAuthorizer>>,
 }
 
 /// A running broker: its addresses, its statistics, and the way to stop it.
@@ -207,6 +244,7 @@ pub struct BrokerHandle {
     router: Arc<Router>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    files: AuthFiles,
 }
 
 impl std::fmt::Debug for Router {
@@ -263,11 +301,41 @@ impl BrokerHandle {
             .stats
             .connections
             .fetch_add(1, Ordering::Relaxed);
+        let origin = accept::Origin {
+            anonymous_allowed: self.config.allow_anonymous.unwrap_or(true),
+            ..accept::Origin::default()
+        };
         tokio::spawn(accept::serve(
             transport::Stream::Other(Box::new(stream)),
+            origin,
             self.config.clone(),
             self.router.clone(),
         ));
+    }
+
+    /// Reads the password file and the ACL file again (what the `facteur` program does on
+    /// SIGHUP) and puts them in force for every later check, connected clients included.
+    /// Both files are read before either is put in force: when one fails, the rules in
+    /// force stay exactly as they were.
+    ///
+    /// # Errors
+    /// A file cannot be read or a line does not parse (the error names the file and line).
+    pub fn reload_security_files(&self) -> Result<(), auth::FileError> {
+        let passwords = match &self.files.authenticator {
+            Some(authenticator) => Some(authenticator.read_again()?),
+            None => None,
+        };
+        let acl = match &self.files.authorizer {
+            Some(authorizer) => Some(authorizer.read_again()?),
+            None => None,
+        };
+        if let (Some(authenticator), Some(passwords)) = (&self.files.authenticator, passwords) {
+            authenticator.put_in_force(passwords);
+        }
+        if let (Some(authorizer), Some(acl)) = (&self.files.authorizer, acl) {
+            authorizer.put_in_force(acl);
+        }
+        Ok(())
     }
 
     /// Publishes a message from inside the process to every matching subscriber, as a

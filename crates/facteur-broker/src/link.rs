@@ -31,6 +31,8 @@ impl Link {
     /// Writes the bytes waiting in `out`, then releases the buffer.
     pub(crate) async fn write_out(&mut self, stats: &crate::Stats) -> std::io::Result<()> {
         self.stream.write_all(&self.out).await?;
+        // TLS and WebSocket streams send what they buffered (a no-op for TCP).
+        self.stream.flush().await?;
         stats
             .bytes_sent
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);

@@ -141,4 +141,7 @@ pub(crate) struct Attach {
     pub(crate) assigned: bool,
     /// Its place among the connected clients.
     pub(crate) slot: LinkSlot,
+    /// What its authentication settled (a username, an enhanced authentication), if
+    /// anything.
+    pub(crate) auth: Option<Box<crate::enhanced::ClientAuth>>,
 }

@@ -2,6 +2,7 @@
 //! connected clients, and the statistics. A PUBLISH takes read locks only on its way to the
 //! subscribers, and its payload is shared by all of them (one `Arc`, never a copy each).
 
+use crate::auth::{Authenticator, Authorizer};
 use crate::mailbox::Mailbox;
 use crate::message::{Attach, Delivery, Message, Subscribed};
 use crate::Stats;
@@ -100,6 +101,10 @@ pub(crate) struct Router {
     tasks: AtomicUsize,
     tasks_ended: tokio::sync::Notify,
     pub(crate) stats: Stats,
+    /// Who may connect.
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    /// What each client may do; `None`: everything (no check on the delivery path).
+    pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
 }
 
 /// One client admitted, counted among [`Router::links`] until it is dropped or its
@@ -149,7 +154,11 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(config: &crate::Config) -> Self {
+    pub(crate) fn new(
+        config: &crate::Config,
+        authenticator: Arc<dyn Authenticator>,
+        authorizer: Option<Arc<dyn Authorizer>>,
+    ) -> Self {
         let (retain_available, mailbox_capacity) =
             (config.retain_available, config.max_queued_messages);
         Self {
@@ -170,6 +179,8 @@ impl Router {
             tasks: AtomicUsize::new(0),
             tasks_ended: tokio::sync::Notify::new(),
             stats: Stats::default(),
+            authenticator,
+            authorizer,
         }
     }
 

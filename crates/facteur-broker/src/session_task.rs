@@ -4,6 +4,7 @@
 
 use crate::accept::{hand_over, parse_connect, refuse, Refusal};
 use crate::delivery::AdmitsAll;
+use crate::enhanced::ClientAuth;
 use crate::filters::Filters;
 use crate::link::{encode_into, linger, poll_read_link, End, Link};
 use crate::mailbox::{Mailbox, Next};
@@ -36,6 +37,10 @@ pub(crate) struct SessionTask {
     pub(crate) waiting: Waitings,
     pub(crate) router: Arc<Router>,
     pub(crate) config: Arc<Config>,
+    /// What the authentication of the connection that last attached settled (the username
+    /// ACLs see, an enhanced authentication): a resumed session takes the new
+    /// connection's.
+    pub(crate) auth: Option<Box<ClientAuth>>,
 }
 
 impl SessionTask {
@@ -69,6 +74,7 @@ impl SessionTask {
             waiting: Waitings::default(),
             router,
             config,
+            auth: None,
         }
     }
 
@@ -115,6 +121,12 @@ impl SessionTask {
             if !self.waiting.is_empty() {
                 Box::pin(self.wait_for_room()).await;
                 // Packets that were read but held back while waiting.
+                self.on_bytes();
+                continue;
+            }
+            if self.reauth_due() {
+                Box::pin(self.reauth_step()).await;
+                // Packets that were read but held back meanwhile.
                 self.on_bytes();
                 continue;
             }
@@ -198,6 +210,7 @@ impl SessionTask {
             frame,
             assigned,
             slot,
+            auth,
         } = *attach;
         let Some((connect, _)) = parse_connect(&frame) else {
             return;
@@ -213,6 +226,9 @@ impl SessionTask {
                 return;
             }
         };
+        // Rights go with the connection: what this session receives from now on is checked
+        // against the client that just connected.
+        self.auth = auth;
         if !accepted.session_present {
             // A new session: nothing of an earlier one is kept.
             self.router
@@ -222,6 +238,17 @@ impl SessionTask {
         let version = connect.protocol;
         let assigned_id = assigned.then_some(&*self.client_id);
         let props = accepted.connack_properties(assigned_id);
+        // Enhanced authentication: the method, and the server's last data, if any.
+        let data = self.auth.as_deref_mut().and_then(|a| a.connack_data.take());
+        let method = self.auth.as_deref().and_then(|a| a.method.as_deref());
+        let mut with_auth: Vec<facteur_codec::Property<'_>> = Vec::new();
+        if let Some(method) = method {
+            with_auth.extend(props.as_properties().iter());
+            with_auth.push(facteur_codec::Property::AuthenticationMethod(method));
+            if let Some(data) = &data {
+                with_auth.push(facteur_codec::Property::AuthenticationData(data));
+            }
+        }
         // Counted until the link is closed (`close_link`, or the task's end).
         slot.hand_to_session();
         let mut link = Link {
@@ -230,11 +257,11 @@ impl SessionTask {
             out: Vec::new(),
             end: None,
         };
-        encode_into(
-            &mut link.out,
-            version,
-            &Packet::ConnAck(accepted.connack(&props)),
-        );
+        let mut connack = accepted.connack(&props);
+        if !with_auth.is_empty() {
+            connack.properties = facteur_codec::Properties::from_slice(&with_auth);
+        }
+        encode_into(&mut link.out, version, &Packet::ConnAck(connack));
         self.link = Some(link);
         let present = accepted.session_present;
         tracing::debug!(client = %self.client_id, %version, present, "connected");
@@ -358,8 +385,14 @@ impl SessionTask {
             .will()
             .map(|w| Message::new(w.topic, w.payload, w.qos, w.retain, &w.properties, now));
         if let Some(message) = message {
-            tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             self.session.clear_will();
+            if !self.may_publish(&message.topic) {
+                // Checked when it is due, against the rules in force then.
+                tracing::debug!(client = %self.client_id, topic = %message.topic, "will not authorized");
+                self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tracing::debug!(client = %self.client_id, topic = %message.topic, "publishing will");
             let waiting = self.router.publish(self.key, message).waiting;
             self.router.drop_waiting(waiting);
         }

@@ -8,19 +8,20 @@
 //! * latency percentiles at a fixed rate (1 publisher → 1 subscriber);
 //! * idle connections: connects per second, and the broker's RSS per connection (given its
 //!   `--pid`).
+//!
+//! With `--cafile` every connection is TLS (`bench_stream`): the idle connections' connects
+//! per second are then TLS handshakes (with CONNECT and CONNACK) per second.
 
+use crate::bench_stream::{connect, Endpoint, ReadSide, WriteSide};
 use bytes::BytesMut;
 use facteur_codec::{
     decode, frame, Connect, Encode, Packet, ProtocolVersion, PubResponse, Publish, QoS, Status,
     Subscribe, Subscription,
 };
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -37,7 +38,8 @@ const PACE: u64 = 256;
 /// What to run.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
-    pub(crate) addr: SocketAddr,
+    /// The broker, and TLS to it if asked for.
+    pub(crate) endpoint: Endpoint,
     pub(crate) duration: Duration,
     pub(crate) pid: Option<u32>,
     pub(crate) idle: usize,
@@ -52,8 +54,8 @@ pub(crate) struct Options {
 }
 
 struct Conn {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    read: ReadSide,
+    write: WriteSide,
     buf: BytesMut,
 }
 
@@ -65,20 +67,18 @@ fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, id: &str, keep_alive: u16) -> Result<Self, Error> {
-        Self::open_within(addr, id, keep_alive, WAIT).await
+    async fn open(endpoint: &Endpoint, id: &str, keep_alive: u16) -> Result<Self, Error> {
+        Self::open_within(endpoint, id, keep_alive, WAIT).await
     }
 
     /// Connects, waiting up to `wait` for the CONNACK.
     async fn open_within(
-        addr: SocketAddr,
+        endpoint: &Endpoint,
         id: &str,
         keep_alive: u16,
         wait: Duration,
     ) -> Result<Self, Error> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        let (read, write) = connect(endpoint).await?;
         let mut conn = Self {
             read,
             write,
@@ -92,7 +92,7 @@ impl Conn {
             }),
             &mut out,
         );
-        conn.write.write_all(&out).await?;
+        conn.write.send(&out).await?;
         let connack = tokio::time::timeout(wait, conn.next()).await??;
         if connack.get(3) != Some(&0) {
             return Err(format!("refused: {connack:02X?}").into());
@@ -104,7 +104,7 @@ impl Conn {
         let subs = [Subscription::new(filter, qos)];
         let mut out = Vec::new();
         encode(&Packet::Subscribe(Subscribe::new(1, &subs)), &mut out);
-        self.write.write_all(&out).await?;
+        self.write.send(&out).await?;
         let suback = tokio::time::timeout(WAIT, self.next()).await??;
         if suback.first() != Some(&0x90) {
             return Err("no SUBACK".into());
@@ -118,7 +118,7 @@ impl Conn {
     }
 }
 
-async fn next_frame(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<BytesMut, Error> {
+async fn next_frame(read: &mut ReadSide, buf: &mut BytesMut) -> Result<BytesMut, Error> {
     loop {
         if let Status::Complete(header) = frame(buf, u32::MAX)? {
             return Ok(buf.split_to(header.packet_len()));
@@ -166,7 +166,7 @@ async fn subscriber(mut conn: Conn, start: Instant, seen: Arc<Seen>, keep_latenc
         }
         // Acknowledge in batches: whatever is already buffered first.
         if !acks.is_empty() && conn.buf.is_empty() {
-            if conn.write.write_all(&acks).await.is_err() {
+            if conn.write.send(&acks).await.is_err() {
                 break;
             }
             acks.clear();
@@ -238,7 +238,7 @@ async fn publisher(
                 match window.try_acquire() {
                     Ok(permit) => permit.forget(),
                     Err(_) => {
-                        write.write_all(&out).await?;
+                        write.send(&out).await?;
                         out.clear();
                         window.acquire().await?.forget();
                     }
@@ -258,11 +258,11 @@ async fn publisher(
         }
         if qos == QoS::AtMostOnce && interval.is_none() && sent % PACE < batch {
             out.extend_from_slice(&[0xC0, 0x00]);
-            write.write_all(&out).await?;
+            write.send(&out).await?;
             out.clear();
             tokio::time::timeout(WAIT, pongs.acquire()).await??.forget();
         }
-        write.write_all(&out).await?;
+        write.send(&out).await?;
         out.clear();
         if let Some(interval) = interval {
             tokio::time::sleep_until((start + interval * sent as u32).into()).await;
@@ -423,13 +423,13 @@ async fn throughput(
     };
     let mut subscribers = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
-        let mut conn = Conn::open(opts.addr, &format!("{ids}-sub-{i}"), 600).await?;
+        let mut conn = Conn::open(&opts.endpoint, &format!("{ids}-sub-{i}"), 600).await?;
         conn.subscribe(filter, qos).await?;
         subscribers.push(tokio::spawn(subscriber(conn, start, seen.clone(), false)));
     }
     let mut publishers = Vec::new();
     for (i, topic) in topics.iter().enumerate() {
-        let conn = Conn::open(opts.addr, &format!("{ids}-pub-{i}"), 600).await?;
+        let conn = Conn::open(&opts.endpoint, &format!("{ids}-pub-{i}"), 600).await?;
         let plan = Plan {
             topic: topic.clone(),
             qos,
@@ -489,11 +489,11 @@ async fn latency(opts: &Options, qos: QoS, run: usize) -> Result<[u32; 4], Error
     let start = Instant::now();
     let seen = Arc::new(Seen::default());
     let topic = format!("bench/{run}/lat");
-    let mut sub = Conn::open(opts.addr, &format!("lat-sub-{run}"), 600).await?;
+    let mut sub = Conn::open(&opts.endpoint, &format!("lat-sub-{run}"), 600).await?;
     sub.subscribe(&topic, qos).await?;
     let task = tokio::spawn(subscriber(sub, start, seen.clone(), true));
     let stop = Arc::new(AtomicBool::new(false));
-    let conn = Conn::open(opts.addr, &format!("lat-pub-{run}"), 600).await?;
+    let conn = Conn::open(&opts.endpoint, &format!("lat-pub-{run}"), 600).await?;
     let plan = Plan {
         topic,
         qos,
@@ -537,15 +537,15 @@ async fn idle(opts: &Options) -> Result<(f64, Option<f64>), Error> {
     let started = Instant::now();
     let mut conns = Vec::with_capacity(opts.idle);
     let mut pending = tokio::task::JoinSet::new();
-    let addr = opts.addr;
     for i in 0..opts.idle {
+        let endpoint = opts.endpoint.clone();
         // A broker slow to accept (rumqttd: under 1000 a second) is measured, not failed.
         // A connection reset under the connect storm is retried (three attempts at most).
         pending.spawn(async move {
             let id = format!("idle-{i}");
             let mut attempt = 1;
             loop {
-                match Conn::open_within(addr, &id, 600, IDLE_WAIT).await {
+                match Conn::open_within(&endpoint, &id, 600, IDLE_WAIT).await {
                     Err(_) if attempt < 3 => {
                         attempt += 1;
                         tokio::time::sleep(Duration::from_millis(100)).await;

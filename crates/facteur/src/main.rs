@@ -6,6 +6,9 @@
 //! a terminal.
 
 mod bench;
+mod bench_stream;
+mod passwd;
+mod reload;
 
 use clap::{Parser, Subcommand};
 use facteur_broker::{Broker, Config};
@@ -29,6 +32,9 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Creates, changes and deletes users of a password file, with mosquitto_passwd's
+    /// flags (-c create, -b batch, -D delete, -U hash a file of plain passwords).
+    Passwd(passwd::Args),
     /// Measures an MQTT broker (facteur or another): throughput for fan-in, fan-out and
     /// point-to-point at QoS 0 and 1, latency percentiles at a fixed rate, and idle
     /// connections. Prints markdown tables.
@@ -61,6 +67,12 @@ enum Command {
         /// (`perf stat -e raw_syscalls:sys_enter`; needs perf and the rights to trace).
         #[arg(long)]
         syscalls: bool,
+        /// Connect with TLS, trusting the certificate authorities of this PEM file.
+        #[arg(long)]
+        cafile: Option<PathBuf>,
+        /// With --cafile: the name the broker's certificate must carry.
+        #[arg(long, default_value = "localhost")]
+        tls_name: String,
     },
 }
 
@@ -77,6 +89,15 @@ fn main() -> std::process::ExitCode {
     let config = match cli.command {
         None | Some(Command::Broker { config: None }) => Ok(Config::default()),
         Some(Command::Broker { config: Some(path) }) => Config::load(&path),
+        Some(Command::Passwd(args)) => {
+            return match passwd::run(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("facteur passwd: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         Some(Command::Bench {
             host,
             port,
@@ -87,9 +108,22 @@ fn main() -> std::process::ExitCode {
             only,
             idle_only,
             syscalls,
+            cafile,
+            tls_name,
         }) => {
+            let tls = match cafile.map(|ca| bench_stream::Tls::load(&ca, &tls_name)) {
+                None => None,
+                Some(Ok(tls)) => Some(tls),
+                Some(Err(error)) => {
+                    eprintln!("facteur bench: {error}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
             let options = bench::Options {
-                addr: std::net::SocketAddr::new(host, port),
+                endpoint: bench_stream::Endpoint {
+                    addr: std::net::SocketAddr::new(host, port),
+                    tls,
+                },
                 duration: std::time::Duration::from_secs(duration),
                 pid,
                 idle,
@@ -132,7 +166,10 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = reload::on_hangup(&broker) => {}
+        }
         tracing::info!("stopping");
         broker.shutdown().await;
         std::process::ExitCode::SUCCESS

@@ -88,10 +88,10 @@ fn config_file(name: &str, text: &str) -> PathBuf {
 }
 
 #[test]
-fn help_lists_both_subcommands() {
+fn help_lists_every_subcommand() {
     let (status, output) = run(&["--help"]);
     assert!(status.success(), "{output}");
-    for command in ["broker", "bench"] {
+    for command in ["broker", "passwd", "bench"] {
         assert!(
             output.lines().any(|l| l.trim_start().starts_with(command)),
             "`facteur --help` does not list `{command}`:\n{output}"
@@ -146,4 +146,227 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         "ANSI escape codes in piped logs: {text:?}"
     );
     drop(child);
+}
+
+/// Reads lines until one contains `text` (bounded by [`WAIT`]); that line.
+fn wait_for_line(lines: &mpsc::Receiver<Vec<u8>>, text: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if line.contains(text) {
+                    return line;
+                }
+                seen.push_str(&line);
+            }
+            Err(error) => panic!("no line with {text:?} ({error:?}); output so far:\n{seen}"),
+        }
+    }
+}
+
+/// The CONNACK return code a 3.1.1 client with this username and password gets.
+fn connack_code(addr: &str, user: &str, password: &str) -> u8 {
+    use std::io::Write;
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60, 0, 1, b'c'];
+    for field in [user.as_bytes(), password.as_bytes()] {
+        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        body.extend_from_slice(field);
+    }
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(&packet).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).unwrap();
+    assert_eq!(connack[..3], [0x20, 0x02, 0x00], "{connack:02X?}");
+    connack[3]
+}
+
+fn passwd(args: &[&str]) {
+    let mut all = vec!["passwd", "-I", "10"];
+    all.extend_from_slice(args);
+    let (status, output) = run(&all);
+    assert!(status.success(), "facteur {all:?}: {output}");
+}
+
+fn hangup(child: &Running) {
+    let status = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn users_made_by_facteur_passwd_and_sighup_reloads() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("facteur-cli-passwd");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("passwd");
+    let file_arg = file.to_str().unwrap();
+    passwd(&["-c", "-b", file_arg, "alice", "a1"]);
+    passwd(&["-b", file_arg, "carol", "c1"]);
+    passwd(&["-D", file_arg, "carol"]);
+    // The file's name is relative to the configuration file.
+    let config = dir.join("facteur.toml");
+    std::fs::write(
+        &config,
+        "password_file = \"passwd\"\n[[listeners]]\nport = 0\n",
+    )
+    .unwrap();
+    let (child, lines) = start(&["broker", "-c", config.to_str().unwrap()]);
+    let listening = wait_for_line(&lines, "listening");
+    let addr = listening
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .expect("addr= in the listening line")
+        .to_owned();
+    assert_eq!(connack_code(&addr, "alice", "a1"), 0);
+    assert_eq!(connack_code(&addr, "alice", "a2"), 5);
+    assert_eq!(connack_code(&addr, "carol", "c1"), 5);
+    // A user added while the broker runs: in force after SIGHUP.
+    passwd(&["-b", file_arg, "bob", "b1"]);
+    assert_eq!(connack_code(&addr, "bob", "b1"), 5);
+    hangup(&child);
+    wait_for_line(&lines, "password and ACL files reloaded");
+    assert_eq!(connack_code(&addr, "bob", "b1"), 0);
+    // A broken file: the reload fails, says where, and the users in force stay.
+    std::fs::write(&file, "bob\n").unwrap();
+    hangup(&child);
+    let failed = wait_for_line(&lines, "reload failed");
+    assert!(
+        failed.contains(&format!("{}:1:", file.display())),
+        "{failed}"
+    );
+    assert_eq!(connack_code(&addr, "bob", "b1"), 0);
+    // Plain passwords hashed by -U.
+    std::fs::write(&file, "dora:d1\n").unwrap();
+    passwd(&["-U", file_arg]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("dora:$7$10$"), "{text}");
+    hangup(&child);
+    wait_for_line(&lines, "password and ACL files reloaded");
+    assert_eq!(connack_code(&addr, "dora", "d1"), 0);
+    drop(child);
+}
+
+#[test]
+fn a_bad_password_file_stops_start_up_naming_file_and_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("facteur-cli-bad-passwd");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("passwd");
+    std::fs::write(&file, "# users\nalice:plaintext\n").unwrap();
+    let config = dir.join("facteur.toml");
+    std::fs::write(&config, "password_file = \"passwd\"\n").unwrap();
+    let (status, output) = run(&["broker", "-c", config.to_str().unwrap()]);
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains(&format!("{}:2:", file.display())),
+        "{output}"
+    );
+    assert!(!output.contains("listening"), "{output}");
+}
+
+/// Runs `facteur passwd ARGS` on a pseudo-terminal (Python's `pty`), typing `typed` lines
+/// at its prompts; its exit code and what it wrote to the terminal. `None` when python3 is
+/// missing (outside CI: skipped).
+fn passwd_on_a_terminal(args: &[&str], typed: &[&str]) -> Option<(i32, String)> {
+    let script = r#"
+import os, pty, sys, termios, time
+argv, typed = sys.argv[1:sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+out = b""
+def read_until(text):
+    global out
+    while text not in out:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            raise SystemExit("ended before " + repr(text) + ": " + repr(out))
+        out += chunk
+def wait_for_no_echo():
+    # The prompt comes before echo is turned off: type only once it is (as a person would).
+    deadline = time.time() + 10
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        if time.time() > deadline:
+            raise SystemExit("echo never turned off: " + repr(out))
+        time.sleep(0.01)
+for line in typed:
+    read_until(b"assword: ")
+    out = out.replace(b"assword: ", b"assword; ", 1)
+    wait_for_no_echo()
+    os.write(fd, line.encode() + b"\n")
+try:
+    while True:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            break
+        out += chunk
+except OSError:
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let mut command = Command::new("python3");
+    command.arg("-c").arg(script).arg(FACTEUR).arg("passwd");
+    command.args(args).arg("--").args(typed);
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(child) = child else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("python3 is required in CI");
+        }
+        eprintln!("SKIPPED: python3 is not installed");
+        return None;
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(WAIT)
+        .expect("facteur passwd on a terminal did not finish")
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Some((output.status.code().unwrap_or(-1), text))
+}
+
+#[test]
+fn passwd_asks_twice_on_the_terminal_without_echo() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("facteur-cli-passwd-tty");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("passwd");
+    let file_arg = file.to_str().unwrap();
+    let Some((code, output)) =
+        passwd_on_a_terminal(&["-I", "10", "-c", file_arg, "eve"], &["s3cret", "s3cret"])
+    else {
+        return;
+    };
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("Reenter password"), "{output}");
+    assert!(
+        !output.contains("s3cret"),
+        "the password was echoed: {output}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let file_read = facteur_broker::auth::password::PasswordFile::parse(&text).unwrap();
+    assert!(file_read.verify("eve", b"s3cret"));
+    // Two different answers: refused, the file left as it was.
+    let (code, output) =
+        passwd_on_a_terminal(&["-I", "10", file_arg, "eve"], &["one", "two"]).unwrap();
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("do not match"), "{output}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }

@@ -2,6 +2,8 @@
 //! sends and reads exact bytes. Every wait is bounded.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod pki;
+
 use facteur_broker::{Broker, BrokerHandle, Config};
 use facteur_codec::{
     decode, Connect, Encode, Packet, Properties, ProtocolVersion, Publish, QoS, Status, Subscribe,
@@ -22,8 +24,13 @@ pub async fn broker_with(edit: impl FnOnce(&mut Config)) -> BrokerHandle {
     Broker::start(config).await.expect("broker starts")
 }
 
+/// Any byte stream a test peer speaks MQTT over (TCP, TLS, WebSocket).
+pub trait PeerStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PeerStream for T {}
+
 pub struct Peer {
-    pub stream: TcpStream,
+    pub stream: Box<dyn PeerStream>,
     pub version: ProtocolVersion,
     pub buf: Vec<u8>,
 }
@@ -31,11 +38,22 @@ pub struct Peer {
 impl Peer {
     pub async fn raw(broker: &BrokerHandle, version: ProtocolVersion) -> Self {
         let stream = TcpStream::connect(broker.local_addrs()[0]).await.unwrap();
+        Self::over(stream, version)
+    }
+
+    /// A peer on a stream the test opened (TLS, WebSocket).
+    pub fn over(stream: impl PeerStream + 'static, version: ProtocolVersion) -> Self {
         Self {
-            stream,
+            stream: Box::new(stream),
             version,
             buf: Vec::new(),
         }
+    }
+
+    /// Sends `connect` and returns the CONNACK's bytes.
+    pub async fn connack(&mut self, connect: Connect<'_>) -> Vec<u8> {
+        self.send(&Packet::Connect(connect)).await;
+        self.recv_bytes().await
     }
 
     /// Connects with `connect` and checks the CONNACK is a plain success.
@@ -66,10 +84,12 @@ impl Peer {
         let mut buf = vec![0u8; packet.encoded_len(self.version).unwrap()];
         packet.encode(self.version, &mut buf).unwrap();
         self.stream.write_all(&buf).await.unwrap();
+        self.stream.flush().await.unwrap();
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
     }
 
     /// The next whole packet's bytes; fails after `WAIT`.
@@ -148,4 +168,62 @@ pub fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, id: Option<u16>)
         packet_id: id,
         ..Publish::new(topic, payload)
     })
+}
+
+/// A fresh directory for one test's files (under the system's temporary directory).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("facteur-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A password file line for `user` (a cheap PBKDF2 cost: these tests hash often).
+pub fn passwd_line(user: &str, password: &str) -> String {
+    let hash =
+        facteur_broker::auth::password::PasswordHash::with_iterations(password.as_bytes(), 10)
+            .unwrap();
+    format!("{user}:{hash}\n")
+}
+
+/// A CONNECT with a username and password.
+pub fn login<'a>(
+    version: ProtocolVersion,
+    id: &'a str,
+    user: &'a str,
+    password: &'a str,
+) -> Connect<'a> {
+    Connect {
+        username: Some(user),
+        password: Some(password.as_bytes()),
+        ..Connect::new(version, id)
+    }
+}
+
+/// Sends `connect` on a new connection and returns the CONNACK's bytes and the peer.
+pub async fn try_connect(broker: &BrokerHandle, connect: Connect<'_>) -> (Vec<u8>, Peer) {
+    let mut peer = Peer::raw(broker, connect.protocol).await;
+    peer.send(&Packet::Connect(connect)).await;
+    (peer.recv_bytes().await, peer)
+}
+
+/// The topic and payload of a PUBLISH's bytes.
+pub fn topic_payload(version: ProtocolVersion, bytes: &[u8]) -> (String, Vec<u8>) {
+    match decode(bytes, version, u32::MAX) {
+        Ok(Status::Complete(d)) => match d.packet {
+            Packet::Publish(p) => (p.topic.to_owned(), p.payload.to_vec()),
+            other => panic!("PUBLISH expected, got {other:?}"),
+        },
+        other => panic!("PUBLISH expected, got {other:?}"),
+    }
 }
