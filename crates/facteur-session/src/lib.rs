@@ -157,7 +157,7 @@ pub use ids::PacketIds;
 #[cfg(feature = "alloc")]
 pub use retained::{RetainedMessage, RetainedStore};
 pub use session::{
-    Admission, Config, Connection, PublishError, QueueLimits, Role, Session, Verdict,
+    Admission, Config, Connection, Deferred, PublishError, QueueLimits, Role, Session, Verdict,
 };
 #[cfg(feature = "alloc")]
 pub use store::AllocStore;

@@ -298,6 +298,9 @@ pub struct Session<S: Store> {
     /// look at the queue (a subscriber that fell behind may hold thousands).
     queued_expiring: u32,
     inflight: S::Inflight,
+    /// Packet identifiers the caller took for its own packets (a client's SUBSCRIBE and
+    /// UNSUBSCRIBE): never given to a PUBLISH until released.
+    reserved: S::Received,
     received: S::Received,
     acks: S::Acks,
     out_aliases: S::Aliases,
@@ -306,6 +309,8 @@ pub struct Session<S: Store> {
     events_dropped: u32,
     last_sent: Instant,
     last_received: Instant,
+    /// A client's PINGREQ was sent and nothing was received since.
+    ping_outstanding: bool,
     send_pingresp: bool,
     /// The DISCONNECT to send (5.0): its reason code and reason string.
     disconnect: Option<(ReasonCode, &'static str)>,
@@ -321,6 +326,21 @@ pub struct Session<S: Store> {
     /// The last PUBLISH [`handle`](Session::handle) delivered, waiting for the caller's
     /// [`Verdict`]: its acknowledgement is not queued before.
     undecided: Option<Undecided>,
+    /// Incoming QoS 1/2 messages delivered whose acknowledgement the caller deferred
+    /// ([`Session::defer`]).
+    held: S::Acks,
+    /// Counts connections, so that a deferred QoS 1 acknowledgement of an earlier
+    /// connection is not sent on a later one.
+    epoch: u32,
+}
+
+/// A delivered QoS 1/2 message whose acknowledgement waits for the application: see
+/// [`Session::defer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferred {
+    kind: AckKind,
+    packet_id: u16,
+    epoch: u32,
 }
 
 /// An incoming QoS 1/2 PUBLISH delivered and not yet accepted or rejected.
@@ -399,6 +419,7 @@ impl<S: Store> Session<S> {
             queued_qos0: 0,
             queued_expiring: 0,
             inflight: Default::default(),
+            reserved: Default::default(),
             received: Default::default(),
             acks: Default::default(),
             out_aliases: Default::default(),
@@ -407,6 +428,7 @@ impl<S: Store> Session<S> {
             events_dropped: 0,
             last_sent: Instant::default(),
             last_received: Instant::default(),
+            ping_outstanding: false,
             send_pingresp: false,
             disconnect: None,
             session_expiry: None,
@@ -414,6 +436,8 @@ impl<S: Store> Session<S> {
             will: None,
             established: false,
             undecided: None,
+            held: Default::default(),
+            epoch: 0,
         }
     }
 
@@ -500,10 +524,12 @@ impl<S: Store> Session<S> {
             self.will = None;
         }
         self.connection = connection;
+        self.epoch = self.epoch.wrapping_add(1);
         self.link = Link::Up;
         self.established = true;
         self.last_sent = now;
         self.last_received = now;
+        self.ping_outstanding = false;
     }
 
     /// A new connection with the same parameters as the last one: see
@@ -543,6 +569,11 @@ impl<S: Store> Session<S> {
         self.send_pingresp = false;
         self.disconnect = None;
         self.undecided = None;
+        // A deferred PUBACK is not owed any more: the peer resends the PUBLISH. A deferred
+        // PUBREC still is: the identifier stays received, and the resend is not delivered.
+        while let Some(i) = self.held.iter().position(|h| h.kind == AckKind::Ack) {
+            self.held.remove_at(i);
+        }
         if !self.config.queue.qos0_offline && self.queued_qos0 > 0 {
             self.retain_queued(
                 |m| m.qos != QoS::AtMostOnce,
@@ -563,6 +594,7 @@ impl<S: Store> Session<S> {
         self.received = Default::default();
         self.acks = Default::default();
         self.undecided = None;
+        self.held = Default::default();
     }
 
     /// The session ends (expired, or replaced by a clean start): its state goes and its
@@ -588,6 +620,7 @@ impl<S: Store> Session<S> {
         self.received = Default::default();
         self.acks = Default::default();
         self.undecided = None;
+        self.held = Default::default();
     }
 
     /// The will, if one is armed by a lost connection, is due now ([`Event::WillDue`]).
@@ -984,6 +1017,10 @@ impl<S: Store> Session<S> {
             return None;
         }
         self.last_received = now;
+        self.ping_outstanding = false;
+        if self.config.role == Role::Client && !self.client_expects(&packet) {
+            return None;
+        }
         match packet {
             Packet::Publish(publish) => return self.on_publish(publish),
             Packet::PubAck(r) => self.on_outgoing_ack(r, Stage::Qos1Sent),
@@ -1049,6 +1086,80 @@ impl<S: Store> Session<S> {
         let Some(undecided) = self.undecided.take() else {
             return;
         };
+        self.answer(undecided, verdict);
+    }
+
+    /// Defers the acknowledgement of the QoS 1/2 PUBLISH that the last
+    /// [`handle`](Self::handle) delivered (a client's manual acknowledgement: PUBACK or
+    /// PUBREC only once the application has processed the message). Give the token to
+    /// [`acknowledge`](Self::acknowledge) later, in any order. Until then the message counts
+    /// against the Receive Maximum this side announced. `None` when there is nothing to
+    /// defer (QoS 0, a replay, already decided) or no room to hold it (it is accepted now).
+    ///
+    /// A deferred QoS 1 acknowledgement ends with its connection (the peer resends the
+    /// PUBLISH on the next one, and it is delivered again); a deferred QoS 2 one does not:
+    /// the resend is not delivered again, and its PUBREC waits for `acknowledge`.
+    ///
+    /// ```
+    /// use facteur_codec::{decode, ProtocolVersion, Status};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session, Verdict};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let now = Instant::from_millis(0);
+    /// client.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+    /// let bytes = [0x32, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x']; // QoS 1, id 7
+    /// let Status::Complete(d) = decode(&bytes, ProtocolVersion::V3_1_1, 64)? else { unreachable!() };
+    /// assert!(client.handle(d.packet, now).is_some());
+    /// let token = client.defer().unwrap();
+    /// let mut out = [0u8; 16];
+    /// assert_eq!(client.poll_transmit(now, &mut out)?, None, "not acknowledged yet");
+    /// client.acknowledge(token, Verdict::Accept);
+    /// let n = client.poll_transmit(now, &mut out)?.unwrap();
+    /// assert_eq!(&out[..n], [0x40, 0x02, 0x00, 0x07]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer(&mut self) -> Option<Deferred> {
+        let undecided = self.undecided?;
+        let token = Deferred {
+            kind: undecided.kind,
+            packet_id: undecided.packet_id,
+            epoch: self.epoch,
+        };
+        let entry = Ack {
+            kind: undecided.kind,
+            packet_id: undecided.packet_id,
+            reason: ReasonCode::Success,
+        };
+        if self.held.try_push(entry).is_err() {
+            return None;
+        }
+        self.undecided = None;
+        Some(token)
+    }
+
+    /// The application's verdict on a message whose acknowledgement was deferred
+    /// ([`defer`](Self::defer)): its PUBACK or PUBREC is queued now (or on the next
+    /// connection, for a QoS 2 message). Nothing happens for a token no longer owed (a
+    /// QoS 1 message of a connection that ended, one already acknowledged).
+    pub fn acknowledge(&mut self, token: Deferred, verdict: Verdict) {
+        let Some(i) = self.held.iter().position(|h| {
+            h.kind == token.kind
+                && h.packet_id == token.packet_id
+                && (token.kind == AckKind::Rec || token.epoch == self.epoch)
+        }) else {
+            return;
+        };
+        self.held.remove_at(i);
+        self.answer(
+            Undecided {
+                kind: token.kind,
+                packet_id: token.packet_id,
+            },
+            verdict,
+        );
+    }
+
+    /// Queues the acknowledgement of a delivered message with `verdict`.
+    fn answer(&mut self, undecided: Undecided, verdict: Verdict) {
         let reason = match verdict {
             Verdict::Accept => ReasonCode::Success,
             Verdict::Reject(_) if !self.connection.version.is_v5() => ReasonCode::Success,
@@ -1176,6 +1287,7 @@ impl<S: Store> Session<S> {
         if let Some(due) = self.ping_due() {
             if now >= due {
                 let n = Packet::PingReq.encode(version, buf)?;
+                self.ping_outstanding = true;
                 return Ok(Some(self.sent(now, n)));
             }
         }
@@ -1213,8 +1325,10 @@ impl<S: Store> Session<S> {
             let packet_id = if m.qos == QoS::AtMostOnce {
                 None
             } else {
-                let inflight = &self.inflight;
-                let Some(id) = ids.allocate(|id| inflight.iter().any(|f| f.packet_id == id)) else {
+                let (inflight, reserved) = (&self.inflight, &self.reserved);
+                let Some(id) = ids.allocate(|id| {
+                    inflight.iter().any(|f| f.packet_id == id) || reserved.contains(&id)
+                }) else {
                     return Ok(None);
                 };
                 Some(id)
@@ -1315,6 +1429,124 @@ impl<S: Store> Session<S> {
                 message,
             });
         }
+    }
+
+    /// Lowers the number of outgoing QoS 1/2 messages in flight on this connection to at
+    /// most `max` (at least 1), below the peer's Receive Maximum: a client's own bound,
+    /// for 3.1.1, which has no Receive Maximum, or below a large one. Call it after each
+    /// [`accept_connack`](Self::accept_connack).
+    ///
+    /// ```
+    /// use facteur_codec::{ProtocolVersion, Publish, QoS};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let now = Instant::from_millis(0);
+    /// client.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+    /// client.limit_inflight(1);
+    /// for _ in 0..2 {
+    ///     client.publish(&Publish { qos: QoS::AtLeastOnce, ..Publish::new("t", b"x") }, now)?;
+    /// }
+    /// let mut out = [0u8; 16];
+    /// while client.poll_transmit(now, &mut out)?.is_some() {}
+    /// assert_eq!((client.inflight(), client.queued()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn limit_inflight(&mut self, max: u16) {
+        let max = max.max(1);
+        let peer = &mut self.connection.peer_receive_maximum;
+        *peer = (*peer).min(max);
+    }
+
+    /// Takes a packet identifier for a packet of the caller's own (a client's SUBSCRIBE or
+    /// UNSUBSCRIBE): one no QoS 1/2 PUBLISH in flight uses and no other reserved one, from
+    /// the same allocator as PUBLISH identifiers (MQTT-2.2.1-3). It stays reserved, across
+    /// connections, until [`release_packet_id`](Self::release_packet_id); a client's
+    /// SUBACK or UNSUBACK given to [`handle`](Self::handle) releases it. `None` when every
+    /// identifier is taken or the store holds no more reservations.
+    ///
+    /// ```
+    /// use facteur_session::{AllocStore, Config, Role, Session};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let a = client.reserve_packet_id().unwrap();
+    /// let b = client.reserve_packet_id().unwrap();
+    /// assert_ne!(a, b);
+    /// assert!(client.release_packet_id(a));
+    /// assert!(!client.release_packet_id(a), "released once");
+    /// ```
+    pub fn reserve_packet_id(&mut self) -> Option<u16> {
+        if self.reserved.len() >= self.reserved.max_len() {
+            return None;
+        }
+        let (inflight, reserved) = (&self.inflight, &self.reserved);
+        let id = self
+            .ids
+            .allocate(|id| inflight.iter().any(|f| f.packet_id == id) || reserved.contains(&id))?;
+        self.reserved.try_push(id).ok()?;
+        Some(id)
+    }
+
+    /// Gives back an identifier from [`reserve_packet_id`](Self::reserve_packet_id); false
+    /// if it was not reserved.
+    pub fn release_packet_id(&mut self, id: u16) -> bool {
+        match self.reserved.iter().position(|&r| r == id) {
+            Some(i) => {
+                self.reserved.remove_at(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The caller ends the connection for `reason` (a malformed packet it could not decode,
+    /// a packet too large, its own protocol check): the link stops and, in MQTT 5, a
+    /// DISCONNECT with `reason` and the reason string `why` is the last packet
+    /// [`poll_transmit`](Self::poll_transmit) gives (3.x has no DISCONNECT for an error: a
+    /// client's would delete its will). Then close the connection and call
+    /// [`on_connection_lost`](Self::on_connection_lost). Does nothing when not connected.
+    ///
+    /// ```
+    /// use facteur_codec::{ProtocolVersion, ReasonCode};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let mut client = Session::<AllocStore>::new(Config::new(Role::Client));
+    /// let now = Instant::from_millis(0);
+    /// client.on_connect(now, Connection::new(ProtocolVersion::V5, 0));
+    /// client.abort(ReasonCode::MalformedPacket, "bad bytes");
+    /// let mut out = [0u8; 64];
+    /// let n = client.poll_transmit(now, &mut out).unwrap().unwrap();
+    /// assert_eq!(&out[..3], [0xE0, 0x0E, 0x81]); // DISCONNECT 0x81 and its reason string
+    /// assert!(!client.is_connected());
+    /// ```
+    pub fn abort(&mut self, reason: ReasonCode, why: &'static str) {
+        if self.link != Link::Up {
+            return;
+        }
+        self.link = Link::Closing;
+        if self.connection.version.is_v5() {
+            self.disconnect = Some((reason, why));
+        }
+    }
+
+    /// Client side: whether `packet` may come from a server now. A CONNECT, CONNACK (the
+    /// connection's one was read before [`accept_connack`](Self::accept_connack)),
+    /// SUBSCRIBE, UNSUBSCRIBE, PINGREQ or AUTH (no enhanced authentication is asked for),
+    /// or a SUBACK / UNSUBACK for no identifier reserved, is a protocol error (0x82); a
+    /// SUBACK or UNSUBACK releases its identifier.
+    fn client_expects(&mut self, packet: &Packet<'_>) -> bool {
+        let why = match packet {
+            Packet::SubAck(a) if self.release_packet_id(a.packet_id) => return true,
+            Packet::UnsubAck(a) if self.release_packet_id(a.packet_id) => return true,
+            Packet::SubAck(_) | Packet::UnsubAck(_) => "SUBACK or UNSUBACK for no request",
+            Packet::Connect(_) => "CONNECT sent to a client",
+            Packet::ConnAck(_) => "a second CONNACK",
+            Packet::Subscribe(_) | Packet::Unsubscribe(_) => {
+                "SUBSCRIBE or UNSUBSCRIBE sent to a client"
+            }
+            Packet::PingReq => "PINGREQ sent to a client",
+            Packet::Auth(_) => "AUTH without enhanced authentication",
+            _ => return true,
+        };
+        self.protocol_error(ReasonCode::ProtocolError, why);
+        false
     }
 
     /// The next event, if any. Call until `None`.
@@ -1420,9 +1652,20 @@ impl<S: Store> Session<S> {
             .map(|ka| self.last_received.add_millis(ka + ka / 2))
     }
 
+    /// A client's next PINGREQ: after a keep alive of sending nothing, or, with no PINGREQ
+    /// unanswered, after 1.25 keep alive of hearing nothing (a client that only publishes
+    /// QoS 0 hears nothing back: its ping comes before the 1.5 keep alive deadline, so a
+    /// live server answers in time).
     fn ping_due(&self) -> Option<Instant> {
         match self.config.role {
-            Role::Client => self.keep_alive_ms().map(|ka| self.last_sent.add_millis(ka)),
+            Role::Client => self.keep_alive_ms().map(|ka| {
+                let idle = self.last_sent.add_millis(ka);
+                if self.ping_outstanding {
+                    idle
+                } else {
+                    idle.min(self.last_received.add_millis(ka + ka / 4))
+                }
+            }),
             Role::Server => None,
         }
     }
@@ -1482,6 +1725,7 @@ impl<S: Store> Session<S> {
             .map_or(0, |_| 1);
         self.received.len()
             + undecided
+            + self.held.iter().filter(|h| h.kind == AckKind::Ack).count()
             + self.acks.iter().filter(|a| a.kind != AckKind::Rec).count()
     }
 
@@ -1576,8 +1820,15 @@ impl<S: Store> Session<S> {
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 if self.received.contains(&id) {
-                    // Already delivered: acknowledge again, deliver not.
-                    self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    // Already delivered: acknowledge again (unless the application has not
+                    // yet: its deferred PUBREC answers), deliver not.
+                    let deferred = self
+                        .held
+                        .iter()
+                        .any(|h| h.kind == AckKind::Rec && h.packet_id == id);
+                    if !deferred {
+                        self.queue_ack(AckKind::Rec, id, ReasonCode::Success);
+                    }
                     false
                 } else if self.unacknowledged() >= self.receive_quota()
                     || self.acks.len() >= self.acks.max_len()

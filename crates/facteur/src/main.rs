@@ -8,6 +8,7 @@
 mod bench;
 mod bench_stream;
 mod passwd;
+mod pubsub;
 mod reload;
 
 use clap::{Parser, Subcommand};
@@ -74,19 +75,30 @@ enum Command {
         #[arg(long, default_value = "localhost")]
         tls_name: String,
     },
+    /// Publishes a message, as mosquitto_pub (same flags, same exit codes).
+    Pub(pubsub::PubArgs),
+    /// Subscribes and prints what arrives, as mosquitto_sub (same flags, same exit codes).
+    Sub(pubsub::SubArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // tracing-subscriber's fmt writes to stdout; colours only when a person is reading it.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    // The clients print messages on stdout: no logs there.
+    let client = matches!(&cli.command, Some(Command::Pub(_) | Command::Sub(_)));
+    if !client {
+        // tracing-subscriber's fmt writes to stdout; colours only when a person is reading it.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(std::io::stdout)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init();
+    }
     let config = match cli.command {
+        Some(Command::Pub(args)) => return run_client(pubsub::publish(args)),
+        Some(Command::Sub(args)) => return run_client(pubsub::subscribe(args)),
         None | Some(Command::Broker { config: None }) => Ok(Config::default()),
         Some(Command::Broker { config: Some(path) }) => Config::load(&path),
         Some(Command::Passwd(args)) => {
@@ -174,6 +186,19 @@ fn main() -> std::process::ExitCode {
         broker.shutdown().await;
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// Runs `facteur pub` or `facteur sub` on a runtime of its own.
+fn run_client(
+    command: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("facteur: cannot start the runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
