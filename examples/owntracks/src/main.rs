@@ -1,6 +1,7 @@
-//! `facteur-owntracks`: `record`: the OwnTracks recorder.
+//! `facteur-owntracks`: `record`: the OwnTracks recorder and its web page.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,6 +9,8 @@ use clap::{Parser, Subcommand};
 use facteur_client::Options;
 use facteur_owntracks::recorder::Recorder;
 use facteur_owntracks::store::Store;
+use facteur_owntracks::web::{self, WebState};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 #[derive(Debug, Parser)]
@@ -23,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Records a broker's OwnTracks positions into SQLite.
+    /// Records a broker's OwnTracks positions into SQLite and serves the page and API.
     Record {
         /// The broker (`mqtt://host:port`, `mqtts://`, `ws://`, `wss://`).
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
@@ -37,6 +40,12 @@ enum Command {
         /// The SQLite file.
         #[arg(long, default_value = "owntracks.sqlite")]
         db: PathBuf,
+        /// Address of the web server.
+        #[arg(long, default_value = "127.0.0.1:8083")]
+        http: SocketAddr,
+        /// Tile URL template for the page's background.
+        #[arg(long)]
+        tile_url: Option<String>,
     },
 }
 
@@ -68,6 +77,8 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             user,
             password,
             db,
+            http,
+            tile_url,
         } => {
             let mut options = Options::from_url(&mqtt)?;
             options.client_id = "owntracks-recorder".into();
@@ -80,8 +91,15 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let store = Store::open(&db)?;
             let (live, _) = broadcast::channel(1024);
             let recorder = Recorder::start(options, store.clone(), live.clone()).await?;
-            ctrl_c().await;
-            drop(live);
+            let listener = TcpListener::bind(http).await?;
+            println!("page: http://{}/", listener.local_addr()?);
+            let state = WebState {
+                store,
+                live,
+                counters: recorder.counters(),
+                tile_url,
+            };
+            web::serve(listener, state, ctrl_c()).await?;
             recorder.stop().await;
         }
     }
