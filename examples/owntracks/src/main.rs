@@ -1,13 +1,17 @@
-//! `facteur-owntracks`: `record`: the OwnTracks recorder and its web page.
+//! `facteur-owntracks`: `record` (the recorder and its web page), `simulate` (simulated
+//! phones) and `demo` (broker, recorder, web page and simulator together).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use facteur_client::Options;
+use facteur_owntracks::demo::{self, DemoOptions};
 use facteur_owntracks::recorder::Recorder;
+use facteur_owntracks::simulator::{self, demo_devices};
 use facteur_owntracks::store::Store;
 use facteur_owntracks::web::{self, WebState};
 use tokio::net::TcpListener;
@@ -26,6 +30,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Broker (password file, ACL), recorder, web page and simulated phones in one
+    /// process; prints the page's URL.
+    Demo {
+        /// Address of the broker and the web server.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// The broker's port (0: any free port).
+        #[arg(long, default_value_t = 1883)]
+        mqtt_port: u16,
+        /// The web server's port (0: any free port).
+        #[arg(long, default_value_t = 8083)]
+        http_port: u16,
+        /// The SQLite file (default: a temporary one).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Positions of each device published at start, a minute apart.
+        #[arg(long, default_value_t = 120)]
+        history: usize,
+        /// Seconds between live positions.
+        #[arg(long, default_value_t = 3.0)]
+        every: f64,
+        /// Tile URL template for the page's background (`https://.../{z}/{x}/{y}.png`).
+        #[arg(long)]
+        tile_url: Option<String>,
+    },
     /// Records a broker's OwnTracks positions into SQLite and serves the page and API.
     Record {
         /// The broker (`mqtt://host:port`, `mqtts://`, `ws://`, `wss://`).
@@ -47,6 +76,22 @@ enum Command {
         #[arg(long)]
         tile_url: Option<String>,
     },
+    /// Simulated phones (alice/phone, alice/bike, bob/car, carol/phone, passwords
+    /// USER-secret) publishing to a broker.
+    Simulate {
+        /// The broker.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        mqtt: String,
+        /// Positions of each device published at start, a minute apart.
+        #[arg(long, default_value_t = 120)]
+        history: usize,
+        /// Seconds between live positions.
+        #[arg(long, default_value_t = 3.0)]
+        every: f64,
+        /// Seed of the tracks.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[tokio::main]
@@ -66,12 +111,39 @@ async fn main() -> ExitCode {
     }
 }
 
+fn seconds(every: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(every)
+        .ok()
+        .filter(|d| *d >= Duration::from_millis(100))
+        .ok_or_else(|| format!("--every {every}: at least 0.1 seconds"))
+}
+
 async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
+        Command::Demo {
+            bind,
+            mqtt_port,
+            http_port,
+            db,
+            history,
+            every,
+            tile_url,
+        } => {
+            let options = DemoOptions {
+                bind,
+                mqtt_port,
+                http_port,
+                database: db,
+                history,
+                every: seconds(every)?,
+                tile_url,
+            };
+            demo::run(options, ctrl_c()).await?;
+        }
         Command::Record {
             mqtt,
             user,
@@ -101,6 +173,16 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             };
             web::serve(listener, state, ctrl_c()).await?;
             recorder.stop().await;
+        }
+        Command::Simulate {
+            mqtt,
+            history,
+            every,
+            seed,
+        } => {
+            let every = seconds(every)?;
+            let options = Options::from_url(&mqtt)?;
+            simulator::run(options, demo_devices(), seed, history, every, ctrl_c()).await?;
         }
     }
     Ok(())
