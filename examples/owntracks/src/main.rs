@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use facteur_client::Options;
+use facteur_client::{Options, Roots};
 use facteur_owntracks::demo::{self, DemoOptions};
 use facteur_owntracks::recorder::Recorder;
 use facteur_owntracks::simulator::{self, demo_devices};
@@ -60,6 +60,9 @@ enum Command {
         /// The broker (`mqtt://host:port`, `mqtts://`, `ws://`, `wss://`).
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
         mqtt: String,
+        /// Trust only this CA (PEM) for `mqtts://` or `wss://` (a private CA).
+        #[arg(long)]
+        cafile: Option<PathBuf>,
         /// MQTT username (read access to `owntracks/#`).
         #[arg(long)]
         user: Option<String>,
@@ -146,6 +149,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Record {
             mqtt,
+            cafile,
             user,
             password,
             db,
@@ -154,6 +158,13 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let mut options = Options::from_url(&mqtt)?;
             options.client_id = "owntracks-recorder".into();
+            if let Some(cafile) = cafile {
+                let tls = options
+                    .transport
+                    .tls_mut()
+                    .ok_or("--cafile needs an mqtts:// or wss:// URL")?;
+                tls.roots = Roots::CaFile(cafile);
+            }
             if user.is_some() {
                 options.username = user;
             }
