@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::broker_setup::{self, RECORDER_USER};
-use crate::recorder::Recorder;
+use crate::recorder::{self, Recorder};
 use crate::simulator::{self, demo_devices};
 use crate::store::Store;
 use crate::web::{self, WebState};
@@ -77,8 +77,7 @@ pub async fn run(
         None => Store::open(&dir.path().join("owntracks.sqlite"))?,
     };
     let (live, _) = broadcast::channel(1024);
-    let mut recorder_options = client_options(mqtt);
-    recorder_options.client_id = "owntracks-recorder".into();
+    let mut recorder_options = recorder::options(client_options(mqtt), "owntracks-recorder");
     recorder_options.username = Some(RECORDER_USER.into());
     recorder_options.password = Some(recorder_password.into());
     let recorder = Recorder::start(recorder_options, store.clone(), live.clone()).await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use facteur_client::{Options, Roots};
 use facteur_owntracks::demo::{self, DemoOptions};
-use facteur_owntracks::recorder::Recorder;
+use facteur_owntracks::recorder::{self, Recorder};
 use facteur_owntracks::simulator::{self, demo_devices};
 use facteur_owntracks::store::Store;
 use facteur_owntracks::web::{self, WebState};
@@ -156,8 +156,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             http,
             tile_url,
         } => {
-            let mut options = Options::from_url(&mqtt)?;
-            options.client_id = "owntracks-recorder".into();
+            let mut options = recorder::options(Options::from_url(&mqtt)?, "owntracks-recorder");
             if let Some(cafile) = cafile {
                 let tls = options
                     .transport

@@ -42,6 +42,27 @@ pub struct Counters {
     pub store_errors: u64,
 }
 
+/// How long the broker keeps the recorder's session after its connection is lost (an
+/// hour): the positions published meanwhile are queued for it and delivered when the
+/// client reconnects.
+pub const SESSION_EXPIRY: u32 = 3600;
+
+/// The options of a recorder: client identifier `client_id` and a session that outlives a
+/// lost connection ([`SESSION_EXPIRY`]), so that nothing is missed across a network cut
+/// or a broker-side disconnection while the recorder runs.
+///
+/// The first connection is a clean start: facteur-client keeps no session state across
+/// processes, and a client without session state must close a connection whose CONNACK
+/// says the session is present (MQTT 5, MQTT-3.2.2-4). A restarted recorder therefore
+/// starts a new session: it gets each device's retained last position (already stored:
+/// a duplicate), not the positions published while it was stopped.
+pub fn options(mut options: Options, client_id: &str) -> Options {
+    options.client_id = client_id.to_owned();
+    options.clean_start = true;
+    options.session_expiry = Some(SESSION_EXPIRY);
+    options
+}
+
 /// A running recorder.
 #[derive(Debug)]
 pub struct Recorder {

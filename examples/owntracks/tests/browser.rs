@@ -174,7 +174,7 @@ async fn the_page_draws_every_track_and_new_positions_live() {
     let dir = tempfile::tempdir().unwrap();
     let broker = common::start_broker(dir.path()).await;
     let mqtt = broker.local_addrs()[0];
-    let app = App::start(mqtt, &dir.path().join("owntracks.sqlite")).await;
+    let app = App::start(mqtt, &dir.path().join("owntracks.sqlite"), "recorder").await;
 
     // The last 40 minutes of every device: inside the page's default range (24 hours).
     let now = facteur_owntracks::time::now();

@@ -31,7 +31,7 @@ async fn simulated_tracks_reach_the_api_exactly() {
     let broker = common::start_broker(dir.path()).await;
     let mqtt = broker.local_addrs()[0];
     let database = dir.path().join("owntracks.sqlite");
-    let app = App::start(mqtt, &database).await;
+    let app = App::start(mqtt, &database, "recorder").await;
 
     // Four devices of three users, 25 positions each, a minute apart.
     let mut phones = common::phones(mqtt, BASE).await;
@@ -242,20 +242,17 @@ async fn simulated_tracks_reach_the_api_exactly() {
     // sends the new subscription (one per simulated device: bob's own message above was
     // not retained) are duplicates, not new rows.
     app.stop().await;
-    let app = App::start(mqtt, &database).await;
+    let app = App::start(mqtt, &database, "recorder").await;
     let counters = app
         .wait_for("the retained positions replayed", |c| c.duplicates == 4)
         .await;
     assert_eq!(counters.locations, 0, "{counters:?}");
     for (user, device, fixes) in &published {
-        let body = get_json(
-            app.http,
-            &format!(
-                "/api/0/locations?user={user}&device={device}&from={BASE}&to={}",
-                BASE + 86_400
-            ),
-        )
-        .await;
+        let path = format!(
+            "/api/0/locations?user={user}&device={device}&from={BASE}&to={}",
+            BASE + 86_400
+        );
+        let body = get_json(app.http, &path).await;
         let want: Vec<Value> = fixes.iter().map(|f| expected(user, device, f)).collect();
         assert_eq!(
             body["data"],
@@ -288,4 +285,46 @@ fn phone_user(phone: &facteur_owntracks::simulator::Phone) -> String {
 
 fn phone_device(phone: &facteur_owntracks::simulator::Phone) -> String {
     phone.spec().device.clone()
+}
+
+/// The recorder's session outlives a lost connection: positions published while it was
+/// cut off are delivered when the client reconnects, each stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_missed_across_a_cut_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::start_broker(dir.path()).await;
+    let mqtt = broker.local_addrs()[0];
+    let proxy = common::Proxy::start(mqtt).await;
+    let mut options = options_as(proxy.addr, RECORDER_USER, RECORDER_PASSWORD);
+    options.reconnect = facteur_client::Reconnect::default();
+    let options = facteur_owntracks::recorder::options(options, "recorder");
+    let app = App::start_with(options, &dir.path().join("t.sqlite")).await;
+    let mut phones = common::phones(mqtt, BASE).await;
+    let phone = &mut phones[1];
+    let mut fixes = vec![phone.publish_next(BASE).await.unwrap()];
+    app.wait_for("the first position", |c| c.locations == 1)
+        .await;
+
+    proxy.cut();
+    for step in 1..=5 {
+        fixes.push(phone.publish_next(BASE + step).await.unwrap());
+    }
+    proxy.wait_accepted(2).await;
+    let counters = app
+        .wait_for("the positions queued while cut off", |c| c.locations == 6)
+        .await;
+    assert_eq!(counters.malformed, 0);
+    let body = get_json(
+        app.http,
+        &format!(
+            "/api/0/locations?user=alice&device=bike&from={BASE}&to={}",
+            BASE + 10
+        ),
+    )
+    .await;
+    let want: Vec<Value> = fixes.iter().map(|f| expected("alice", "bike", f)).collect();
+    assert_eq!(body["data"], Value::Array(want));
+
+    app.stop().await;
+    broker.shutdown().await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use facteur_broker::BrokerHandle;
 use facteur_client::{Options, Reconnect};
 use facteur_owntracks::broker_setup::{self, RECORDER_USER};
-use facteur_owntracks::recorder::{Counters, Recorder};
+use facteur_owntracks::recorder::{self, Counters, Recorder};
 use facteur_owntracks::simulator::{demo_devices, DeviceSpec, Phone, Walker};
 use facteur_owntracks::store::Store;
 use facteur_owntracks::web::{self, WebState};
@@ -60,11 +60,16 @@ pub struct App {
 }
 
 impl App {
-    pub async fn start(mqtt: SocketAddr, database: &Path) -> Self {
+    /// The recorder, as `client_id`, without reconnection.
+    pub async fn start(mqtt: SocketAddr, database: &Path, client_id: &str) -> Self {
+        let options = options_as(mqtt, RECORDER_USER, RECORDER_PASSWORD);
+        Self::start_with(recorder::options(options, client_id), database).await
+    }
+
+    /// The recorder with these options.
+    pub async fn start_with(options: Options, database: &Path) -> Self {
         let store = Store::open(database).unwrap();
         let (live, _) = broadcast::channel(1024);
-        let mut options = options_as(mqtt, RECORDER_USER, RECORDER_PASSWORD);
-        options.client_id = "owntracks-recorder".into();
         let recorder = Recorder::start(options, store.clone(), live.clone())
             .await
             .unwrap();
@@ -148,4 +153,60 @@ pub async fn get_json(http: SocketAddr, path: &str) -> Value {
     let (status, body) = get(http, path).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
+}
+
+/// A TCP proxy to `upstream` whose connections can be cut (the listener stays open).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accepted: tokio::sync::watch::Receiver<u32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let (count, accepted) = tokio::sync::watch::channel(0);
+        let set = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                set.lock().unwrap().spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                count.send_modify(|n| *n += 1);
+            }
+        });
+        Self {
+            addr,
+            connections,
+            accepted,
+            task,
+        }
+    }
+
+    /// Closes every connection open now.
+    pub fn cut(&self) {
+        self.connections.lock().unwrap().abort_all();
+    }
+
+    /// Waits until `n` connections were accepted in all.
+    pub async fn wait_accepted(&self, n: u32) {
+        let mut accepted = self.accepted.clone();
+        tokio::time::timeout(WAIT, accepted.wait_for(|a| *a >= n))
+            .await
+            .expect("a connection through the proxy")
+            .unwrap();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
+    }
 }
