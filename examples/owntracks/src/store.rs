@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS locations (
     tid TEXT,
     trigger TEXT,
     conn TEXT,
-    received INTEGER NOT NULL,
+    received INTEGER NOT NULL, -- milliseconds since the epoch
     json TEXT NOT NULL,
     PRIMARY KEY (user, device, tst)
 ) WITHOUT ROWID;
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     subtopic TEXT,
     kind TEXT NOT NULL,
     tst INTEGER,
-    received INTEGER NOT NULL,
+    received INTEGER NOT NULL, -- milliseconds since the epoch
     json TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events (user, device, kind, tst, json);
@@ -89,6 +89,9 @@ pub struct DevicePosition {
     pub device: String,
     /// The position.
     pub location: Location,
+    /// The device's will (`lwt`) arrived after this position: its connection was lost
+    /// (or ended without a goodbye) and it has not published since.
+    pub offline: bool,
 }
 
 /// A payload other than a position, as stored.
@@ -173,7 +176,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     user, device, l.tst, l.lat, l.lon, l.acc, l.alt, l.vel, l.cog, l.batt, l.tid,
-                    l.trigger, l.conn, crate::time::now(), json
+                    l.trigger, l.conn, crate::time::now_millis(), json
                 ],
             )?;
             Ok(if changed == 0 { Stored::Duplicate } else { Stored::New })
@@ -197,7 +200,7 @@ impl Store {
                     event.subtopic,
                     event.kind,
                     event.tst,
-                    crate::time::now(),
+                    crate::time::now_millis(),
                     event.json
                 ],
             )?;
@@ -242,7 +245,8 @@ impl Store {
     }
 
     /// The last position of every device (of one user, or one device, if given), sorted by
-    /// user and device.
+    /// user and device, and whether the device's will came after it. (The will's own `tst`
+    /// is when the phone connected, so the times compared are those of receipt.)
     ///
     /// # Errors
     /// SQLite failed, or a row no longer parses.
@@ -253,7 +257,11 @@ impl Store {
     ) -> Result<Vec<DevicePosition>, StoreError> {
         self.run(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT l.user, l.device, l.tst, l.json FROM locations l
+                "SELECT l.user, l.device, l.tst, l.json,
+                        EXISTS (SELECT 1 FROM events e
+                                WHERE e.user = l.user AND e.device = l.device
+                                  AND e.kind = 'lwt' AND e.received >= l.received) AS offline
+                 FROM locations l
                  JOIN (SELECT user, device, MAX(tst) AS tst FROM locations
                        WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR device = ?2)
                        GROUP BY user, device) m
@@ -266,16 +274,18 @@ impl Store {
                     row.get::<_, String>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, String>(3)?,
+                    row.get::<_, bool>(4)?,
                 ))
             })?;
             let mut last = Vec::new();
             for row in rows {
-                let (user, device, tst, json) = row?;
+                let (user, device, tst, json, offline) = row?;
                 let location = location_from_row(&user, &device, tst, &json)?;
                 last.push(DevicePosition {
                     user,
                     device,
                     location,
+                    offline,
                 });
             }
             Ok(last)

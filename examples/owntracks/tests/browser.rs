@@ -258,6 +258,20 @@ async fn the_page_draws_every_track_and_new_positions_live() {
     )
     .await;
 
+    // A phone that goes away: its will marks it offline in the list.
+    let carol = phones.pop().unwrap();
+    let carol_key = format!("{}/{}", carol.spec().user, carol.spec().device);
+    let offline = format!(
+        "!!document.querySelector('#devices .device[data-device=\"{carol_key}\"] .offline')"
+    );
+    assert_eq!(page.eval(&offline).await, false);
+    carol
+        .client()
+        .disconnect_with(facteur_client::ReasonCode::DisconnectWithWillMessage, None)
+        .await
+        .unwrap();
+    page.until("carol offline in the list", &offline).await;
+
     if let Some(path) = std::env::var_os("OWNTRACKS_SCREENSHOT") {
         let shot = page
             .call("Page.captureScreenshot", json!({ "format": "png" }))

@@ -25,6 +25,13 @@ fn expected(user: &str, device: &str, fix: &Fix) -> Value {
     })
 }
 
+/// As [`expected`], as `/api/0/last` gives it.
+fn expected_last(user: &str, device: &str, fix: &Fix, offline: bool) -> Value {
+    let mut value = expected(user, device, fix);
+    value["offline"] = offline.into();
+    value
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_tracks_reach_the_api_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +111,7 @@ async fn simulated_tracks_reach_the_api_exactly() {
     let last = get_json(app.http, "/api/0/last").await;
     let mut want: Vec<Value> = published
         .iter()
-        .map(|(u, d, f)| expected(u, d, f.last().unwrap()))
+        .map(|(u, d, f)| expected_last(u, d, f.last().unwrap(), false))
         .collect();
     want.sort_by_key(|p| {
         (
@@ -274,6 +281,28 @@ async fn simulated_tracks_reach_the_api_exactly() {
         .await
         .unwrap();
     app.wait_for("carol's will", |c| c.events == 1).await;
+    let last = get_json(app.http, "/api/0/last").await;
+    let offline: Vec<(&str, bool)> = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["topic"].as_str().unwrap(),
+                p["offline"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        offline,
+        [
+            ("owntracks/alice/bike", false),
+            ("owntracks/alice/phone", false),
+            ("owntracks/bob/car", false),
+            ("owntracks/bob/phone", false),
+            ("owntracks/carol/phone", true),
+        ]
+    );
 
     app.stop().await;
     broker.shutdown().await;

@@ -40,8 +40,8 @@ pub(super) struct Filter {
     device: Option<String>,
 }
 
-/// `GET /api/0/last`: the last position of each device, with `user`, `device`, `topic`
-/// and `isotst` added.
+/// `GET /api/0/last`: the last position of each device, with `user`, `device`, `topic`,
+/// `isotst` and `offline` (its will arrived after it) added.
 pub(super) async fn last(
     State(state): State<WebState>,
     Query(filter): Query<Filter>,
@@ -49,7 +49,11 @@ pub(super) async fn last(
     let last = state.store.last(filter.user, filter.device).await?;
     Ok(Json(
         last.iter()
-            .map(|d| with_iso(d.location.to_api(&d.user, &d.device)))
+            .map(|d| {
+                let mut value = with_iso(d.location.to_api(&d.user, &d.device));
+                value["offline"] = d.offline.into();
+                value
+            })
             .collect(),
     ))
 }
