@@ -66,6 +66,7 @@ pub async fn run(
         .iter()
         .map(|d| (d.user.clone(), d.password.clone()))
         .collect();
+    users.sort();
     users.dedup();
     users.push((RECORDER_USER.to_owned(), recorder_password.clone()));
     let (passwd, acl) = broker_setup::write_files(dir.path(), &users, 210_000)?;
