@@ -161,14 +161,22 @@ impl Cdp {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_draws_every_track_and_new_positions_live() {
-    let Some(binary) = chromium() else {
+/// Chromium, or `None` after saying the test is skipped (a failure under `CI=true`).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let binary = chromium();
+    if binary.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "Chromium is missing (apt-get install chromium) and CI=true"
         );
         eprintln!("SKIPPED: Chromium not found (apt-get install chromium, or set CHROMIUM)");
+    }
+    binary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_draws_every_track_and_new_positions_live() {
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -282,6 +290,87 @@ async fn the_page_draws_every_track_and_new_positions_live() {
         std::fs::write(&path, png).unwrap();
     }
 
+    // No tile URL configured: no tile, nothing fetched from elsewhere.
+    assert_eq!(
+        page.eval("document.querySelectorAll('#tiles image').length")
+            .await,
+        0
+    );
+
+    // One device chosen: its track alone; then a range: only the positions within it.
+    let (bob_car, bob_tsts, _) = &published[2];
+    page.eval(&format!(
+        "(() => {{ const s = document.getElementById('device'); s.value = '{bob_car}';
+                   s.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    page.until(
+        "bob's car alone",
+        &format!("[...document.querySelectorAll('#map g.track')].map(t => t.dataset.device).join() === '{bob_car}'"),
+    )
+    .await;
+    page.eval(&format!(
+        "document.getElementById('from').value = localInput({});
+         document.getElementById('to').value = localInput({});
+         document.getElementById('apply').click()",
+        bob_tsts[10], bob_tsts[19]
+    ))
+    .await;
+    let in_range: Vec<i64> = bob_tsts[10..=19].to_vec();
+    page.until(
+        "the range's positions only",
+        &format!("JSON.stringify([...document.querySelectorAll('#map circle.point')].map(c => Number(c.dataset.tst))) === '{}'", json!(in_range)),
+    )
+    .await;
+
+    chromium.kill().await.unwrap();
+    app.stop().await;
+    broker.shutdown().await;
+}
+
+/// With a tile URL configured, the page draws tiles of that URL under the tracks (the
+/// tile server here is a closed port: only the elements are checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_from_the_configured_url() {
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::start_broker(dir.path()).await;
+    let mqtt = broker.local_addrs()[0];
+    let options = facteur_owntracks::recorder::options(
+        common::options_as(mqtt, "recorder", common::RECORDER_PASSWORD),
+        "recorder",
+    );
+    let tile_url = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png".to_owned();
+    let app = App::start_full(options, &dir.path().join("t.sqlite"), Some(tile_url)).await;
+    let now = facteur_owntracks::time::now();
+    let spec = facteur_owntracks::simulator::demo_devices().remove(2);
+    let mut phone = common::phone(mqtt, spec, 1, now - 600).await;
+    for step in 0..5 {
+        phone.publish_next(now - 600 + 60 * step).await.unwrap();
+    }
+    app.wait_for("the positions", |c| c.locations == 5).await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let (mut chromium, mut page) =
+        Cdp::launch(&binary, profile.path(), &format!("http://{}/", app.http)).await;
+    page.until("the page loaded", "document.body?.dataset.ready === '1'")
+        .await;
+    let hrefs = page
+        .eval("[...document.querySelectorAll('#tiles image')].map(i => i.getAttribute('href'))")
+        .await;
+    let hrefs = hrefs.as_array().unwrap();
+    assert!(!hrefs.is_empty(), "no tile drawn");
+    for href in hrefs {
+        let href = href.as_str().unwrap();
+        let path = href
+            .strip_prefix("http://127.0.0.1:9/tiles/")
+            .unwrap_or_else(|| panic!("{href}"));
+        let parts: Vec<&str> = path.trim_end_matches(".png").split('/').collect();
+        assert_eq!(parts.len(), 3, "{href}");
+        assert!(parts.iter().all(|p| p.parse::<u32>().is_ok()), "{href}");
+    }
     chromium.kill().await.unwrap();
     app.stop().await;
     broker.shutdown().await;

@@ -68,6 +68,11 @@ impl App {
 
     /// The recorder with these options.
     pub async fn start_with(options: Options, database: &Path) -> Self {
+        Self::start_full(options, database, None).await
+    }
+
+    /// The recorder with these options, the page with this tile URL.
+    pub async fn start_full(options: Options, database: &Path, tile_url: Option<String>) -> Self {
         let store = Store::open(database).unwrap();
         let (live, _) = broadcast::channel(1024);
         let recorder = Recorder::start(options, store.clone(), live.clone())
@@ -79,7 +84,7 @@ impl App {
             store,
             live,
             counters: recorder.counters(),
-            tile_url: None,
+            tile_url,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(web::serve(listener, state, async move {
