@@ -2,8 +2,9 @@
 //! `owntracks/+/+/+` (transitions, waypoints...), storing what it receives and announcing
 //! each new position to the web page.
 //!
-//! QoS 1 messages are acknowledged only once handled (manual acknowledgements): a
-//! recorder stopped between receipt and storage gets the message again from its session.
+//! QoS 1 messages are acknowledged only once handled (manual acknowledgements): when the
+//! connection is lost between receipt and storage, the broker sends the message again on
+//! reconnection, within the session.
 //! Malformed payloads, and messages the database failed to store, are counted, logged,
 //! acknowledged and dropped; nothing a phone sends stops the recorder.
 
@@ -126,10 +127,13 @@ impl Recorder {
         }
     }
 
-    /// Disconnects (messages received and not yet stored are sent again to the next
-    /// recorder of this session) and waits for the recording task to end.
+    /// Disconnects and ends the session at the broker (the next recorder starts a new one:
+    /// see [`options`]), then waits until every message received was recorded.
     pub async fn stop(self) {
-        let _ = self.client.disconnect().await;
+        let _ = self
+            .client
+            .disconnect_with(facteur_client::ReasonCode::Success, Some(0))
+            .await;
         let _ = self.task.await;
     }
 }
