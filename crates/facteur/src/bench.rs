@@ -10,7 +10,9 @@
 //!   `--pid`).
 //!
 //! With `--cafile` every connection is TLS (`bench_stream`): the idle connections' connects
-//! per second are then TLS handshakes (with CONNECT and CONNACK) per second.
+//! per second are then TLS handshakes (with CONNECT and CONNACK) per second. With `--ws`
+//! every connection is a WebSocket (over TLS too with `--cafile`); the scenarios are the
+//! same whatever the transport.
 
 use crate::bench_stream::{connect, Endpoint, ReadSide, WriteSide};
 use bytes::BytesMut;
