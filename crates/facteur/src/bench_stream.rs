@@ -23,6 +23,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -174,7 +175,8 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(ReadSide, WriteSide)
         .headers_mut()
         .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
     // tungstenite refuses an answer that does not agree on the subprotocol asked for.
-    let (ws, _response) = tokio_tungstenite::client_async(request, wire).await?;
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(request, wire, Some(ws_config())).await?;
     let (sink, messages) = ws.split();
     Ok((
         ReadSide::Ws {
@@ -184,6 +186,17 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(ReadSide, WriteSide)
         WriteSide::Ws(sink),
     ))
 }
+
+/// The load generator's WebSocket settings: tungstenite zero-fills its whole read buffer
+/// before every read (128 KiB by default), which would cost the generator a 128 KiB memset
+/// per read and 128 KiB of memory per idle connection; 16 KiB still takes many messages
+/// per read.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+}
+
+/// Bytes a WebSocket connection of the load generator reads at most at once.
+const READ_BUFFER: usize = 16 << 10;
 
 fn io_error(error: WsError) -> io::Error {
     match error {
