@@ -76,6 +76,10 @@ if [ "${TLS:-0}" = 1 ]; then
   printf 'certfile = "%s"\nkeyfile = "%s"\n' "$work/server.crt" "$work/server.key" >> "$work/facteur.toml"
   printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$work/ca.crt" "$work/server.crt" \
     "$work/server.key" >> "$work/mosquitto.conf"
+  # Started as root, mosquitto becomes the user `mosquitto` before its websockets listener
+  # (libwebsockets) reads the certificate and key, which it then cannot reach in this
+  # private directory ("Unable to create websockets listener"): it stays the user it is.
+  printf 'user %s\n' "$(id -un)" >> "$work/mosquitto.conf"
   client_args+=(--cafile "$work/ca.crt")
 fi
 only_args=()
@@ -120,9 +124,9 @@ start() {
     return 1
   fi
   case "$1" in
-    facteur) "${broker_cpu[@]}" "$bench" broker -c "$work/facteur.toml" >/dev/null 2>&1 & ;;
-    mosquitto) "${broker_cpu[@]}" mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & ;;
-    rumqttd) "${broker_cpu[@]}" rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>&1 & ;;
+    facteur) "${broker_cpu[@]}" "$bench" broker -c "$work/facteur.toml" >/dev/null 2>"$work/broker.log" & ;;
+    mosquitto) "${broker_cpu[@]}" mosquitto -c "$work/mosquitto.conf" >/dev/null 2>"$work/broker.log" & ;;
+    rumqttd) "${broker_cpu[@]}" rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>"$work/broker.log" & ;;
   esac
   pid=$!
   # Bounded wait until it accepts connections (a restart may take a moment to bind).
@@ -132,7 +136,8 @@ start() {
     fi
     sleep 0.1
   done
-  echo "$1 did not start listening on $port" >&2
+  echo "$1 did not start listening on $port; the end of its standard error:" >&2
+  tail -n 5 "$work/broker.log" >&2
   return 1
 }
 
