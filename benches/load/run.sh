@@ -17,8 +17,10 @@
 # TLS=1 puts facteur and mosquitto behind TLS with the same certificates (a CA and a
 # P-256 server certificate for localhost made here with openssl; rumqttd is left out) and
 # the load generator connects with `--cafile`: the idle connections' connects/s are then
-# TLS handshakes (with CONNECT/CONNACK) per second. ONLY=text runs only the throughput rows
-# whose "scenario/qos/size" contains it.
+# TLS handshakes (with CONNECT/CONNACK) per second. WS=1 puts facteur and mosquitto behind
+# a WebSocket listener (the `mqtt` subprotocol; rumqttd is left out) and the load generator
+# connects with `--ws`; with TLS=1 too, the WebSocket is over TLS (wss). ONLY=text runs only
+# the throughput rows whose "scenario/qos/size" contains it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-3}"
@@ -39,15 +41,27 @@ allow_anonymous = true
 [[listeners]]
 port = 18841
 CONF
-cat > "$work/mosquitto.conf" <<CONF
-listener 18842 127.0.0.1
+if [ "${WS:-0}" = 1 ]; then
+  printf 'protocol = "websockets"\n' >> "$work/facteur.toml"
+  # mosquitto 2.0.11 (Debian 12) exits with "Unable to start any listening sockets" when all
+  # its listeners are websockets ones: a plain one on 18852, which no client uses, keeps it up.
+  printf 'listener 18852 127.0.0.1\nlistener 18842 127.0.0.1\nprotocol websockets\n' \
+    > "$work/mosquitto.conf"
+else
+  printf 'listener 18842 127.0.0.1\n' > "$work/mosquitto.conf"
+fi
+# Its TLS lines, if any, are appended below: they belong to the last listener, 18842.
+cat >> "$work/mosquitto.conf" <<CONF
 allow_anonymous true
 persistence false
 max_queued_messages 1000
 max_inflight_messages 20
 max_connections -1
 CONF
-tls_args=()
+client_args=()
+if [ "${WS:-0}" = 1 ]; then
+  client_args+=(--ws /mqtt)
+fi
 if [ "${TLS:-0}" = 1 ]; then
   (
     cd "$work"
@@ -62,7 +76,11 @@ if [ "${TLS:-0}" = 1 ]; then
   printf 'certfile = "%s"\nkeyfile = "%s"\n' "$work/server.crt" "$work/server.key" >> "$work/facteur.toml"
   printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$work/ca.crt" "$work/server.crt" \
     "$work/server.key" >> "$work/mosquitto.conf"
-  tls_args=(--cafile "$work/ca.crt")
+  # Started as root, mosquitto becomes the user `mosquitto` before its websockets listener
+  # (libwebsockets) reads the certificate and key, which it then cannot reach in this
+  # private directory ("Unable to create websockets listener"): it stays the user it is.
+  printf 'user %s\n' "$(id -un)" >> "$work/mosquitto.conf"
+  client_args+=(--cafile "$work/ca.crt")
 fi
 only_args=()
 if [ -n "${ONLY:-}" ]; then
@@ -106,9 +124,9 @@ start() {
     return 1
   fi
   case "$1" in
-    facteur) "${broker_cpu[@]}" "$bench" broker -c "$work/facteur.toml" >/dev/null 2>&1 & ;;
-    mosquitto) "${broker_cpu[@]}" mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & ;;
-    rumqttd) "${broker_cpu[@]}" rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>&1 & ;;
+    facteur) "${broker_cpu[@]}" "$bench" broker -c "$work/facteur.toml" >/dev/null 2>"$work/broker.log" & ;;
+    mosquitto) "${broker_cpu[@]}" mosquitto -c "$work/mosquitto.conf" >/dev/null 2>"$work/broker.log" & ;;
+    rumqttd) "${broker_cpu[@]}" rumqttd -q -c "$work/rumqttd.toml" >/dev/null 2>"$work/broker.log" & ;;
   esac
   pid=$!
   # Bounded wait until it accepts connections (a restart may take a moment to bind).
@@ -118,7 +136,8 @@ start() {
     fi
     sleep 0.1
   done
-  echo "$1 did not start listening on $port" >&2
+  echo "$1 did not start listening on $port; the end of its standard error:" >&2
+  tail -n 5 "$work/broker.log" >&2
   return 1
 }
 
@@ -128,7 +147,7 @@ stop() {
 }
 
 default_brokers="facteur mosquitto rumqttd"
-if [ "${TLS:-0}" = 1 ]; then
+if [ "${TLS:-0}" = 1 ] || [ "${WS:-0}" = 1 ]; then
   default_brokers="facteur mosquitto"
 fi
 for broker in ${BROKERS:-$default_brokers}; do
@@ -141,12 +160,12 @@ for broker in ${BROKERS:-$default_brokers}; do
   echo
   start "$broker"
   "${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" --idle 0 \
-    --pid "$pid" "${syscalls[@]}" "${tls_args[@]}" "${only_args[@]}" 2>/dev/null
+    --pid "$pid" "${syscalls[@]}" "${client_args[@]}" "${only_args[@]}" 2>/dev/null
   stop
   # Idle connections on a fresh process, so its RSS growth is theirs alone.
   start "$broker"
   "${load_cpu[@]}" "$loadgen" bench --port "$port" --idle "$idle" --pid "$pid" --idle-only \
-    "${tls_args[@]}" 2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
+    "${client_args[@]}" 2>"$work/idle.err" || { cat "$work/idle.err" >&2; exit 1; }
   stop
   echo
 done

@@ -6,11 +6,13 @@
 //!   point-to-point (16 pairs), each at QoS 0 and 1 with 64 B and 1 KiB payloads; QoS 1
 //!   loss is counted (messages the broker acknowledged that no subscriber received);
 //! * latency percentiles at a fixed rate (1 publisher → 1 subscriber);
-//! * idle connections: connects per second, and the broker's RSS per connection (given its
-//!   `--pid`).
+//! * idle connections: connects per second, and the broker's RSS and CPU time per
+//!   connection (given its `--pid`).
 //!
 //! With `--cafile` every connection is TLS (`bench_stream`): the idle connections' connects
-//! per second are then TLS handshakes (with CONNECT and CONNACK) per second.
+//! per second are then TLS handshakes (with CONNECT and CONNACK) per second. With `--ws`
+//! every connection is a WebSocket (over TLS too with `--cafile`); the scenarios are the
+//! same whatever the transport.
 
 use crate::bench_stream::{connect, Endpoint, ReadSide, WriteSide};
 use bytes::BytesMut;
@@ -531,9 +533,21 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Opens `n` idle connections: connects per second and RSS per connection.
-async fn idle(opts: &Options) -> Result<(f64, Option<f64>), Error> {
+/// What opening the idle connections showed.
+struct Idle {
+    per_sec: f64,
+    /// The broker's RSS growth per connection (with `--pid`).
+    rss_per_conn: Option<f64>,
+    /// The broker's CPU time per connection while they were opened, in nanoseconds (with
+    /// `--pid`): with TLS, what a handshake costs it even when the rate is not bound by it.
+    cpu_per_conn: Option<f64>,
+}
+
+/// Opens `n` idle connections: connects per second, and the broker's RSS and CPU time per
+/// connection.
+async fn idle(opts: &Options) -> Result<Idle, Error> {
     let before = opts.pid.and_then(rss_kib);
+    let meter = Meter::start(opts.pid, false);
     let started = Instant::now();
     let mut conns = Vec::with_capacity(opts.idle);
     let mut pending = tokio::task::JoinSet::new();
@@ -565,6 +579,9 @@ async fn idle(opts: &Options) -> Result<(f64, Option<f64>), Error> {
         conns.push(done??);
     }
     let per_sec = opts.idle as f64 / started.elapsed().as_secs_f64();
+    let cpu_per_conn = meter
+        .and_then(|m| m.stop(opts.idle as u64))
+        .map(|s| s.cpu_ns);
     // Let the broker settle, then read its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = opts.pid.and_then(rss_kib);
@@ -573,7 +590,11 @@ async fn idle(opts: &Options) -> Result<(f64, Option<f64>), Error> {
         _ => None,
     };
     drop(conns);
-    Ok((per_sec, per_conn))
+    Ok(Idle {
+        per_sec,
+        rss_per_conn: per_conn,
+        cpu_per_conn,
+    })
 }
 
 /// Runs everything and prints markdown tables.
@@ -639,10 +660,17 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
 }
 
 async fn print_idle(opts: &Options) -> Result<(), Error> {
-    let (per_sec, per_conn) = idle(opts).await?;
-    let rss = per_conn.map_or("n/a (no --pid)".to_string(), |b| format!("{b:.0} B"));
-    println!("| idle connections | connects/s | broker RSS per connection |");
-    println!("| --- | ---: | ---: |");
-    println!("| {} | {per_sec:.0} | {rss} |", opts.idle);
+    let Idle {
+        per_sec,
+        rss_per_conn,
+        cpu_per_conn,
+    } = idle(opts).await?;
+    let rss = rss_per_conn.map_or("n/a (no --pid)".to_string(), |b| format!("{b:.0} B"));
+    let cpu = cpu_per_conn.map_or("n/a".to_string(), |ns| format!("{:.0}", ns / 1000.0));
+    println!(
+        "| idle connections | connects/s | broker RSS per connection | broker CPU µs per connect |"
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    println!("| {} | {per_sec:.0} | {rss} | {cpu} |", opts.idle);
     Ok(())
 }

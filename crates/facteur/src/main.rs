@@ -74,6 +74,10 @@ enum Command {
         /// With --cafile: the name the broker's certificate must carry.
         #[arg(long, default_value = "localhost")]
         tls_name: String,
+        /// Connect over WebSocket (the `mqtt` subprotocol), asking for this request path
+        /// (/mqtt when none is given); with --cafile, over TLS (wss).
+        #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/mqtt")]
+        ws: Option<String>,
     },
     /// Publishes a message, as mosquitto_pub (same flags, same exit codes).
     Pub(pubsub::PubArgs),
@@ -122,7 +126,12 @@ fn main() -> std::process::ExitCode {
             syscalls,
             cafile,
             tls_name,
+            ws,
         }) => {
+            if let Some(Err(error)) = ws.as_deref().map(bench_stream::check_ws_path) {
+                eprintln!("facteur bench: {error}");
+                return std::process::ExitCode::FAILURE;
+            }
             let tls = match cafile.map(|ca| bench_stream::Tls::load(&ca, &tls_name)) {
                 None => None,
                 Some(Ok(tls)) => Some(tls),
@@ -135,6 +144,7 @@ fn main() -> std::process::ExitCode {
                 endpoint: bench_stream::Endpoint {
                     addr: std::net::SocketAddr::new(host, port),
                     tls,
+                    ws_path: ws,
                 },
                 duration: std::time::Duration::from_secs(duration),
                 pid,

@@ -370,3 +370,75 @@ fn passwd_asks_twice_on_the_terminal_without_echo() {
     assert!(output.contains("do not match"), "{output}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1 (rcgen), as PEM files in
+/// `dir`: (CA certificate, server certificate, server key).
+fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    (
+        write("ca.crt", ca.pem()),
+        write("server.crt", server.pem()),
+        write("server.key", key.serialize_pem()),
+    )
+}
+
+/// `facteur bench --ws` (plain, then over TLS with `--cafile`) against a broker of this
+/// process whose only listener is a WebSocket one: the point-to-point QoS 1 row has
+/// messages delivered and none lost, and the latency runs complete.
+#[test]
+fn bench_over_websocket_plain_and_tls() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("facteur-cli-bench-ws");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = certificates(&dir);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for tls in [false, true] {
+        let mut config = facteur_broker::Config::default();
+        config.listeners[0].port = 0;
+        config.listeners[0].protocol = facteur_broker::Protocol::Websockets;
+        if tls {
+            config.listeners[0].certfile = Some(cert.clone());
+            config.listeners[0].keyfile = Some(key.clone());
+        }
+        let broker = runtime
+            .block_on(facteur_broker::Broker::start(config))
+            .expect("broker starts");
+        let port = broker.local_addrs()[0].port().to_string();
+        let mut args = vec!["bench", "--port", &port, "--duration", "1", "--idle", "20"];
+        args.extend(["--only", "p2p 16 pairs/1/64", "--ws"]);
+        if tls {
+            args.extend(["--cafile", ca.to_str().unwrap()]);
+        }
+        let (status, output) = run(&args);
+        assert!(status.success(), "facteur {args:?}:\n{output}");
+        let row: Vec<&str> = output
+            .lines()
+            .find(|line| line.starts_with("| p2p 16 pairs | 1 | 64 B |"))
+            .unwrap_or_else(|| panic!("no p2p QoS 1 row:\n{output}"))
+            .split('|')
+            .map(str::trim)
+            .collect();
+        let delivered: f64 = row[4].parse().unwrap();
+        assert!(delivered > 0.0, "nothing delivered (tls: {tls}):\n{output}");
+        assert_eq!(row[5], "0", "messages lost (tls: {tls}):\n{output}");
+        assert!(output.contains("| QoS 1 |"), "no latency row:\n{output}");
+        assert!(
+            output.contains("| 20 |"),
+            "no idle connections row:\n{output}"
+        );
+        runtime.block_on(broker.shutdown());
+    }
+}
