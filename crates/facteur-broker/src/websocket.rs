@@ -23,6 +23,12 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 /// sent with it.
 const MESSAGE_SLACK: usize = 64 << 10;
 
+/// The read buffer of one WebSocket connection. tungstenite's default (128 KiB) is held by
+/// every connection and zero-filled before each read: 16 KiB takes a TCP read's worth and
+/// brings a WebSocket client from about 135 KB to about 19 KB of broker memory (measured
+/// with `WS=1 bash benches/load/run.sh`, docs/performance.md).
+const READ_BUFFER: usize = 16 * 1024;
+
 /// Answers a WebSocket upgrade on `stream` (any request path), agreeing on the `mqtt`
 /// subprotocol; a request that does not offer it is refused (400). Messages are limited to
 /// `packet_limit` plus a little, so a client cannot make the broker hold more than a
@@ -35,6 +41,7 @@ where
 {
     let max_message = (packet_limit as usize).saturating_add(MESSAGE_SLACK);
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
         .max_write_buffer_size(max_message.saturating_mul(2));

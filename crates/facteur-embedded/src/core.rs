@@ -459,34 +459,23 @@ impl<'a, S: Store, C: Clock> Core<'a, S, C> {
                         return Ok(true);
                     }
                 }
-                (State::Up, Packet::SubAck(ack)) => {
-                    let id = ack.packet_id;
-                    self.session.handle(packet, now);
-                    self.acknowledged(id)?;
-                    self.rx_reported = len;
-                    self.ready = Some(Ready::Frame);
-                    return Ok(true);
-                }
-                (State::Up, Packet::UnsubAck(ack)) => {
-                    let id = ack.packet_id;
-                    self.session.handle(packet, now);
-                    self.acknowledged(id)?;
-                    self.rx_reported = len;
-                    self.ready = Some(Ready::Frame);
-                    return Ok(true);
-                }
-                (
-                    State::Up,
-                    Packet::PubAck(_)
-                    | Packet::PubRec(_)
-                    | Packet::PubRel(_)
-                    | Packet::PubComp(_)
-                    | Packet::PingResp
-                    | Packet::Disconnect(_),
-                ) => {
+                (State::Up, packet) => {
+                    // Whether a server may send this packet now is the session's rule: one it
+                    // may not (a SUBSCRIBE, a second CONNACK, an acknowledgement of nothing of
+                    // ours) ends the connection there, reported as its protocol error event.
+                    let answered = match &packet {
+                        Packet::SubAck(ack) => Some(ack.packet_id),
+                        Packet::UnsubAck(ack) => Some(ack.packet_id),
+                        _ => None,
+                    };
                     let _ = self.session.handle(packet, now);
+                    if let Some(id) = answered {
+                        self.acknowledged(id)?;
+                        self.rx_reported = len;
+                        self.ready = Some(Ready::Frame);
+                        return Ok(true);
+                    }
                 }
-                (State::Up, _) => return Err(self.violation(ReasonCode::ProtocolError, unexpected)),
             }
             // Handled without anything to report: next packet.
             self.rx_reported = len;
