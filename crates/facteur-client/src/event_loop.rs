@@ -55,7 +55,7 @@ pub(crate) enum Command {
         done: oneshot::Sender<Result<Vec<Result<(), ReasonCode>>, Error>>,
     },
     /// A manually acknowledged message was processed.
-    Ack(Deferred),
+    Ack(Deferred, Verdict),
     Disconnect {
         reason: ReasonCode,
         session_expiry: Option<u32>,
@@ -425,7 +425,7 @@ impl EventLoop {
             Command::Unsubscribe { filters, done } => {
                 self.take_unsubscribe(filters, done);
             }
-            Command::Ack(token) => self.session.acknowledge(token, Verdict::Accept),
+            Command::Ack(token, verdict) => self.session.acknowledge(token, verdict),
             Command::Disconnect {
                 reason,
                 session_expiry,

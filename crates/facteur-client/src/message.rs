@@ -1,7 +1,8 @@
 //! Messages as the application sees them: owned, the payload a shared [`Bytes`].
 
 use bytes::Bytes;
-use facteur_codec::{PayloadFormat, Properties, Property, Publish, QoS};
+use facteur_codec::{PayloadFormat, Properties, Property, Publish, QoS, ReasonCode};
+use facteur_session::Verdict;
 use tokio::sync::mpsc;
 
 use crate::event_loop::Command;
@@ -129,8 +130,9 @@ impl Drop for PendingAck {
         }
         // Dropped unacknowledged: acknowledged all the same (the broker would otherwise
         // hold the slot until the connection ends). try_send: drop cannot wait.
-        if let Err(mpsc::error::TrySendError::Full(command)) =
-            self.commands.try_send(Command::Ack(self.token))
+        if let Err(mpsc::error::TrySendError::Full(command)) = self
+            .commands
+            .try_send(Command::Ack(self.token, Verdict::Accept))
         {
             let commands = self.commands.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -172,8 +174,39 @@ impl Message {
     /// # }
     /// ```
     pub async fn ack(mut self) {
-        if let Some(pending) = self.ack.take() {
-            let _ = pending.commands.send(Command::Ack(pending.token)).await;
+        self.answer(Verdict::Accept).await;
+    }
+
+    /// Manual acknowledgement mode: tells the broker the message was not taken, with
+    /// `reason` (one valid in PUBACK and PUBREC: `UnspecifiedError`,
+    /// `ImplementationSpecificError`, `NotAuthorized`, `TopicNameInvalid`, `QuotaExceeded`,
+    /// `PayloadFormatInvalid`), in the PUBACK or PUBREC sent now. MQTT 3.1.1 has no negative
+    /// acknowledgement: there the message is acknowledged all the same. Either way the broker
+    /// does not send it again. Does nothing for QoS 0 or in automatic mode.
+    ///
+    /// ```no_run
+    /// # async fn f(mut messages: facteur_client::Messages) {
+    /// use facteur_client::ReasonCode;
+    /// while let Some(message) = messages.recv().await {
+    ///     if message.payload_str().is_none() {
+    ///         message.reject(ReasonCode::PayloadFormatInvalid).await;
+    ///         continue;
+    ///     }
+    ///     message.ack().await;
+    /// }
+    /// # }
+    /// ```
+    pub async fn reject(mut self, reason: ReasonCode) {
+        self.answer(Verdict::Reject(reason)).await;
+    }
+
+    async fn answer(&mut self, verdict: Verdict) {
+        if let Some(mut pending) = self.ack.take() {
+            pending.sent = true;
+            let _ = pending
+                .commands
+                .send(Command::Ack(pending.token, verdict))
+                .await;
         }
     }
 }

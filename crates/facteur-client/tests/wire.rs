@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use facteur_client::{Client, Messages, Options, QoS, Reconnect};
+use facteur_client::{Client, Messages, Options, QoS, ReasonCode, Reconnect};
 use facteur_codec::{decode, Packet, ProtocolVersion, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -303,4 +303,28 @@ async fn an_assigned_identifier_is_used_to_reconnect() {
     reconnected(&mut events).await;
     let ids = tokio::time::timeout(WAIT, broker).await.unwrap().unwrap();
     assert_eq!(ids, ["", "abc"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manually_acknowledged_message_can_be_refused_with_a_reason() {
+    let (_client, mut messages, mut broker, _) = scripted(CONNACK, |o| o.manual_acks = true).await;
+    // QoS 1 PUBLISH id 7 and QoS 2 PUBLISH id 8, topic "t".
+    broker
+        .stream
+        .write_all(&[
+            0x32, 0x07, 0x00, 0x01, b't', 0x00, 0x07, 0x00, b'a', //
+            0x34, 0x07, 0x00, 0x01, b't', 0x00, 0x08, 0x00, b'b',
+        ])
+        .await
+        .unwrap();
+    let first = next(&mut messages).await;
+    let second = next(&mut messages).await;
+    first.reject(ReasonCode::PayloadFormatInvalid).await;
+    // PUBACK id 7, reason 0x99, no properties.
+    assert_eq!(broker.expect().await, [0x40, 0x03, 0x00, 0x07, 0x99]);
+    second.reject(ReasonCode::QuotaExceeded).await;
+    // PUBREC id 8, reason 0x97: the QoS 2 flow ends there.
+    assert_eq!(broker.expect().await, [0x50, 0x03, 0x00, 0x08, 0x97]);
+    // Answered once: nothing more follows (the dropped messages owe nothing).
+    assert!(broker.next(Duration::from_millis(300)).await.is_none());
 }
