@@ -3,8 +3,8 @@
 //! each new position to the web page.
 //!
 //! QoS 1 messages are acknowledged only once handled (manual acknowledgements): when the
-//! connection is lost between receipt and storage, the broker sends the message again on
-//! reconnection, within the session.
+//! connection is lost (or the recorder stopped) between receipt and storage, the broker
+//! sends the message again to the next connection of the session.
 //! Malformed payloads, and messages the database failed to store, are counted, logged,
 //! acknowledged and dropped; nothing a phone sends stops the recorder.
 
@@ -48,18 +48,19 @@ pub struct Counters {
 /// client reconnects.
 pub const SESSION_EXPIRY: u32 = 3600;
 
-/// The options of a recorder: client identifier `client_id` and a session that outlives a
-/// lost connection ([`SESSION_EXPIRY`]), so that nothing is missed across a network cut
-/// or a broker-side disconnection while the recorder runs.
+/// The options of a recorder: client identifier `client_id` and a session that outlives
+/// the connection ([`SESSION_EXPIRY`]), so that nothing is missed across a network cut, a
+/// broker-side disconnection or a restart of the recorder within the hour.
 ///
-/// The first connection is a clean start: facteur-client keeps no session state across
-/// processes, and a client without session state must close a connection whose CONNACK
-/// says the session is present (MQTT 5, MQTT-3.2.2-4). A restarted recorder therefore
-/// starts a new session: it gets each device's retained last position (already stored:
-/// a duplicate), not the positions published while it was stopped.
+/// A restarted recorder holds no session state of its own (facteur-client keeps none
+/// across processes); it takes over the session the broker kept for it
+/// ([`Options::adopt_session`](facteur_client::Options)): the positions published while it
+/// was stopped are delivered to it then. It publishes nothing, so the risk that adoption
+/// carries for a client's own QoS 2 publications does not apply.
 pub fn options(mut options: Options, client_id: &str) -> Options {
     options.client_id = client_id.to_owned();
-    options.clean_start = true;
+    options.clean_start = false;
+    options.adopt_session = true;
     options.session_expiry = Some(SESSION_EXPIRY);
     options
 }
@@ -127,13 +128,11 @@ impl Recorder {
         }
     }
 
-    /// Disconnects and ends the session at the broker (the next recorder starts a new one:
-    /// see [`options`]), then waits until every message received was recorded.
+    /// Disconnects, keeping the session at the broker for [`SESSION_EXPIRY`] (the next
+    /// recorder with this client identifier takes it over: see [`options`]), then waits
+    /// until every message received was recorded.
     pub async fn stop(self) {
-        let _ = self
-            .client
-            .disconnect_with(facteur_client::ReasonCode::Success, Some(0))
-            .await;
+        let _ = self.client.disconnect().await;
         let _ = self.task.await;
     }
 }

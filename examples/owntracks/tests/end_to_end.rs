@@ -245,15 +245,27 @@ async fn simulated_tracks_reach_the_api_exactly() {
     let stats = get_json(app.http, "/api/0/stats").await;
     assert_eq!(stats["malformed"], 4);
 
-    // A recorder restart keeps what it stored; the retained last positions the broker
-    // sends the new subscription (one per simulated device: bob's own message above was
-    // not retained) are duplicates, not new rows.
+    // A recorder restart keeps what it stored and takes its broker session over: a
+    // position published while no recorder ran was queued there and is stored now; the
+    // retained last positions the broker sends the new subscription (one per simulated
+    // device: bob's own message above was not retained; the device that moved meanwhile
+    // is replayed at its new position, which came through the session too) are
+    // duplicates, not new rows.
     app.stop().await;
+    let while_stopped = phones[1].publish_next(BASE + 7_200).await.unwrap();
+    published[1].2.push(while_stopped);
     let app = App::start(mqtt, &database, "recorder").await;
     let counters = app
-        .wait_for("the retained positions replayed", |c| c.duplicates == 4)
+        .wait_for(
+            "the position sent while stopped, the retained replays",
+            |c| c.locations == 1 && c.duplicates == 4,
+        )
         .await;
-    assert_eq!(counters.locations, 0, "{counters:?}");
+    assert_eq!(
+        (counters.locations, counters.duplicates),
+        (1, 4),
+        "{counters:?}"
+    );
     for (user, device, fixes) in &published {
         let path = format!(
             "/api/0/locations?user={user}&device={device}&from={BASE}&to={}",
@@ -269,7 +281,7 @@ async fn simulated_tracks_reach_the_api_exactly() {
     }
     // And it records again.
     phones[2].publish_next(BASE + 100_000).await.unwrap();
-    app.wait_for("a position after the restart", |c| c.locations == 1)
+    app.wait_for("a position after the restart", |c| c.locations == 2)
         .await;
 
     // A phone whose will the broker publishes (5.0 DISCONNECT 0x04, as on a lost
