@@ -7,16 +7,15 @@
 
 mod common;
 
+use common::admin::AdminArea;
 use common::*;
 use facteur_broker::auth::{
-    AuthError, AuthRequest, Authenticator, Authorizer, BoxFuture, Client, Conversation, Identity,
-    Rights, Step,
+    AuthError, AuthRequest, Authenticator, BoxFuture, Conversation, Identity, Step,
 };
 use facteur_broker::{Broker, BrokerHandle, Config, Security};
 use facteur_codec::{
     Auth, Connect, Packet, Properties, Property, QoS, ReasonCode, SubscriptionOptions,
 };
-use std::sync::Arc;
 
 /// A challenge-response: the client says "hello", the server answers with a nonce, the
 /// client proves it knows a secret with it (`NONCE:secret` is "guest", `NONCE:root` is
@@ -60,44 +59,6 @@ impl Authenticator for Challenge {
 
     fn enhanced(&self, method: &str, _request: &AuthRequest<'_>) -> Option<Box<dyn Conversation>> {
         (method == "CHAL").then(|| Box::new(ChallengeConversation { nonce: None }) as _)
-    }
-}
-
-/// Only root may use `admin/`.
-struct AdminArea;
-
-/// Root's rights, or everyone else's.
-struct AdminRights {
-    root: bool,
-}
-
-impl Rights for AdminRights {
-    fn may_publish(&self, topic: &str) -> bool {
-        self.root || !topic.starts_with("admin/")
-    }
-    fn may_subscribe(&self, filter: &str) -> bool {
-        self.root || !filter.starts_with("admin/")
-    }
-    fn may_read(&self, topic: &str) -> bool {
-        self.root || !topic.starts_with("admin/")
-    }
-}
-
-impl Authorizer for AdminArea {
-    fn rights<'a>(
-        &'a self,
-        client: &'a Client<'a>,
-    ) -> BoxFuture<'a, Result<Arc<dyn Rights>, AuthError>> {
-        Box::pin(async move {
-            // Looked up asynchronously, as from a database.
-            tokio::task::yield_now().await;
-            match client.username {
-                Some("locked") => Err(AuthError::NotAuthorized),
-                user => Ok(Arc::new(AdminRights {
-                    root: user == Some("root"),
-                }) as Arc<dyn Rights>),
-            }
-        })
     }
 }
 

@@ -7,14 +7,12 @@
 
 mod common;
 
+use common::admin::AdminArea;
 use common::*;
-use facteur_broker::auth::{
-    AuthError, AuthRequest, Authenticator, Authorizer, BoxFuture, Client, Identity, Rights,
-};
+use facteur_broker::auth::{AuthError, AuthRequest, Authenticator, BoxFuture, Identity};
 use facteur_broker::{Broker, BrokerHandle, Config, Security};
 use facteur_codec::{Connect, Packet, Properties, Publish, QoS, SubscriptionOptions, Will};
 use std::path::Path;
-use std::sync::Arc;
 
 const PASSWORDS: [(&str, &str); 3] = [("alice", "a-pw"), ("spy", "s-pw"), ("bob", "b-pw")];
 
@@ -533,44 +531,6 @@ impl Authenticator for Directory {
                 (Some("locked"), Some(b"pw")) => Ok(Identity::user("locked")),
                 (Some("banned"), _) => Err(AuthError::NotAuthorized),
                 _ => Err(AuthError::BadCredentials),
-            }
-        })
-    }
-}
-
-/// An embedder's authorizer: root does everything, the rest nothing under `admin/`.
-struct AdminArea;
-
-/// Root's rights, or everyone else's.
-struct AdminRights {
-    root: bool,
-}
-
-impl Rights for AdminRights {
-    fn may_publish(&self, topic: &str) -> bool {
-        self.root || !topic.starts_with("admin/")
-    }
-    fn may_subscribe(&self, filter: &str) -> bool {
-        self.root || !filter.starts_with("admin/")
-    }
-    fn may_read(&self, topic: &str) -> bool {
-        self.root || !topic.starts_with("admin/")
-    }
-}
-
-impl Authorizer for AdminArea {
-    fn rights<'a>(
-        &'a self,
-        client: &'a Client<'a>,
-    ) -> BoxFuture<'a, Result<Arc<dyn Rights>, AuthError>> {
-        Box::pin(async move {
-            // Looked up asynchronously, as from a database.
-            tokio::task::yield_now().await;
-            match client.username {
-                Some("locked") => Err(AuthError::NotAuthorized),
-                user => Ok(Arc::new(AdminRights {
-                    root: user == Some("root"),
-                }) as Arc<dyn Rights>),
             }
         })
     }

@@ -2,6 +2,7 @@
 //! sends and reads exact bytes. Every wait is bounded.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod admin;
 pub mod pki;
 
 use facteur_broker::{Broker, BrokerHandle, Config};
