@@ -55,6 +55,7 @@ mod listen;
 mod local;
 mod mailbox;
 mod message;
+mod park;
 mod router;
 mod session_task;
 mod sys;
@@ -104,6 +105,10 @@ pub struct StatsSnapshot {
     pub clients_connected: usize,
     /// Sessions held now, connected or not (persistent sessions outlive connections).
     pub sessions: usize,
+    /// Sessions parked now: idle, held without a task of their own until their client
+    /// sends something, a message or a reconnection arrives for them, or their deadline
+    /// comes (a client whose connection is a TCP socket parks once it has nothing to do).
+    pub sessions_parked: usize,
     /// Subscriptions held now.
     pub subscriptions: usize,
     /// Connections accepted since start.
@@ -265,6 +270,7 @@ impl BrokerHandle {
         StatsSnapshot {
             clients_connected: self.router.links(),
             sessions: self.router.sessions(),
+            sessions_parked: self.router.parked(),
             subscriptions: self.router.subscription_count(),
             connections: s.connections.load(Ordering::Relaxed),
             messages_received: s.messages_received.load(Ordering::Relaxed),

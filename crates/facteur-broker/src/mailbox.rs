@@ -10,10 +10,11 @@
 //! clients cost a few hundred bytes each here, not a channel block each.
 
 use crate::message::{Attach, Delivery};
+use crate::park::{Lot, Token};
 use facteur_codec::QoS;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
@@ -64,12 +65,21 @@ struct Inbox {
     room_wanted: bool,
     /// The one task that takes from this mailbox, when it waits. A plain waker (no future
     /// to keep) is all a single taker needs, and costs an idle session nothing more.
-    taker: Option<Waker>,
+    taker: Option<Taker>,
+}
+
+/// Who is woken when something arrives in a mailbox.
+#[derive(Debug)]
+enum Taker {
+    /// The session's task, waiting.
+    Task(Waker),
+    /// The session is parked ([`crate::park`]): the parking lot resumes it.
+    Parked(Arc<Lot>, Token),
 }
 
 impl Inbox {
     /// Queues a delivery; returns the taker to wake (after the lock is released).
-    fn push(&mut self, delivery: Delivery) -> Option<Waker> {
+    fn push(&mut self, delivery: Delivery) -> Option<Taker> {
         self.deliveries.push_back(delivery);
         self.taker.take()
     }
@@ -84,9 +94,11 @@ impl Inbox {
     }
 }
 
-fn wake(taker: Option<Waker>) {
-    if let Some(waker) = taker {
-        waker.wake();
+fn wake(taker: Option<Taker>) {
+    match taker {
+        Some(Taker::Task(waker)) => waker.wake(),
+        Some(Taker::Parked(lot, token)) => lot.wake(token),
+        None => {}
     }
 }
 
@@ -264,10 +276,26 @@ impl Mailbox {
             return Poll::Ready(Next::Closed);
         }
         match &mut inbox.taker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            taker => *taker = Some(cx.waker().clone()),
+            Some(Taker::Task(waker)) if waker.will_wake(cx.waker()) => {}
+            taker => *taker = Some(Taker::Task(cx.waker().clone())),
         }
         Poll::Pending
+    }
+
+    /// The session is parked in `lot` under `token`: what arrives from now on wakes the
+    /// lot. False, and nothing changed, when something is already waiting (or the mailbox is
+    /// stopping or closed): the session has work and does not park.
+    pub(crate) fn park(&self, lot: &Arc<Lot>, token: Token) -> bool {
+        let mut inbox = self.lock();
+        if !inbox.deliveries.is_empty()
+            || !inbox.attaches.is_empty()
+            || inbox.stopping
+            || inbox.closed
+        {
+            return false;
+        }
+        inbox.taker = Some(Taker::Parked(lot.clone(), token));
+        true
     }
 
     /// Waits for the next thing to act on, every message taken (see

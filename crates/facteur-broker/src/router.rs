@@ -5,6 +5,7 @@
 use crate::auth::{Authenticator, Authorizer};
 use crate::mailbox::Mailbox;
 use crate::message::{Attach, Delivery, Message, Subscribed};
+use crate::park::Lot;
 use crate::Stats;
 use facteur_codec::QoS;
 use facteur_session::{Instant, RetainedStore};
@@ -97,6 +98,8 @@ pub(crate) struct Router {
     links: AtomicUsize,
     max_links: AtomicUsize,
     epoch: tokio::time::Instant,
+    /// Where idle sessions park (opened at the first one; `None` when it cannot be).
+    lot: std::sync::OnceLock<Option<Arc<Lot>>>,
     /// Connection and session tasks running, and the wake-up when none is left.
     tasks: AtomicUsize,
     tasks_ended: tokio::sync::Notify,
@@ -176,12 +179,36 @@ impl Router {
             links: AtomicUsize::new(0),
             max_links: AtomicUsize::new(0),
             epoch: tokio::time::Instant::now(),
+            lot: std::sync::OnceLock::new(),
             tasks: AtomicUsize::new(0),
             tasks_ended: tokio::sync::Notify::new(),
             stats: Stats::default(),
             authenticator,
             authorizer,
         }
+    }
+
+    /// The parking lot of idle sessions, opened on the first call (from a task of the
+    /// broker's runtime); `None` when it cannot be opened (sessions then stay in their
+    /// tasks).
+    pub(crate) fn lot(&self) -> Option<&Arc<Lot>> {
+        self.lot
+            .get_or_init(|| match Lot::start() {
+                Ok(lot) => Some(lot),
+                Err(error) => {
+                    tracing::warn!(%error, "idle sessions cannot park: each keeps its task");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// How many sessions are parked (the lot is not opened for it).
+    pub(crate) fn parked(&self) -> usize {
+        self.lot
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, |lot| lot.parked())
     }
 
     /// Counts a task started; [`Router::task_ended`] when it ends.

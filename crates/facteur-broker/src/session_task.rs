@@ -41,6 +41,20 @@ pub(crate) struct SessionTask {
     /// ACLs see, an enhanced authentication): a resumed session takes the new
     /// connection's.
     pub(crate) auth: Option<Box<ClientAuth>>,
+    /// Something happened since the session last looked at whether to park
+    /// ([`SessionTask::wants_to_park`]).
+    pub(crate) active: bool,
+    /// When the session parks if nothing happens until then.
+    pub(crate) park_at: Option<tokio::time::Instant>,
+}
+
+/// How [`SessionTask::serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// The session is over.
+    Over,
+    /// The session is idle: it parks until its deadline (if any).
+    Idle(Option<tokio::time::Instant>),
 }
 
 impl SessionTask {
@@ -75,6 +89,8 @@ impl SessionTask {
             router,
             config,
             auth: None,
+            active: false,
+            park_at: None,
         }
     }
 
@@ -94,14 +110,42 @@ impl SessionTask {
     /// Boxed: the task's future then holds a pointer to the session, not a copy of it
     /// (async functions keep their arguments apart from their locals).
     pub(crate) async fn run(mut self: Box<Self>, first: Box<Attach>) {
+        Box::pin(self.attach(first)).await;
+        self.live().await;
+    }
+
+    /// Runs a parked session again ([`crate::park`]): its socket goes back into tokio's
+    /// reactor, and it is served until it ends or parks again.
+    pub(crate) async fn resume(mut self: Box<Self>) {
+        self.unpark_link();
+        // It was woken for something: it parks again only after a quiet while.
+        self.active = true;
+        self.park_at = None;
+        self.live().await;
+    }
+
+    /// Serves the session until it ends or parks.
+    async fn live(mut self: Box<Self>) {
         // The session's next deadline (keep alive, retries, expiry), reused.
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
-        Box::pin(self.attach(first)).await;
-        self.serve(timer).await;
+        loop {
+            let Served::Idle(deadline) = self.serve(timer.as_mut()).await else {
+                return;
+            };
+            match self.park(deadline) {
+                Ok(()) => return,
+                Err(back) => {
+                    self = back;
+                    self.active = true;
+                }
+            }
+        }
     }
 
-    pub(crate) async fn serve(&mut self, mut timer: Pin<&mut Sleep>) {
+    /// Serves the session until it ends ([`Served::Over`]) or has nothing to do and wants to
+    /// park ([`Served::Idle`]).
+    pub(crate) async fn serve(&mut self, mut timer: Pin<&mut Sleep>) -> Served {
         // Which of socket and mailbox is looked at first, alternating, so that neither a
         // client that keeps sending nor a busy mailbox starves the other.
         let mut socket_first = true;
@@ -134,6 +178,13 @@ impl SessionTask {
                 .session
                 .poll_timeout()
                 .map(|at| self.router.deadline(at));
+            if self.wants_to_park() {
+                return Served::Idle(deadline);
+            }
+            let deadline = match (deadline, self.park_at) {
+                (Some(at), Some(park)) => Some(at.min(park)),
+                (at, park) => at.or(park),
+            };
             if let Some(at) = deadline {
                 if at != timer.deadline() {
                     timer.as_mut().reset(at);
@@ -171,15 +222,26 @@ impl SessionTask {
             .await;
             let next = match woken {
                 Woken::Read(read) => {
+                    self.active = true;
                     self.on_read(read);
                     continue;
                 }
                 Woken::Timer => {
+                    if self
+                        .park_at
+                        .is_some_and(|at| at <= tokio::time::Instant::now())
+                    {
+                        // Quiet since `park_at` was set, unless `active` says otherwise.
+                        self.park_at = None;
+                    }
                     let now = self.now();
                     self.session.handle_timeout(now);
                     continue;
                 }
-                Woken::Mailbox(next) => next,
+                Woken::Mailbox(next) => {
+                    self.active = true;
+                    next
+                }
             };
             match next {
                 Next::Deliver(delivery) => self.deliver(delivery),
@@ -199,6 +261,7 @@ impl SessionTask {
             }
         }
         self.end();
+        Served::Over
     }
 
     /// Takes a new network connection: answers its CONNECT, resuming this session or

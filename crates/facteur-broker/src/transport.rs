@@ -21,6 +21,9 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
     /// Any other stream.
     Other(Box<dyn ClientStream>),
+    /// A TCP socket while its session is parked ([`crate::park`]): out of tokio's reactor,
+    /// watched by the parking lot. Never read or written in this state.
+    Parked(std::net::TcpStream),
 }
 
 impl std::fmt::Debug for Stream {
@@ -28,6 +31,7 @@ impl std::fmt::Debug for Stream {
         match self {
             Self::Tcp(tcp) => tcp.fmt(f),
             Self::Other(_) => f.write_str("Stream::Other"),
+            Self::Parked(tcp) => tcp.fmt(f),
         }
     }
 }
@@ -39,6 +43,7 @@ impl Stream {
         match self {
             Self::Tcp(tcp) => tcp.poll_read_ready(cx),
             Self::Other(_) => Poll::Ready(Ok(())),
+            Self::Parked(_) => Poll::Ready(Err(parked())),
         }
     }
 
@@ -48,6 +53,7 @@ impl Stream {
         match self {
             Self::Tcp(tcp) => tcp.try_write(bytes),
             Self::Other(_) => Err(io::ErrorKind::WouldBlock.into()),
+            Self::Parked(_) => Err(parked()),
         }
     }
 }
@@ -61,6 +67,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Self::Other(other) => Pin::new(other).poll_read(cx, buf),
+            Self::Parked(_) => Poll::Ready(Err(parked())),
         }
     }
 }
@@ -74,6 +81,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Self::Other(other) => Pin::new(other).poll_write(cx, buf),
+            Self::Parked(_) => Poll::Ready(Err(parked())),
         }
     }
 
@@ -81,6 +89,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
             Self::Other(other) => Pin::new(other).poll_flush(cx),
+            Self::Parked(_) => Poll::Ready(Err(parked())),
         }
     }
 
@@ -88,6 +97,13 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Self::Other(other) => Pin::new(other).poll_shutdown(cx),
+            Self::Parked(_) => Poll::Ready(Err(parked())),
         }
     }
+}
+
+/// The error of a parked stream's reads and writes (none is made: a parked session's task
+/// does not run).
+fn parked() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the session is parked")
 }
