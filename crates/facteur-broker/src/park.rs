@@ -370,41 +370,40 @@ impl SessionTask {
     /// Takes the TCP socket out of tokio's reactor; false when the session has a
     /// connection that cannot park (then lost, if taking it out failed).
     fn park_link(&mut self) -> bool {
-        let Some(Link {
-            stream,
-            read,
-            out,
-            end,
-        }) = self.link.take()
-        else {
+        let Some(link) = self.link.as_mut() else {
             return true;
         };
-        let stream = match stream {
-            Stream::Tcp(tcp) => match tcp.into_std() {
-                Ok(socket) => Stream::Parked(socket),
-                Err(error) => {
-                    tracing::debug!(client = %self.client_id, %error, "connection lost while parking");
-                    self.lose_parked_link();
-                    return false;
-                }
-            },
+        if !link.read.is_empty() || !link.out.is_empty() {
+            return false;
+        }
+        let (tcp, end) = match self.link.take() {
+            Some(Link {
+                stream: Stream::Tcp(tcp),
+                end,
+                ..
+            }) => (tcp, end),
             other => {
-                self.link = Some(Link {
-                    stream: other,
-                    read,
-                    out,
-                    end,
-                });
+                self.link = other;
                 return false;
             }
         };
-        self.link = Some(Link {
-            stream,
-            read,
-            out,
-            end,
-        });
-        true
+        match tcp.into_std() {
+            Ok(socket) => {
+                // Nothing is kept in them; a parked client keeps no buffer's capacity.
+                self.link = Some(Link {
+                    stream: Stream::Parked(socket),
+                    read: bytes::BytesMut::new(),
+                    out: Vec::new(),
+                    end,
+                });
+                true
+            }
+            Err(error) => {
+                tracing::debug!(client = %self.client_id, %error, "connection lost while parking");
+                self.lose_parked_link();
+                false
+            }
+        }
     }
 
     /// Puts a parked socket back into tokio's reactor (the connection is lost if that

@@ -71,6 +71,8 @@ pub(crate) async fn run(
                 sessions.saturating_sub(links).to_string(),
             ),
             ("clients/total".into(), sessions.to_string()),
+            // Sessions held without a task until their client speaks (facteur's own).
+            ("clients/parked".into(), router.parked().to_string()),
             ("clients/maximum".into(), router.max_links().to_string()),
             ("messages/received".into(), totals[0].to_string()),
             ("messages/sent".into(), totals[1].to_string()),
