@@ -13,7 +13,7 @@ use crate::message::{Attach, Delivery};
 use crate::park::{Lot, Token};
 use facteur_codec::QoS;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
@@ -50,15 +50,15 @@ pub(crate) struct Mailbox {
     room: Notify,
     /// The number of messages waiting, as last written under the lock: lets a QoS 0 message
     /// that cannot be taken be dropped without taking the lock.
-    waiting: AtomicUsize,
+    waiting: AtomicU32,
     /// Most messages waiting (at least 1).
-    capacity: usize,
+    capacity: u32,
 }
 
 #[derive(Debug, Default)]
 struct Inbox {
     deliveries: VecDeque<Delivery>,
-    attaches: Vec<Attach>,
+    attaches: Attaches,
     closed: bool,
     stopping: bool,
     /// A publisher is waiting for room.
@@ -66,6 +66,35 @@ struct Inbox {
     /// The one task that takes from this mailbox, when it waits. A plain waker (no future
     /// to keep) is all a single taker needs, and costs an idle session nothing more.
     taker: Option<Taker>,
+}
+
+/// Connections waiting for the session's task: none nearly always, so a mailbox pays one
+/// pointer for them.
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
+struct Attaches(Option<Box<Vec<Attach>>>);
+
+impl Attaches {
+    fn push(&mut self, attach: Attach) {
+        self.0.get_or_insert_with(Box::default).push(attach);
+    }
+
+    fn pop(&mut self) -> Option<Attach> {
+        let attaches = self.0.as_mut()?;
+        let attach = attaches.pop();
+        if attaches.is_empty() {
+            self.0 = None;
+        }
+        attach
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn take(&mut self) -> Vec<Attach> {
+        self.0.take().map(|attaches| *attaches).unwrap_or_default()
+    }
 }
 
 /// Who is woken when something arrives in a mailbox.
@@ -105,7 +134,7 @@ fn wake(taker: Option<Taker>) {
 /// The inbox while locked; publishes its length for [`Mailbox::drops_at_once`] on unlock.
 struct Guard<'a> {
     inbox: MutexGuard<'a, Inbox>,
-    waiting: &'a AtomicUsize,
+    waiting: &'a AtomicU32,
 }
 
 impl std::ops::Deref for Guard<'_> {
@@ -125,8 +154,14 @@ impl std::ops::DerefMut for Guard<'_> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         self.waiting
-            .store(self.inbox.deliveries.len(), Ordering::Relaxed);
+            .store(len_u32(self.inbox.deliveries.len()), Ordering::Relaxed);
     }
+}
+
+/// A count of messages as the mailbox keeps it (saturating: a capacity above `u32::MAX` is
+/// no limit anyone reaches).
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 /// Queue capacity kept once a mailbox is empty again.
@@ -138,8 +173,8 @@ impl Mailbox {
         Self {
             inbox: Mutex::default(),
             room: Notify::new(),
-            waiting: AtomicUsize::new(0),
-            capacity: capacity.max(1),
+            waiting: AtomicU32::new(0),
+            capacity: len_u32(capacity).max(1),
         }
     }
 
@@ -171,7 +206,7 @@ impl Mailbox {
         let mut taker = None;
         let mut rest = deliveries.drain(..);
         while let Some(delivery) = rest.next() {
-            if inbox.deliveries.len() < self.capacity {
+            if len_u32(inbox.deliveries.len()) < self.capacity {
                 if let Some(waiting) = inbox.push(delivery) {
                     taker = Some(waiting);
                 }
@@ -200,7 +235,7 @@ impl Mailbox {
                 if inbox.closed {
                     return Err(delivery);
                 }
-                if inbox.deliveries.len() < self.capacity {
+                if len_u32(inbox.deliveries.len()) < self.capacity {
                     let taker = inbox.push(delivery);
                     drop(inbox);
                     wake(taker);
@@ -331,7 +366,7 @@ impl Mailbox {
     pub(crate) fn close(&self) -> Vec<Attach> {
         let mut inbox = self.lock();
         inbox.closed = true;
-        let attaches = std::mem::take(&mut inbox.attaches);
+        let attaches = inbox.attaches.take();
         let taker = inbox.taker.take();
         drop(inbox);
         self.room.notify_waiters();
@@ -390,7 +425,7 @@ mod tests {
     fn empty_mailbox_holds_no_allocation() {
         let mailbox = Mailbox::new(2);
         assert_eq!(mailbox.lock().deliveries.capacity(), 0);
-        assert_eq!(mailbox.lock().attaches.capacity(), 0);
+        assert!(mailbox.lock().attaches.is_empty());
     }
 
     #[test]

@@ -64,18 +64,14 @@ impl std::fmt::Debug for Lot {
 
 #[derive(Default)]
 struct Slots {
-    parked: Vec<Option<Parked>>,
+    /// A parked session's deadline is kept in its `park_at`, unused while it is parked.
+    parked: Vec<Option<Box<SessionTask>>>,
     /// Free places in `parked`.
     free: Vec<Token>,
     count: usize,
     /// No parked session's deadline is earlier (after a session left, it may be earlier
     /// than every deadline left: the next scan then finds nothing and sets it right).
     earliest: Option<Instant>,
-}
-
-struct Parked {
-    task: Box<SessionTask>,
-    deadline: Option<Instant>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,7 +148,9 @@ impl Lot {
         if index == slots.parked.len() {
             slots.parked.push(None);
         }
-        slots.parked[index] = Some(Parked { task, deadline });
+        let mut task = task;
+        task.park_at = deadline;
+        slots.parked[index] = Some(task);
         slots.count += 1;
         let earlier = deadline.filter(|d| slots.earliest.map_or(true, |e| *d < e));
         if earlier.is_some() {
@@ -180,14 +178,14 @@ impl Lot {
     /// already), its socket no longer watched.
     fn take(&self, token: Token) -> Option<Box<SessionTask>> {
         let mut slots = lock(&self.slots);
-        let parked = slots.parked.get_mut(token as usize)?.take()?;
+        let task = slots.parked.get_mut(token as usize)?.take()?;
         slots.free.push(token);
         slots.count -= 1;
         drop(slots);
-        if let Some(fd) = parked.task.parked_fd() {
+        if let Some(fd) = task.parked_fd() {
             self.unwatch(fd);
         }
-        Some(parked.task)
+        Some(task)
     }
 
     /// The sessions whose deadline has come by `now`; the earliest deadline left is
@@ -196,7 +194,7 @@ impl Lot {
         let mut slots = lock(&self.slots);
         let mut earliest = None::<Instant>;
         for (index, parked) in slots.parked.iter().enumerate() {
-            let Some(deadline) = parked.as_ref().and_then(|p| p.deadline) else {
+            let Some(deadline) = parked.as_ref().and_then(|task| task.park_at) else {
                 continue;
             };
             if deadline <= now {
