@@ -85,7 +85,9 @@
 //!
 //! All state lives in containers named by a [`Store`]: [`HeaplessStore`] has fixed
 //! capacities and needs no allocator; [`AllocStore`] (feature `alloc`) grows. The state
-//! machine is the same code for both.
+//! machine is the same code for both. An idle `Session<AllocStore>` is small (a broker keeps
+//! one per client): each container is one pointer until used, and
+//! [`Session::release_idle_memory`] frees those that are empty again.
 //!
 //! ```
 //! use facteur_codec::{decode, ProtocolVersion, Publish, QoS, Status};
@@ -159,9 +161,10 @@ pub use retained::{RetainedMessage, RetainedStore};
 pub use session::{
     Admission, Config, Connection, Deferred, PublishError, QueueLimits, Role, Session, Verdict,
 };
-#[cfg(feature = "alloc")]
-pub use store::AllocStore;
 pub use store::{
-    Ack, Alias, Fifo, HeaplessStore, Inflight, Inline, Message, OwnedBytes, Payload, Seq, Store,
+    Ack, Alias, Fifo, HeaplessStore, Inflight, Inline, Message, OwnedBytes, Payload, Seq, Slot,
+    Store,
 };
+#[cfg(feature = "alloc")]
+pub use store::{AllocStore, SlimDeque, SlimOption, SlimVec};
 pub use time::Instant;

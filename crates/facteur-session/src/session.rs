@@ -8,7 +8,7 @@ use facteur_topic::{TopicError, TopicName};
 
 use crate::props;
 use crate::store::{
-    Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Stage, Store,
+    Ack, AckKind, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Slot, Stage, Store,
 };
 use crate::{Event, Instant, MessageId, PacketIds};
 
@@ -313,13 +313,13 @@ pub struct Session<S: Store> {
     ping_outstanding: bool,
     send_pingresp: bool,
     /// The DISCONNECT to send (5.0): its reason code and reason string.
-    disconnect: Option<(ReasonCode, &'static str)>,
+    disconnect: S::Rare<(ReasonCode, &'static str)>,
     /// Session Expiry Interval in seconds; `None`: not tracked (the caller ends the session).
     session_expiry: Option<u32>,
     /// When the last connection was lost, while no new one is up and the session has not
     /// expired: the session expiry and will delay count from there.
     lost_at: Option<Instant>,
-    will: Option<StoredWill<S::Bytes>>,
+    will: S::Rare<StoredWill<S::Bytes>>,
     /// The session has had a connection and has not ended since: a resuming peer finds its
     /// state here (session present).
     established: bool,
@@ -400,7 +400,7 @@ impl<S: Store> core::fmt::Debug for Session<S> {
             .field("acks", &self.acks.len())
             .field("session_expiry", &self.session_expiry)
             .field("lost_at", &self.lost_at)
-            .field("will", &self.will.as_ref().map(|w| w.stage))
+            .field("will", &self.will.get().map(|w| w.stage))
             .finish_non_exhaustive()
     }
 }
@@ -430,10 +430,10 @@ impl<S: Store> Session<S> {
             last_received: Instant::default(),
             ping_outstanding: false,
             send_pingresp: false,
-            disconnect: None,
+            disconnect: Default::default(),
             session_expiry: None,
             lost_at: None,
-            will: None,
+            will: Default::default(),
             established: false,
             undecided: None,
             held: Default::default(),
@@ -530,6 +530,47 @@ impl<S: Store> Session<S> {
         self.events_dropped
     }
 
+    /// Gives back the memory of the containers that are empty now (queue, messages in
+    /// flight, received identifiers, acknowledgements, topic aliases, events), for a session
+    /// gone idle: a broker can call it when a client has been quiet for a while or its
+    /// connection is lost, so that its idle sessions cost their `size_of` and little more.
+    /// With [`AllocStore`](crate::AllocStore) an empty container then takes one pointer and
+    /// no allocation, and the next message allocates again; until this is called, a container
+    /// keeps its allocation once used, so that a busy session does not allocate for every
+    /// message (do not call it after each one). Nothing to give back with a fixed-capacity
+    /// store ([`HeaplessStore`](crate::HeaplessStore)). The session works on as before.
+    ///
+    /// ```
+    /// use facteur_codec::{Packet, ProtocolVersion, PubResponse, Publish, QoS};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let now = Instant::from_millis(0);
+    /// let mut session = Session::<AllocStore>::new(Config::new(Role::Server));
+    /// session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 60));
+    /// let message = Publish { qos: QoS::AtLeastOnce, ..Publish::new("t", b"x") };
+    /// let mut out = [0u8; 64];
+    /// for packet_id in [1, 2] {
+    ///     session.publish(&message, now)?;
+    ///     session.poll_transmit(now, &mut out)?.unwrap(); // the PUBLISH
+    ///     session.handle(Packet::PubAck(PubResponse::new(packet_id)), now);
+    ///     while session.poll_event().is_some() {}
+    ///     assert_eq!(session.inflight(), 0);
+    ///     // The client is idle: the empty containers give their memory back.
+    ///     session.release_idle_memory();
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release_idle_memory(&mut self) {
+        self.queue.release_if_empty();
+        self.inflight.release_if_empty();
+        self.reserved.release_if_empty();
+        self.received.release_if_empty();
+        self.acks.release_if_empty();
+        self.held.release_if_empty();
+        self.out_aliases.release_if_empty();
+        self.in_aliases.release_if_empty();
+        self.events.release_if_empty();
+    }
+
     /// A connection is established with the parameters `connection`: sending and receiving
     /// start, and unacknowledged PUBLISH (DUP set) and PUBREL packets are resent first, in
     /// their original order (PUBLISH packets within the peer's Receive Maximum, which starts
@@ -543,12 +584,8 @@ impl<S: Store> Session<S> {
             self.on_connection_lost(now);
         }
         self.lost_at = None;
-        if self
-            .will
-            .as_ref()
-            .is_some_and(|w| w.stage != WillStage::Held)
-        {
-            self.will = None;
+        if self.will.get().is_some_and(|w| w.stage != WillStage::Held) {
+            self.will.clear();
         }
         self.connection = connection;
         self.epoch = self.epoch.wrapping_add(1);
@@ -582,7 +619,7 @@ impl<S: Store> Session<S> {
             return;
         }
         self.lost_at = Some(now);
-        if let Some(will) = self.will.as_mut().filter(|w| w.stage == WillStage::Held) {
+        if let Some(will) = self.will.get_mut().filter(|w| w.stage == WillStage::Held) {
             will.stage = WillStage::Armed;
         }
         self.link = Link::Down;
@@ -594,7 +631,7 @@ impl<S: Store> Session<S> {
         self.out_aliases = Default::default();
         self.in_aliases = Default::default();
         self.send_pingresp = false;
-        self.disconnect = None;
+        self.disconnect.clear();
         self.undecided = None;
         // A deferred PUBACK is not owed any more: the peer resends the PUBLISH. A deferred
         // PUBREC still is: the identifier stays received, and the resend is not delivered.
@@ -652,7 +689,7 @@ impl<S: Store> Session<S> {
 
     /// The will, if one is armed by a lost connection, is due now ([`Event::WillDue`]).
     pub(crate) fn will_due_now(&mut self) {
-        if let Some(will) = self.will.as_mut().filter(|w| w.stage == WillStage::Armed) {
+        if let Some(will) = self.will.get_mut().filter(|w| w.stage == WillStage::Armed) {
             will.stage = WillStage::Due;
             self.event(Event::WillDue);
         }
@@ -693,7 +730,7 @@ impl<S: Store> Session<S> {
     /// sent in a PUBLISH, or the will does not fit the store's message buffer. The will
     /// before is kept then.
     pub fn set_will(&mut self, will: &Will<'_>) -> Result<(), PublishError> {
-        self.will = Some(Self::stored_will(will)?);
+        self.will.set(Self::stored_will(will)?);
         Ok(())
     }
 
@@ -734,7 +771,7 @@ impl<S: Store> Session<S> {
     /// properties as given, Will Delay Interval excepted). After [`Event::WillDue`], publish
     /// it and call [`clear_will`](Self::clear_will).
     pub fn will(&self) -> Option<Publish<'_>> {
-        let w = self.will.as_ref()?;
+        let w = self.will.get()?;
         let bytes = w.bytes.as_ref();
         let (topic, rest) = bytes.split_at(w.topic_len);
         let (stored, payload) = rest.split_at(w.props_len);
@@ -749,12 +786,12 @@ impl<S: Store> Session<S> {
 
     /// The Will Delay Interval of the will held, in seconds.
     pub fn will_delay(&self) -> Option<u32> {
-        self.will.as_ref().map(|w| w.delay)
+        self.will.get().map(|w| w.delay)
     }
 
     /// Forgets the will (published, or the connection ended normally).
     pub fn clear_will(&mut self) {
-        self.will = None;
+        self.will.clear();
     }
 
     /// Accepts a message to send: its topic, payload, QoS, retain flag and MQTT 5 properties
@@ -1070,7 +1107,7 @@ impl<S: Store> Session<S> {
                 }
                 // A normal disconnection deletes the will; any other reason keeps it.
                 if d.reason_code == ReasonCode::Success {
-                    self.will = None;
+                    self.will.clear();
                 }
                 self.link = Link::Closing;
                 self.event(Event::Disconnected {
@@ -1230,7 +1267,7 @@ impl<S: Store> Session<S> {
         match self.link {
             Link::Down => return Ok(None),
             Link::Closing => {
-                let Some((reason, why)) = self.disconnect else {
+                let Some(&(reason, why)) = self.disconnect.get() else {
                     return Ok(None);
                 };
                 let n = Disconnect::encode_with_reason_string(
@@ -1240,7 +1277,7 @@ impl<S: Store> Session<S> {
                     version,
                     buf,
                 )?;
-                self.disconnect = None;
+                self.disconnect.clear();
                 return Ok(Some(self.sent(now, n)));
             }
             Link::Up => {}
@@ -1565,7 +1602,7 @@ impl<S: Store> Session<S> {
         }
         self.link = Link::Closing;
         if self.connection.version.is_v5() {
-            self.disconnect = Some((reason, why));
+            self.disconnect.set((reason, why));
         }
     }
 
@@ -1633,7 +1670,7 @@ impl<S: Store> Session<S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.drop_expired(now);
         if self.will_due_at().is_some_and(|at| now >= at) {
-            if let Some(will) = self.will.as_mut() {
+            if let Some(will) = self.will.get_mut() {
                 will.stage = WillStage::Due;
             }
             self.event(Event::WillDue);
@@ -1646,7 +1683,7 @@ impl<S: Store> Session<S> {
             if now >= dead {
                 self.link = Link::Closing;
                 if self.connection.version.is_v5() && self.config.role == Role::Server {
-                    self.disconnect = Some((
+                    self.disconnect.set((
                         ReasonCode::KeepAliveTimeout,
                         "nothing received for 1.5 times the keep alive",
                     ));
@@ -1677,7 +1714,7 @@ impl<S: Store> Session<S> {
     /// When the armed will is due: the will delay after the loss, or the session expiry if
     /// shorter.
     fn will_due_at(&self) -> Option<Instant> {
-        let will = self.will.as_ref().filter(|w| w.stage == WillStage::Armed)?;
+        let will = self.will.get().filter(|w| w.stage == WillStage::Armed)?;
         let lost = self.lost_at.filter(|_| self.link == Link::Down)?;
         let secs = will.delay.min(self.session_expiry.unwrap_or(u32::MAX));
         Some(lost.add_millis(u64::from(secs) * 1000))
@@ -1729,7 +1766,7 @@ impl<S: Store> Session<S> {
     fn protocol_error(&mut self, reason: ReasonCode, why: &'static str) {
         self.link = Link::Closing;
         if self.connection.version.is_v5() {
-            self.disconnect = Some((reason, why));
+            self.disconnect.set((reason, why));
         }
         self.event(Event::ProtocolError { reason });
     }
@@ -1968,5 +2005,109 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    extern crate std;
+
+    use core::mem::size_of;
+
+    use facteur_codec::{Packet, ProtocolVersion, PubResponse, Publish, QoS};
+
+    use super::{Config, Connection, Role, Session};
+    use crate::{AllocStore, Fifo, Instant, Slot};
+
+    /// An idle session is what a broker pays per connected client: 416 bytes before the
+    /// containers of `AllocStore`, the will and the DISCONNECT slot were one pointer each,
+    /// 200 after (x86_64).
+    #[test]
+    fn an_idle_alloc_session_is_small() {
+        let size = size_of::<Session<AllocStore>>();
+        std::println!("size_of::<Session<AllocStore>>() = {size}");
+        assert!(size <= 200, "Session<AllocStore> is {size} bytes");
+        for container in [
+            size_of::<<AllocStore as crate::Store>::Queue>(),
+            size_of::<<AllocStore as crate::Store>::Inflight>(),
+            size_of::<<AllocStore as crate::Store>::Received>(),
+            size_of::<<AllocStore as crate::Store>::Acks>(),
+            size_of::<<AllocStore as crate::Store>::Aliases>(),
+            size_of::<<AllocStore as crate::Store>::Events>(),
+            size_of::<<AllocStore as crate::Store>::Rare<[u64; 8]>>(),
+        ] {
+            assert_eq!(container, size_of::<usize>());
+        }
+    }
+
+    fn connected() -> Session<AllocStore> {
+        let mut session = Session::<AllocStore>::new(Config::new(Role::Server));
+        let now = Instant::from_millis(0);
+        session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 60));
+        session
+    }
+
+    /// Publishes one QoS 1 message, sends it and takes its PUBACK.
+    fn round_trip(session: &mut Session<AllocStore>, packet_id: u16) {
+        let now = Instant::from_millis(0);
+        let message = Publish {
+            qos: QoS::AtLeastOnce,
+            ..Publish::new("t", b"x")
+        };
+        session.publish(&message, now).unwrap();
+        let mut out = [0u8; 64];
+        assert!(session.poll_transmit(now, &mut out).unwrap().is_some());
+        assert_eq!(session.inflight(), 1);
+        session.handle(Packet::PubAck(PubResponse::new(packet_id)), now);
+        assert!(session.poll_event().is_some());
+        assert_eq!(session.inflight(), 0);
+    }
+
+    #[test]
+    fn a_busy_session_keeps_its_allocations() {
+        let mut session = connected();
+        assert_eq!(session.inflight.capacity(), 0);
+        round_trip(&mut session, 1);
+        let (inflight, queue) = (session.inflight.capacity(), session.queue.capacity());
+        assert!(inflight > 0 && queue > 0 && session.events.capacity() > 0);
+        // Empty again, the allocations stay for the next message.
+        for packet_id in 2..10 {
+            round_trip(&mut session, packet_id);
+            assert_eq!(session.inflight.capacity(), inflight);
+            assert_eq!(session.queue.capacity(), queue);
+        }
+    }
+
+    #[test]
+    fn release_idle_memory_frees_the_empty_containers_only() {
+        let mut session = connected();
+        round_trip(&mut session, 1);
+        let now = Instant::from_millis(0);
+        // One message left queued (the session is disconnected): its queue stays.
+        session.on_connection_lost(now);
+        session.publish(&Publish::new("t", b"x"), now).unwrap();
+        session.release_idle_memory();
+        assert_eq!(session.inflight.capacity(), 0);
+        assert_eq!(session.events.capacity(), 0);
+        assert!(session.queue.capacity() > 0);
+        assert_eq!(session.queue.len(), 1);
+        session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 60));
+        let mut out = [0u8; 64];
+        assert!(session.poll_transmit(now, &mut out).unwrap().is_some());
+        session.release_idle_memory();
+        assert_eq!(session.queue.capacity(), 0);
+        for c in [
+            session.reserved.capacity(),
+            session.received.capacity(),
+            session.acks.capacity(),
+            session.held.capacity(),
+            session.out_aliases.capacity(),
+            session.in_aliases.capacity(),
+        ] {
+            assert_eq!(c, 0);
+        }
+        assert!(!session.will.is_some() && !session.disconnect.is_some());
+        // And it works on: the next message allocates again.
+        round_trip(&mut session, 2);
     }
 }

@@ -2,6 +2,11 @@
 //! fixed-capacity implementation ([`HeaplessStore`], no allocator) and a growable one
 //! ([`AllocStore`], with the `alloc` feature). The state machine is written once, generic over
 //! the store.
+//!
+//! A broker keeps one session per client, most of them idle most of the time, so the
+//! growable containers are one pointer wide until first used ([`SlimVec`], [`SlimDeque`],
+//! [`SlimOption`]), and [`Session::release_idle_memory`](crate::Session::release_idle_memory)
+//! gives back the allocations of those that are empty again.
 
 use core::ops::{Deref, DerefMut};
 
@@ -59,6 +64,10 @@ pub trait Seq<T>: Default + Deref<Target = [T]> + DerefMut {
     fn remove_at(&mut self, index: usize) -> T;
     /// How many items it can hold at most (`usize::MAX` when it grows).
     fn max_len(&self) -> usize;
+    /// Frees the memory the sequence allocated, if it is empty: it then takes no more room
+    /// than a new one, and allocates again on the next push. Nothing to do for a
+    /// fixed-capacity sequence (the default).
+    fn release_if_empty(&mut self) {}
 }
 
 /// A first-in first-out queue, bounded or not.
@@ -91,6 +100,50 @@ pub trait Fifo<T>: Default {
             }
         }
     }
+    /// Frees the memory the queue allocated, if it is empty: it then takes no more room than
+    /// a new one, and allocates again on the next push. Nothing to do for a fixed-capacity
+    /// queue (the default).
+    fn release_if_empty(&mut self) {}
+}
+
+/// Room for one value a session seldom holds (the will, a DISCONNECT to send): in place in a
+/// fixed-capacity store (`Option<T>`), behind one pointer in a growable one
+/// ([`SlimOption`]), so that a session without it pays little for the room.
+pub trait Slot<T>: Default {
+    /// The value, if there is one.
+    fn get(&self) -> Option<&T>;
+    /// The value, mutably, if there is one.
+    fn get_mut(&mut self) -> Option<&mut T>;
+    /// Puts `value` in, dropping the one before.
+    fn set(&mut self, value: T);
+    /// Takes the value out, leaving the slot empty.
+    fn take(&mut self) -> Option<T>;
+    /// Empties the slot, dropping the value.
+    fn clear(&mut self) {
+        self.take();
+    }
+    /// True if there is a value.
+    fn is_some(&self) -> bool {
+        self.get().is_some()
+    }
+}
+
+impl<T> Slot<T> for Option<T> {
+    fn get(&self) -> Option<&T> {
+        self.as_ref()
+    }
+
+    fn get_mut(&mut self) -> Option<&mut T> {
+        self.as_mut()
+    }
+
+    fn set(&mut self, value: T) {
+        *self = Some(value);
+    }
+
+    fn take(&mut self) -> Option<T> {
+        Option::take(self)
+    }
 }
 
 /// The containers a [`Session`](crate::Session) keeps its state in.
@@ -115,6 +168,8 @@ pub trait Store {
     type Aliases: Seq<Alias<Self::Bytes>>;
     /// Events not yet polled.
     type Events: Fifo<Event>;
+    /// Room for one value the session seldom holds: see [`Slot`].
+    type Rare<T>: Slot<T>;
 }
 
 /// An outgoing message held by the session: topic, MQTT 5 properties (as wire bytes, as the
@@ -285,6 +340,7 @@ impl<
     type Acks = heapless::Vec<Ack, INFLIGHT>;
     type Aliases = heapless::Vec<Alias<Self::Bytes>, ALIASES>;
     type Events = heapless::Deque<Event, EVENTS>;
+    type Rare<T> = Option<T>;
 }
 
 impl<const N: usize> OwnedBytes for heapless::Vec<u8, N> {
@@ -344,16 +400,19 @@ impl<T, const N: usize> Fifo<T> for heapless::Deque<T, N> {
 }
 
 #[cfg(feature = "alloc")]
-pub use growable::AllocStore;
+pub use growable::{AllocStore, SlimDeque, SlimOption, SlimVec};
 
 #[cfg(feature = "alloc")]
 mod growable {
     extern crate alloc;
 
+    use alloc::boxed::Box;
     use alloc::collections::VecDeque;
     use alloc::vec::Vec;
+    use core::fmt;
+    use core::ops::{Deref, DerefMut};
 
-    use super::{Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Store};
+    use super::{Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Slot, Store};
     use crate::Event;
     use bytes::Bytes;
 
@@ -361,18 +420,25 @@ mod growable {
     /// session's receive maximum and the peer's. Payloads are kept as [`Bytes`], so one
     /// payload given to many sessions with
     /// [`publish_shared`](crate::Session::publish_shared) is stored once.
+    ///
+    /// Every container is one pointer wide until first used ([`SlimVec`], [`SlimDeque`],
+    /// and [`SlimOption`] for the will and a DISCONNECT to send), so that an idle session (a
+    /// broker keeps one per client) is small. A container keeps its allocation once used,
+    /// emptied or not, until
+    /// [`release_idle_memory`](crate::Session::release_idle_memory).
     #[derive(Debug, Clone, Copy)]
     pub struct AllocStore;
 
     impl Store for AllocStore {
         type Bytes = Vec<u8>;
         type Payload = Bytes;
-        type Queue = VecDeque<Message<Vec<u8>, Bytes>>;
-        type Inflight = Vec<Inflight<Vec<u8>, Bytes>>;
-        type Received = Vec<u16>;
-        type Acks = Vec<Ack>;
-        type Aliases = Vec<Alias<Vec<u8>>>;
-        type Events = VecDeque<Event>;
+        type Queue = SlimDeque<Message<Vec<u8>, Bytes>>;
+        type Inflight = SlimVec<Inflight<Vec<u8>, Bytes>>;
+        type Received = SlimVec<u16>;
+        type Acks = SlimVec<Ack>;
+        type Aliases = SlimVec<Alias<Vec<u8>>>;
+        type Events = SlimDeque<Event>;
+        type Rare<T> = SlimOption<T>;
     }
 
     impl OwnedBytes for Vec<u8> {
@@ -415,6 +481,12 @@ mod growable {
         fn max_len(&self) -> usize {
             usize::MAX
         }
+
+        fn release_if_empty(&mut self) {
+            if self.is_empty() {
+                *self = Vec::new();
+            }
+        }
     }
 
     impl<T> Fifo<T> for VecDeque<T> {
@@ -441,6 +513,269 @@ mod growable {
 
         fn len(&self) -> usize {
             VecDeque::len(self)
+        }
+
+        fn release_if_empty(&mut self) {
+            if self.is_empty() {
+                *self = VecDeque::new();
+            }
+        }
+    }
+
+    /// A growable sequence one pointer wide while unused: a `Vec` boxed on the first push,
+    /// whose allocation is then kept, however often it is emptied and filled again, until
+    /// [`release_if_empty`](Seq::release_if_empty) frees it (the messages in flight go from
+    /// none to one and back at every QoS 1 message: that costs no allocation).
+    ///
+    /// ```
+    /// use facteur_session::{Seq, SlimVec};
+    /// assert_eq!(core::mem::size_of::<SlimVec<u64>>(), core::mem::size_of::<usize>());
+    /// let mut v = SlimVec::new();
+    /// v.try_push(1u64).unwrap();
+    /// v.try_push(2).unwrap();
+    /// assert_eq!(v.remove_at(0), 1);
+    /// assert_eq!(&*v, &[2]);
+    /// ```
+    #[derive(Clone)]
+    // The box is the point: one pointer while unused, where the collection takes three or four.
+    #[allow(clippy::box_collection)]
+    pub struct SlimVec<T>(Option<Box<Vec<T>>>);
+
+    impl<T> SlimVec<T> {
+        /// An empty sequence, with nothing allocated.
+        pub const fn new() -> Self {
+            Self(None)
+        }
+
+        /// How many items it holds without allocating again; 0 when nothing is allocated.
+        pub fn capacity(&self) -> usize {
+            self.0.as_deref().map_or(0, Vec::capacity)
+        }
+
+        /// The allocation, out of the way of the pushes that find it made.
+        #[cold]
+        #[inline(never)]
+        // A push into an empty `Vec` allocates room for a few (`vec![item]`: for one).
+        #[allow(clippy::vec_init_then_push)]
+        fn first_push(&mut self, item: T) {
+            let mut v = Vec::new();
+            v.push(item);
+            self.0 = Some(Box::new(v));
+        }
+    }
+
+    impl<T> Default for SlimVec<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl<T: fmt::Debug> fmt::Debug for SlimVec<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_list().entries(self.iter()).finish()
+        }
+    }
+
+    impl<T> Deref for SlimVec<T> {
+        type Target = [T];
+
+        #[inline]
+        fn deref(&self) -> &[T] {
+            match self.0.as_deref() {
+                Some(v) => v,
+                None => &[],
+            }
+        }
+    }
+
+    impl<T> DerefMut for SlimVec<T> {
+        #[inline]
+        fn deref_mut(&mut self) -> &mut [T] {
+            match self.0.as_deref_mut() {
+                Some(v) => v,
+                None => &mut [],
+            }
+        }
+    }
+
+    impl<T> Seq<T> for SlimVec<T> {
+        #[inline]
+        fn try_push(&mut self, item: T) -> Result<(), T> {
+            match self.0.as_deref_mut() {
+                Some(v) => v.push(item),
+                None => self.first_push(item),
+            }
+            Ok(())
+        }
+
+        #[inline]
+        fn remove_at(&mut self, index: usize) -> T {
+            match self.0.as_deref_mut() {
+                Some(v) => v.remove(index),
+                None => panic!("removal index (is {index}) should be < len (is 0)"),
+            }
+        }
+
+        fn max_len(&self) -> usize {
+            usize::MAX
+        }
+
+        fn release_if_empty(&mut self) {
+            if self.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// A growable first-in first-out queue one pointer wide while unused: a `VecDeque` boxed
+    /// on the first push, whose allocation is then kept, however often it is emptied and
+    /// filled again, until [`release_if_empty`](Fifo::release_if_empty) frees it.
+    ///
+    /// ```
+    /// use facteur_session::{Fifo, SlimDeque};
+    /// assert_eq!(core::mem::size_of::<SlimDeque<u64>>(), core::mem::size_of::<usize>());
+    /// let mut q = SlimDeque::new();
+    /// q.push_back(1u64).unwrap();
+    /// q.push_back(2).unwrap();
+    /// assert_eq!(q.pop_front(), Some(1));
+    /// assert_eq!(q.len(), 1);
+    /// ```
+    #[derive(Clone)]
+    // The box is the point: one pointer while unused, where the collection takes three or four.
+    #[allow(clippy::box_collection)]
+    pub struct SlimDeque<T>(Option<Box<VecDeque<T>>>);
+
+    impl<T> SlimDeque<T> {
+        /// An empty queue, with nothing allocated.
+        pub const fn new() -> Self {
+            Self(None)
+        }
+
+        /// How many items it holds without allocating again; 0 when nothing is allocated.
+        pub fn capacity(&self) -> usize {
+            self.0.as_deref().map_or(0, VecDeque::capacity)
+        }
+
+        /// The allocation, out of the way of the pushes that find it made.
+        #[cold]
+        #[inline(never)]
+        fn first_push(&mut self, item: T) {
+            let mut q = VecDeque::new();
+            q.push_back(item);
+            self.0 = Some(Box::new(q));
+        }
+    }
+
+    impl<T> Default for SlimDeque<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl<T: fmt::Debug> fmt::Debug for SlimDeque<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let mut list = f.debug_list();
+            self.for_each_item(|item| {
+                list.entry(item);
+            });
+            list.finish()
+        }
+    }
+
+    impl<T> Fifo<T> for SlimDeque<T> {
+        #[inline]
+        fn push_back(&mut self, item: T) -> Result<(), T> {
+            match self.0.as_deref_mut() {
+                Some(q) => q.push_back(item),
+                None => self.first_push(item),
+            }
+            Ok(())
+        }
+
+        #[inline]
+        fn pop_front(&mut self) -> Option<T> {
+            self.0.as_deref_mut()?.pop_front()
+        }
+
+        #[inline]
+        fn front(&self) -> Option<&T> {
+            self.0.as_deref()?.front()
+        }
+
+        #[inline]
+        fn front_mut(&mut self) -> Option<&mut T> {
+            self.0.as_deref_mut()?.front_mut()
+        }
+
+        fn for_each_item(&self, visit: impl FnMut(&T)) {
+            if let Some(q) = self.0.as_deref() {
+                q.iter().for_each(visit);
+            }
+        }
+
+        #[inline]
+        fn len(&self) -> usize {
+            self.0.as_deref().map_or(0, VecDeque::len)
+        }
+
+        fn retain_in_order(&mut self, keep: impl FnMut(&T) -> bool) {
+            if let Some(q) = self.0.as_deref_mut() {
+                q.retain(keep);
+            }
+        }
+
+        fn release_if_empty(&mut self) {
+            if self.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Room for one value, one pointer wide: the value is boxed when set. Setting it again
+    /// reuses the box; taking it out frees it.
+    ///
+    /// ```
+    /// use facteur_session::{Slot, SlimOption};
+    /// assert_eq!(core::mem::size_of::<SlimOption<[u64; 6]>>(), core::mem::size_of::<usize>());
+    /// let mut will = SlimOption::default();
+    /// will.set("gone");
+    /// assert_eq!(will.get(), Some(&"gone"));
+    /// assert_eq!(will.take(), Some("gone"));
+    /// assert!(!will.is_some());
+    /// ```
+    #[derive(Clone)]
+    pub struct SlimOption<T>(Option<Box<T>>);
+
+    impl<T> Default for SlimOption<T> {
+        fn default() -> Self {
+            Self(None)
+        }
+    }
+
+    impl<T: fmt::Debug> fmt::Debug for SlimOption<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.get().fmt(f)
+        }
+    }
+
+    impl<T> Slot<T> for SlimOption<T> {
+        fn get(&self) -> Option<&T> {
+            self.0.as_deref()
+        }
+
+        fn get_mut(&mut self) -> Option<&mut T> {
+            self.0.as_deref_mut()
+        }
+
+        fn set(&mut self, value: T) {
+            match self.0.as_deref_mut() {
+                Some(old) => *old = value,
+                None => self.0 = Some(Box::new(value)),
+            }
+        }
+
+        fn take(&mut self) -> Option<T> {
+            self.0.take().map(|boxed| *boxed)
         }
     }
 }
@@ -474,9 +809,11 @@ mod tests {
     }
 
     #[cfg(feature = "alloc")]
+    extern crate alloc;
+
+    #[cfg(feature = "alloc")]
     #[test]
     fn alloc_seq_grows() {
-        extern crate alloc;
         exercise(alloc::vec::Vec::new());
         let mut q = alloc::collections::VecDeque::new();
         for i in 0..1000u16 {
@@ -484,5 +821,72 @@ mod tests {
         }
         assert_eq!(Fifo::len(&q), 1000);
         assert_eq!(Fifo::pop_front(&mut q), Some(0));
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn slim_containers_allocate_once_until_released() {
+        exercise(SlimVec::new());
+        let mut v = SlimVec::<u16>::new();
+        assert!(v.is_empty() && v.iter_mut().next().is_none());
+        v.release_if_empty();
+        v.try_push(1).unwrap();
+        let cap = v.capacity();
+        assert!(cap > 0);
+        // Emptied and filled again: the same allocation.
+        for i in 0..10 {
+            assert_eq!(v.remove_at(0), 1 + i);
+            assert_eq!(v.capacity(), cap);
+            v.try_push(2 + i).unwrap();
+        }
+        v.release_if_empty();
+        assert_eq!(v.capacity(), cap, "not empty: kept");
+        v.remove_at(0);
+        v.release_if_empty();
+        assert_eq!(v.capacity(), 0);
+        assert_eq!(v.max_len(), usize::MAX);
+
+        let mut q = SlimDeque::<u16>::new();
+        assert_eq!((q.len(), q.front()), (0, None));
+        assert_eq!(q.pop_front(), None);
+        q.retain_in_order(|_| false);
+        for i in 0..5 {
+            q.push_back(i).unwrap();
+        }
+        q.retain_in_order(|i| i % 2 == 0);
+        let mut seen = alloc::vec::Vec::new();
+        q.for_each_item(|&i| seen.push(i));
+        assert_eq!(seen, [0, 2, 4]);
+        *q.front_mut().unwrap() = 9;
+        assert_eq!(q.front(), Some(&9));
+        let cap = q.capacity();
+        while q.pop_front().is_some() {}
+        assert_eq!(q.capacity(), cap);
+        q.release_if_empty();
+        assert_eq!(q.capacity(), 0);
+        q.push_back(7).unwrap();
+        assert_eq!(q.pop_front(), Some(7));
+
+        let mut slot = SlimOption::default();
+        assert!(!slot.is_some());
+        slot.set([1u64; 4]);
+        let first: *const [u64; 4] = slot.get().unwrap();
+        slot.set([2; 4]);
+        assert!(
+            core::ptr::eq(first, slot.get().unwrap()),
+            "the box is reused"
+        );
+        slot.get_mut().unwrap()[0] = 3;
+        assert_eq!(slot.take(), Some([3, 2, 2, 2]));
+        slot.set([0; 4]);
+        slot.clear();
+        assert_eq!(slot.get(), None);
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    #[should_panic(expected = "removal index")]
+    fn slim_vec_remove_from_empty_panics() {
+        SlimVec::<u8>::new().remove_at(0);
     }
 }

@@ -1,8 +1,9 @@
 //! Model-based test: a client and a server session publish to each other over a link that
-//! loses the connection (and every packet in transit) at random and reconnects. Checked at
-//! the end, in both directions: QoS 0 at most once, QoS 1 at least once, QoS 2 exactly once,
-//! every QoS 1/2 message acknowledged exactly once, and per topic the QoS 1/2 messages first
-//! delivered in the order published.
+//! loses the connection (and every packet in transit) at random and reconnects, while either
+//! side gives back the memory of its empty containers at random. Checked at the end, in both
+//! directions: QoS 0 at most once, QoS 1 at least once, QoS 2 exactly once, every QoS 1/2
+//! message acknowledged exactly once, and per topic the QoS 1/2 messages first delivered in
+//! the order published.
 
 mod common;
 
@@ -27,6 +28,8 @@ enum Op {
     Deliver { to_server: bool, n: usize },
     /// The connection drops with everything in transit, and comes back.
     Cut,
+    /// One side gives back the memory of its empty containers (which must change nothing).
+    Release { client: bool },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(from_client, topic, qos)| Op::Publish { from_client, topic, qos }),
         5 => (any::<bool>(), 1usize..5).prop_map(|(to_server, n)| Op::Deliver { to_server, n }),
         1 => Just(Op::Cut),
+        1 => any::<bool>().prop_map(|client| Op::Release { client }),
     ]
 }
 
@@ -160,6 +164,8 @@ fn run<S: Store>(version: ProtocolVersion, ops: &[Op]) {
                 n,
             } => deliver(&mut server, &mut client, n, version, t),
             Op::Cut => cut(&mut client, &mut server, t),
+            Op::Release { client: true } => client.session.release_idle_memory(),
+            Op::Release { client: false } => server.session.release_idle_memory(),
         }
     }
     // A last, clean connection: everything completes.
