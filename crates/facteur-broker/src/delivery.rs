@@ -31,7 +31,8 @@ impl SessionTask {
     }
 
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
-        self.publish_to_session(&delivery);
+        let mut tally = Tally::default();
+        tally.add(self.publish_to_session(&delivery));
         drop(delivery);
         // Take whatever else is already waiting and the queue takes (a batch per lock), so
         // it goes out in the same write.
@@ -46,21 +47,23 @@ impl SessionTask {
                     break;
                 }
                 for delivery in batch.drain(..) {
-                    self.publish_to_session(&delivery);
+                    tally.add(self.publish_to_session(&delivery));
                 }
             }
             cell.replace(batch);
         });
+        tally.count(&self.router.stats);
     }
 
-    /// Hands a delivery to the session, which queues it or refuses it (counted as dropped).
-    pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) {
+    /// Hands a delivery to the session, which queues it or refuses it; the caller counts
+    /// what became of it ([`Tally`]).
+    #[must_use]
+    pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) -> Handed {
         let message = &delivery.message;
         if !self.may_read(&message.topic) {
             // Not for this client's eyes (retained messages and wills included): dropped,
             // counted.
-            self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return Handed::Dropped;
         }
         let frame = (delivery.subscription_ids.is_empty())
             .then(|| message.frame_for(self.version(), delivery.qos, delivery.retain))
@@ -68,8 +71,7 @@ impl SessionTask {
         if let Some(frame) = frame {
             // Encoded once for every subscriber of this kind: copied and sent as is.
             let queued = self.session.publish_frame(frame, message.received_at);
-            self.count_queued(queued);
-            return;
+            return self.handed(queued);
         }
         // The subscriber's subscription identifiers join the message's own properties. They
         // are kept whatever the connection's version: the session writes them only in 5.0,
@@ -101,24 +103,19 @@ impl SessionTask {
         let queued =
             self.session
                 .publish_shared(&publish, message.payload.clone(), message.received_at);
-        self.count_queued(queued);
+        self.handed(queued)
     }
 
-    /// Counts a message handed to the session: queued (sent) or refused (dropped).
-    fn count_queued(
+    /// What became of a message handed to the session: queued (sent) or refused (dropped).
+    fn handed(
         &self,
         queued: Result<facteur_session::MessageId, facteur_session::PublishError>,
-    ) {
+    ) -> Handed {
         match queued {
-            Ok(_) => {
-                self.router
-                    .stats
-                    .messages_sent
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => Handed::Sent,
             Err(error) => {
                 tracing::debug!(client = %self.client_id, %error, "message not queued");
-                self.router.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Handed::Dropped
             }
         }
     }
@@ -198,5 +195,40 @@ pub(crate) trait AdmitsAll {
 impl AdmitsAll for Option<Admission> {
     fn is_none_or_admits(&mut self, qos: QoS, payload_len: usize) -> bool {
         self.as_mut().map_or(true, |a| a.admit(qos, payload_len))
+    }
+}
+
+/// What became of a message handed to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handed {
+    /// The session queued it.
+    Sent,
+    /// Refused (queue limits) or not for this client (ACL).
+    Dropped,
+}
+
+/// Counts of a batch of deliveries, added to the broker's counters once for the batch (one
+/// atomic step per counter, not one per message).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    sent: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, handed: Handed) {
+        match handed {
+            Handed::Sent => self.sent += 1,
+            Handed::Dropped => self.dropped += 1,
+        }
+    }
+
+    pub(crate) fn count(self, stats: &crate::Stats) {
+        if self.sent > 0 {
+            stats.messages_sent.fetch_add(self.sent, Ordering::Relaxed);
+        }
+        if self.dropped > 0 {
+            stats.dropped.fetch_add(self.dropped, Ordering::Relaxed);
+        }
     }
 }

@@ -263,9 +263,11 @@ impl SessionTask {
             Some(why) => self.answer(suback, why),
             None => self.queue(&suback),
         }
+        let mut tally = crate::delivery::Tally::default();
         for delivery in retained {
-            self.publish_to_session(&delivery);
+            tally.add(self.publish_to_session(&delivery));
         }
+        tally.count(&self.router.stats);
     }
 
     pub(crate) fn on_unsubscribe(&mut self, unsubscribe: &Unsubscribe<'_>) {
