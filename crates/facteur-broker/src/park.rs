@@ -350,6 +350,8 @@ impl SessionTask {
         if !self.park_link() {
             return Err(self);
         }
+        // A parked session keeps no empty container's allocation.
+        self.session.release_idle_memory();
         lot.park(self, deadline).map_err(|mut back| {
             back.unpark_link();
             back
