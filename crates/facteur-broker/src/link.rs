@@ -94,6 +94,103 @@ pub(crate) fn poll_read_link(
     }
 }
 
+/// Most bytes [`read_now`] takes in one go: a window of acknowledgements (4 bytes each).
+const READ_NOW_CHUNK: usize = 1024;
+
+/// Reads what the client has sent without waiting for tokio's reactor to report it (a TCP
+/// socket only; `None` when nothing is there or the stream is not TCP).
+///
+/// For a session whose mailbox holds messages it cannot take until its client acknowledges
+/// earlier ones: woken by its mailbox, it looks for those acknowledgements at once rather
+/// than after the reactor's next turn, which on a busy broker comes after many publishers'
+/// tasks (a subscriber's window then stays closed for as long). What it reads is handled as
+/// any read; tokio's own readiness is left as it is (a later read that finds nothing clears
+/// it).
+pub(crate) fn read_now(link: &mut Option<Link>) -> Option<std::io::Result<usize>> {
+    use std::io::Read;
+    let link = link.as_mut().filter(|l| l.end.is_none())?;
+    let Stream::Tcp(tcp) = &link.stream else {
+        return None;
+    };
+    let mut chunk = [0u8; READ_NOW_CHUNK];
+    match (&*socket2::SockRef::from(tcp)).read(&mut chunk) {
+        Ok(n) => {
+            link.read.extend_from_slice(&chunk[..n]);
+            Some(Ok(n))
+        }
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// When a session looks for its client's acknowledgements with [`read_now`]: at every
+/// chance while they are finding something, and after looks that found nothing, less often
+/// (every 2nd, 4th, ... up to every 32nd chance), so that a session whose client answers
+/// slowly does not spend a system call on every wake-up for nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ReadAhead {
+    /// Chances to let go by before the next look.
+    skip: u8,
+    /// `skip` after the next look that finds nothing.
+    backoff: u8,
+}
+
+impl ReadAhead {
+    /// A chance to look: whether to take it.
+    pub(crate) fn look(&mut self) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// What the look found.
+    pub(crate) fn found(&mut self, something: bool) {
+        if something {
+            self.backoff = 0;
+        } else {
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2 + 1).min(31);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadAhead;
+
+    #[test]
+    fn read_ahead_looks_at_every_chance_while_it_finds_and_backs_off_after_misses() {
+        let mut ahead = ReadAhead::default();
+        for _ in 0..3 {
+            assert!(ahead.look());
+            ahead.found(true);
+        }
+        // Misses: the chances let go by before a look grow 0, 1, 3, 7, 15, 31, 31.
+        let gap = |ahead: &mut ReadAhead| (0..).take_while(|_| !ahead.look()).count();
+        let mut gaps = Vec::new();
+        for _ in 0..7 {
+            gaps.push(gap(&mut ahead));
+            ahead.found(false);
+        }
+        assert_eq!(gaps, [0, 0, 1, 3, 7, 15, 31]);
+        // A hit: at every chance again once the skip set by the last miss runs out.
+        assert_eq!(gap(&mut ahead), 31);
+        ahead.found(true);
+        assert!(ahead.look());
+        ahead.found(true);
+        assert!(ahead.look());
+    }
+}
+
 /// How long a closed connection is still read (and what it sends discarded) after the
 /// broker's last bytes, and how much of it at most.
 pub(crate) const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);

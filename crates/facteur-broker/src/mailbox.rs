@@ -317,6 +317,12 @@ impl Mailbox {
         Poll::Pending
     }
 
+    /// Whether messages are waiting (as last seen under the lock; no lock taken): after
+    /// [`Mailbox::poll_next`] declined the first of them, the session cannot take more now.
+    pub(crate) fn holds_messages(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
     /// The session is parked in `lot` under `token`: what arrives from now on wakes the
     /// lot. False, and nothing changed, when something is already waiting (or the mailbox is
     /// stopping or closed): the session has work and does not park.

@@ -6,7 +6,7 @@ use crate::accept::{hand_over, parse_connect, refuse, Refusal};
 use crate::delivery::AdmitsAll;
 use crate::enhanced::ClientAuth;
 use crate::filters::Filters;
-use crate::link::{encode_into, linger, poll_read_link, End, Link};
+use crate::link::{encode_into, linger, poll_read_link, read_now, End, Link, ReadAhead};
 use crate::mailbox::{Mailbox, Next};
 use crate::message::{Attach, Message};
 use crate::router::{ConnId, Router, Waiting};
@@ -46,6 +46,9 @@ pub(crate) struct SessionTask {
     pub(crate) active: bool,
     /// When the session parks if nothing happens until then.
     pub(crate) park_at: Option<tokio::time::Instant>,
+    /// When to look for the client's answers to what went out before the reactor reports
+    /// them (see `read_now`).
+    pub(crate) read_ahead: ReadAhead,
 }
 
 /// How [`SessionTask::serve`] returned.
@@ -91,6 +94,7 @@ impl SessionTask {
             auth: None,
             active: false,
             park_at: None,
+            read_ahead: ReadAhead::default(),
         }
     }
 
@@ -208,6 +212,16 @@ impl SessionTask {
                     admission.is_none_or_admits(d.qos, d.message.payload.len())
                 }) {
                     return Poll::Ready(Woken::Mailbox(next));
+                }
+                if self.mailbox.holds_messages() && self.read_ahead.look() {
+                    // The session cannot take them until its client acknowledges what
+                    // went out: look for the acknowledgements now (see `read_now` and
+                    // `ReadAhead`).
+                    let read = read_now(&mut self.link);
+                    self.read_ahead.found(read.is_some());
+                    if let Some(read) = read {
+                        return Poll::Ready(Woken::Read(read));
+                    }
                 }
                 if !socket_first {
                     if let Poll::Ready(read) = poll_read_link(&mut self.link, cx) {
