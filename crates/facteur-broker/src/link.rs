@@ -163,6 +163,30 @@ impl ReadAhead {
     }
 }
 
+/// How long a closed connection is still read (and what it sends discarded) after the
+/// broker's last bytes, and how much of it at most.
+pub(crate) const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(crate) const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes a connection gracefully: the write side is shut down (the client reads what was
+/// sent, a DISCONNECT with its reason code included, then the end), and what the client
+/// still sends meanwhile is read and discarded for a bounded time and size, so that closing
+/// does not turn into a reset that destroys the unread DISCONNECT (a lingering close, as
+/// HTTP servers do).
+pub(crate) async fn linger(mut stream: Stream) {
+    let _ = tokio::time::timeout(LINGER_TIME, stream.shutdown()).await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    let mut sink = [0u8; 1024];
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ReadAhead;
@@ -188,29 +212,5 @@ mod tests {
         assert!(ahead.look());
         ahead.found(true);
         assert!(ahead.look());
-    }
-}
-
-/// How long a closed connection is still read (and what it sends discarded) after the
-/// broker's last bytes, and how much of it at most.
-pub(crate) const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-pub(crate) const LINGER_BYTES: usize = 64 * 1024;
-
-/// Closes a connection gracefully: the write side is shut down (the client reads what was
-/// sent, a DISCONNECT with its reason code included, then the end), and what the client
-/// still sends meanwhile is read and discarded for a bounded time and size, so that closing
-/// does not turn into a reset that destroys the unread DISCONNECT (a lingering close, as
-/// HTTP servers do).
-pub(crate) async fn linger(mut stream: Stream) {
-    let _ = tokio::time::timeout(LINGER_TIME, stream.shutdown()).await;
-    let deadline = tokio::time::Instant::now() + LINGER_TIME;
-    let mut discarded = 0;
-    let mut sink = [0u8; 1024];
-    while discarded < LINGER_BYTES {
-        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => discarded += n,
-            _ => break,
-        }
     }
 }
