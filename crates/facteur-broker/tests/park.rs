@@ -122,14 +122,27 @@ async fn a_parked_client_that_goes_away_leaves_its_will() {
 }
 
 #[tokio::test]
-async fn a_parked_session_is_taken_over() {
+async fn a_parked_session_is_taken_over_with_its_subscriptions() {
     let broker = broker_with(|_| {}).await;
-    let mut first = Peer::client(&broker, V5, "same").await;
+    let persistent = Connect {
+        clean_start: false,
+        ..Connect::new(V311, "same")
+    };
+    let mut first = Peer::connect(&broker, persistent).await;
+    assert_eq!(first.subscribe("t/#", qos1(), 1).await, [0x90, 3, 0, 1, 1]);
     parked(&broker, 1).await;
-    let _second = Peer::client(&broker, V5, "same").await;
-    first
-        .told_why_then_closed(0x8E, "another connection took this session over")
+    let (connack, mut second) = try_connect(&broker, persistent).await;
+    assert_eq!(connack, [0x20, 2, 1, 0], "session present");
+    // 3.1.1: the old connection is closed without a word.
+    assert!(first.closed().await);
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    publisher
+        .send(&publish("t/1", b"x", QoS::AtMostOnce, None))
         .await;
+    assert_eq!(
+        second.recv_bytes().await,
+        [0x30, 6, 0, 3, b't', b'/', b'1', b'x']
+    );
     broker.shutdown().await;
 }
 
