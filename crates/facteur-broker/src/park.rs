@@ -344,7 +344,19 @@ impl SessionTask {
     /// Parks the session until its socket is readable, its mailbox gets something or
     /// `deadline` comes; given back when it cannot park (it is then served on).
     pub(crate) fn park(mut self: Box<Self>, deadline: Option<Instant>) -> Result<(), Box<Self>> {
-        let Some(lot) = self.router.lot().cloned() else {
+        // Only a session holding a TCP socket opens the lot: tokio made that socket, so the
+        // runtime has the I/O driver the lot needs. A session without a connection parks
+        // only in a lot already open (an embedder's runtime serving in-process streams
+        // alone may have no I/O driver at all).
+        let tcp = self
+            .link
+            .as_ref()
+            .is_some_and(|link| matches!(link.stream, Stream::Tcp(_)));
+        let lot = match tcp {
+            true => self.router.lot(),
+            false => self.router.open_lot(),
+        };
+        let Some(lot) = lot.cloned() else {
             return Err(self);
         };
         if !self.park_link() {

@@ -203,12 +203,14 @@ impl Router {
             .as_ref()
     }
 
+    /// The parking lot if it is open already (it is not opened for the call).
+    pub(crate) fn open_lot(&self) -> Option<&Arc<Lot>> {
+        self.lot.get().and_then(Option::as_ref)
+    }
+
     /// How many sessions are parked (the lot is not opened for it).
     pub(crate) fn parked(&self) -> usize {
-        self.lot
-            .get()
-            .and_then(Option::as_ref)
-            .map_or(0, |lot| lot.parked())
+        self.open_lot().map_or(0, |lot| lot.parked())
     }
 
     /// Counts a task started; [`Router::task_ended`] when it ends.

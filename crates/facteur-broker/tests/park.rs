@@ -205,3 +205,49 @@ async fn a_client_mid_packet_is_not_parked_and_is_dropped_on_keep_alive() {
     assert!(peer.closed().await);
     broker.shutdown().await;
 }
+
+#[test]
+fn in_process_streams_on_a_runtime_without_io_keep_their_sessions_in_tasks() {
+    // An embedder serving only in-process streams may build its runtime without tokio's
+    // I/O driver: nothing parks there (the lot needs the driver), and a session whose
+    // client went away keeps waiting in its task for the client to come back.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut config = facteur_broker::Config::default();
+        config.listeners.clear();
+        let broker = facteur_broker::Broker::start(config).await.unwrap();
+        // CONNECT 3.1.1, client "p", clean session 0, keep alive 60.
+        let connect = [
+            0x10, 0x0D, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 60, 0, 1, b'p',
+        ];
+        let (mut client, server) = tokio::io::duplex(4096);
+        broker.serve_stream(server);
+        client.write_all(&connect).await.unwrap();
+        let mut connack = [0u8; 4];
+        client.read_exact(&mut connack).await.unwrap();
+        assert_eq!(connack, [0x20, 2, 0, 0]);
+        client.write_all(&[0xE0, 0x00]).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, client.read_to_end(&mut rest))
+            .await
+            .expect("closed after DISCONNECT")
+            .unwrap();
+        // Nothing to await: past the time a session that was busy waits before it would
+        // park (between one and two seconds).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(broker.stats().sessions_parked, 0);
+        let (mut again, server) = tokio::io::duplex(4096);
+        broker.serve_stream(server);
+        again.write_all(&connect).await.unwrap();
+        tokio::time::timeout(WAIT, again.read_exact(&mut connack))
+            .await
+            .expect("the session answers")
+            .unwrap();
+        assert_eq!(connack, [0x20, 2, 1, 0], "session present");
+        broker.shutdown().await;
+    });
+}
