@@ -627,33 +627,49 @@ async fn tls_flags_against_mosquitto() {
             .unwrap()
             .port()
     };
-    let (plain, tls) = (free(), free());
-    let conf = path("m.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {plain} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
-            path("ca.pem"),
-            path("server.pem"),
-            path("server.key")
-        ),
-    )
-    .unwrap();
-    let _mosquitto = spawn("mosquitto", &["-c", &conf]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for port in [plain, tls] {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mosquitto never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // A port found free may be taken again (by another test's outgoing connection) before
+    // mosquitto binds it: mosquitto then exits, and the test starts it again on new ports
+    // (three attempts at most).
+    let mut attempts = 0;
+    let (_mosquitto, plain, tls) = loop {
+        attempts += 1;
+        let (plain, tls) = (free(), free());
+        let conf = path("m.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {plain} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+                path("ca.pem"),
+                path("server.pem"),
+                path("server.key")
+            ),
+        )
+        .unwrap();
+        let mut mosquitto = spawn("mosquitto", &["-c", &conf]);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut listening = true;
+        for port in [plain, tls] {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                if mosquitto.try_wait().unwrap().is_some() {
+                    listening = false;
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "mosquitto never listened"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-    }
+        if listening {
+            break (mosquitto, plain, tls);
+        }
+        assert!(attempts < 3, "mosquitto exited three times (ports taken?)");
+    };
     let (tls, plain) = (tls.to_string(), plain.to_string());
     let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
     let mutual = [
