@@ -453,8 +453,6 @@ impl SessionTask {
     /// already): the session goes on without it, as after any lost connection.
     fn lose_parked_link(&mut self) {
         self.router.link_down();
-        let now = self.now();
-        self.session.on_connection_lost(now);
-        self.session.handle_timeout(now);
+        self.connection_lost();
     }
 }

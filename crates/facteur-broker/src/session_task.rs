@@ -406,6 +406,11 @@ impl SessionTask {
         if self.close_link().is_none() {
             return;
         }
+        self.connection_lost();
+    }
+
+    /// Tells the session its connection is gone (already closed and uncounted).
+    pub(crate) fn connection_lost(&mut self) {
         let now = self.now();
         self.session.on_connection_lost(now);
         // A will without delay, or a session ending now, is due at once.
