@@ -87,7 +87,7 @@ pub(crate) struct Common {
     /// Retain the will.
     #[arg(long = "will-retain")]
     will_retain: bool,
-    /// Print the connection's events to stderr.
+    /// Print the connection's events (and, for `sub`, each granted subscription) to stderr.
     #[arg(short = 'd', long = "debug")]
     debug: bool,
 }
@@ -477,8 +477,14 @@ pub(crate) async fn subscribe(args: SubArgs) -> ExitCode {
         }
         Ok(results) => {
             for (topic, result) in topics.iter().zip(results) {
-                if let Err(reason) = result {
-                    eprintln!("Warning: subscription to {topic} refused: {reason}");
+                match result {
+                    Err(reason) => {
+                        eprintln!("Warning: subscription to {topic} refused: {reason}")
+                    }
+                    Ok(granted) if args.common.debug => {
+                        eprintln!("Subscribed to {topic} (QoS {} granted)", granted as u8)
+                    }
+                    Ok(_) => {}
                 }
             }
         }

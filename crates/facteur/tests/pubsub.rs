@@ -177,8 +177,9 @@ async fn facteur_to_facteur(port: &str) {
             "{version} {qos}: {err}"
         );
     }
-    // -l: one message per line.
-    let sub = spawn(
+    // -l: one message per line. The publisher starts once `sub -d` says its SUBACK came,
+    // so both lines, in order, are the whole output.
+    let sub = subscribed(spawn(
         FACTEUR,
         &[
             "sub",
@@ -189,36 +190,54 @@ async fn facteur_to_facteur(port: &str) {
             "-t",
             "lines",
             "-C",
-            "3",
+            "2",
+            "-q",
+            "1",
+            "-d",
+        ],
+    ))
+    .await;
+    let mut publisher = spawn(
+        FACTEUR,
+        &[
+            "pub",
+            "-p",
+            port,
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "lines",
+            "-l",
             "-q",
             "1",
         ],
     );
-    let (code, out, _) = until_done(sub, || {
-        let mut child = spawn(
-            FACTEUR,
-            &[
-                "pub",
-                "-p",
-                port,
-                "-h",
-                "127.0.0.1",
-                "-t",
-                "lines",
-                "-l",
-                "-q",
-                "1",
-            ],
-        );
-        let mut stdin = child.stdin.take().unwrap();
-        tokio::spawn(async move {
-            let _ = stdin.write_all(b"un\ndeux\n").await;
-        });
-        child
-    })
-    .await;
-    assert_eq!(code, 0);
-    assert!(out.starts_with("un\ndeux\n"), "{out}");
+    let mut stdin = publisher.stdin.take().unwrap();
+    stdin.write_all(b"un\ndeux\n").await.unwrap();
+    drop(stdin);
+    let (code, _, err) = finish(publisher).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = finish(sub).await;
+    assert_eq!((code, out.as_str()), (0, "un\ndeux\n"));
+}
+
+/// Waits (bounded) until a `sub -d` prints that a subscription was granted; its stderr
+/// is then drained in the background so that later debug lines never hit a closed pipe.
+async fn subscribed(mut sub: Child) -> Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(sub.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("subscribed in time")
+            .unwrap()
+            .expect("still running");
+        if line.starts_with("Subscribed to ") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    sub
 }
 
 /// `--will-*`: a client killed without DISCONNECT has its will published (retained, so
