@@ -2,12 +2,13 @@
 //! session onto the socket (one write per wake-up).
 
 use crate::link::End;
+use crate::link::Link;
 use crate::link::BATCH;
 use crate::link::SCRATCH;
 use crate::message::Delivery;
 use crate::session_task::SessionTask;
 use facteur_codec::{Properties, Property, Publish, QoS};
-use facteur_session::Admission;
+use facteur_session::{Admission, FrameOut};
 use std::sync::atomic::Ordering;
 
 impl SessionTask {
@@ -30,35 +31,54 @@ impl SessionTask {
         })
     }
 
+    /// Hands `delivery` and whatever else waits in the mailbox (what the session's queue
+    /// takes) to the session. Messages the session can send at once are encoded straight
+    /// into the thread's scratch buffer and written in one go at the end (see
+    /// [`Session::publish_frame_now`](facteur_session::Session::publish_frame_now)).
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
         let mut tally = Tally::default();
-        tally.add(self.publish_to_session(&delivery));
-        drop(delivery);
-        // Take whatever else is already waiting and the queue takes (a batch per lock), so
-        // it goes out in the same write.
-        BATCH.with(|cell| {
-            let mut batch = cell.take();
-            loop {
-                let mut admission = self.admission();
-                self.mailbox.take_while(&mut batch, |d| {
-                    admission.is_none_or_admits(d.qos, d.message.payload.len())
-                });
-                if batch.is_empty() {
-                    break;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut out = Outgoing::new(&mut scratch);
+            tally.add(self.publish_to_session(&delivery, Some(&mut out)));
+            drop(delivery);
+            // Take whatever else is already waiting and the queue takes (a batch per lock),
+            // so it goes out in the same write.
+            BATCH.with(|cell| {
+                let mut batch = cell.take();
+                loop {
+                    let mut admission = self.admission();
+                    self.mailbox.take_while(&mut batch, |d| {
+                        admission.is_none_or_admits(d.qos, d.message.payload.len())
+                    });
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for delivery in batch.drain(..) {
+                        tally.add(self.publish_to_session(&delivery, Some(&mut out)));
+                    }
                 }
-                for delivery in batch.drain(..) {
-                    tally.add(self.publish_to_session(&delivery));
-                }
+                cell.replace(batch);
+            });
+            if let Some(link) = &mut self.link {
+                out.send(link, &self.router.stats);
             }
-            cell.replace(batch);
         });
         tally.count(&self.router.stats);
     }
 
     /// Hands a delivery to the session, which queues it or refuses it; the caller counts
     /// what became of it ([`Tally`]).
+    ///
+    /// With `out`, a message encoded once for many subscribers that the session can send at
+    /// once is written into `out` rather than queued, while the socket keeps up (nothing
+    /// of this connection is waiting to be written).
     #[must_use]
-    pub(crate) fn publish_to_session(&mut self, delivery: &Delivery) -> Handed {
+    pub(crate) fn publish_to_session(
+        &mut self,
+        delivery: &Delivery,
+        out: Option<&mut Outgoing<'_>>,
+    ) -> Handed {
         let message = &delivery.message;
         if !self.may_read(&message.topic) {
             // Not for this client's eyes (retained messages and wills included): dropped,
@@ -70,7 +90,27 @@ impl SessionTask {
             .flatten();
         if let Some(frame) = frame {
             // Encoded once for every subscriber of this kind: copied and sent as is.
-            let queued = self.session.publish_frame(frame, message.received_at);
+            let at = message.received_at;
+            let link = self
+                .link
+                .as_mut()
+                .filter(|l| l.out.is_empty() && l.end.is_none());
+            let queued = match (out, link) {
+                (Some(out), Some(link)) => {
+                    if out.room().len() < frame.as_bytes().len() {
+                        out.send(link, &self.router.stats);
+                    }
+                    match self.session.publish_frame_now(frame, at, out.room()) {
+                        Ok(FrameOut::Written { id, len }) => {
+                            out.used += len;
+                            Ok(id)
+                        }
+                        Ok(FrameOut::Queued(id)) => Ok(id),
+                        Err(error) => Err(error),
+                    }
+                }
+                _ => self.session.publish_frame(frame, at),
+            };
             return self.handed(queued);
         }
         // The subscriber's subscription identifiers join the message's own properties. They
@@ -128,22 +168,22 @@ impl SessionTask {
         let Some(link) = &mut self.link else {
             return;
         };
+        let stats = &self.router.stats;
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let mut used = 0;
+            let mut out = Outgoing::new(&mut scratch);
             loop {
-                match self.session.poll_transmit(now, &mut scratch[used..]) {
-                    Ok(Some(n)) => used += n,
+                match self.session.poll_transmit(now, out.room()) {
+                    Ok(Some(n)) => out.used += n,
                     Ok(None) => break,
-                    Err(facteur_codec::EncodeError::BufferTooSmall { .. }) if used > 0 => {
+                    Err(facteur_codec::EncodeError::BufferTooSmall { .. }) if out.used > 0 => {
                         // The scratch is full: what is in it goes first.
-                        link.out.extend_from_slice(&scratch[..used]);
-                        used = 0;
+                        out.send(link, stats);
                     }
                     Err(facteur_codec::EncodeError::BufferTooSmall { required, .. }) => {
                         let mut big = vec![0u8; required];
                         match self.session.poll_transmit(now, &mut big) {
-                            Ok(Some(n)) => link.out.extend_from_slice(&big[..n]),
+                            Ok(Some(n)) => send(link, &big[..n], stats),
                             _ => break,
                         }
                     }
@@ -153,32 +193,59 @@ impl SessionTask {
                     }
                 }
             }
-            let bytes = &scratch[..used];
-            if bytes.is_empty() {
-                return;
-            }
-            if !link.out.is_empty() {
-                // Earlier bytes are still waiting: these go after them.
-                link.out.extend_from_slice(bytes);
-                return;
-            }
-            match link.stream.try_write(bytes) {
-                Ok(n) => {
-                    self.router
-                        .stats
-                        .bytes_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    link.out.extend_from_slice(&bytes[n..]);
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    link.out.extend_from_slice(bytes);
-                }
-                Err(error) => {
-                    tracing::debug!(client = %self.client_id, %error, "write failed");
-                    link.end.get_or_insert(End::Lost);
-                }
-            }
+            out.send(link, stats);
         });
+    }
+}
+
+/// Packets encoded for one connection, in the thread's scratch buffer, on their way to one
+/// write.
+pub(crate) struct Outgoing<'s> {
+    scratch: &'s mut [u8],
+    /// How much of `scratch` holds packets.
+    pub(crate) used: usize,
+}
+
+impl<'s> Outgoing<'s> {
+    pub(crate) fn new(scratch: &'s mut [u8]) -> Self {
+        Self { scratch, used: 0 }
+    }
+
+    /// Where the next packet goes.
+    pub(crate) fn room(&mut self) -> &mut [u8] {
+        &mut self.scratch[self.used..]
+    }
+
+    /// Writes what is here (see [`send`]) and empties it.
+    pub(crate) fn send(&mut self, link: &mut Link, stats: &crate::Stats) {
+        send(link, &self.scratch[..self.used], stats);
+        self.used = 0;
+    }
+}
+
+/// Writes `bytes` at once if the socket takes them; what it does not take waits in the
+/// connection's own buffer (after anything already waiting there, which keeps the order).
+fn send(link: &mut Link, bytes: &[u8], stats: &crate::Stats) {
+    if bytes.is_empty() {
+        return;
+    }
+    if !link.out.is_empty() {
+        // Earlier bytes are still waiting: these go after them.
+        link.out.extend_from_slice(bytes);
+        return;
+    }
+    match link.stream.try_write(bytes) {
+        Ok(n) => {
+            stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            link.out.extend_from_slice(&bytes[n..]);
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            link.out.extend_from_slice(bytes);
+        }
+        Err(error) => {
+            tracing::debug!(%error, "write failed");
+            link.end.get_or_insert(End::Lost);
+        }
     }
 }
 

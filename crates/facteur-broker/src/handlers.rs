@@ -265,7 +265,7 @@ impl SessionTask {
         }
         let mut tally = crate::delivery::Tally::default();
         for delivery in retained {
-            tally.add(self.publish_to_session(&delivery));
+            tally.add(self.publish_to_session(&delivery, None));
         }
         tally.count(&self.router.stats);
     }

@@ -46,10 +46,9 @@ impl Link {
 pub(crate) const READ_CHUNK: usize = 8192;
 
 thread_local! {
-    /// Deliveries taken from a mailbox in one go (per thread, reused), and the buffer the
-    /// session encodes into before one write.
     /// Deliveries taken from a mailbox in one go (per thread, reused).
     pub(crate) static BATCH: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The buffer sessions encode into before one write (per thread, reused).
     pub(crate) static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
 }
 

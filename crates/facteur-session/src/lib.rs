@@ -159,7 +159,8 @@ pub use ids::PacketIds;
 #[cfg(feature = "alloc")]
 pub use retained::{RetainedMessage, RetainedStore};
 pub use session::{
-    Admission, Config, Connection, Deferred, PublishError, QueueLimits, Role, Session, Verdict,
+    Admission, Config, Connection, Deferred, FrameOut, PublishError, QueueLimits, Role, Session,
+    Verdict,
 };
 pub use store::{
     Ack, Alias, Fifo, HeaplessStore, Inflight, Inline, Message, OwnedBytes, Payload, Seq, Slot,

@@ -195,6 +195,21 @@ impl Connection {
     }
 }
 
+/// What became of a frame given to [`Session::publish_frame_now`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameOut {
+    /// Written into the caller's buffer (`len` bytes): sent, as far as the session goes
+    /// (a QoS 1/2 one is in flight).
+    Written {
+        /// The message's identifier within the session.
+        id: MessageId,
+        /// The bytes written.
+        len: usize,
+    },
+    /// Queued, to go out with a later [`Session::poll_transmit`].
+    Queued(MessageId),
+}
+
 /// Why [`Session::publish`] refused a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -956,20 +971,99 @@ impl<S: Store> Session<S> {
     {
         let (qos, size) = (frame.qos(), frame.bytes.len());
         self.refuse_early(qos, size, now)?;
-        let bytes = S::Bytes::filled(0, |_| {}).ok_or(PublishError::TooLarge)?;
-        let queued = Message {
+        let queued = self.frame_message(frame, now)?;
+        self.enqueue(queued, size, now)
+    }
+
+    /// [`publish_frame`](Self::publish_frame), then, if the frame is the next thing
+    /// [`poll_transmit`](Self::poll_transmit) would send (connected, nothing queued before
+    /// it and no resend waiting, room in flight for QoS 1/2, the connection in the frame's
+    /// version and within the peer's Maximum Packet Size), written into `buf` at once: the
+    /// same bytes and the same state, without the trip through the queue. A QoS 0 frame
+    /// sent this way is not even kept. Otherwise (`buf` too small included) it is queued
+    /// as [`publish_frame`](Self::publish_frame) queues it.
+    ///
+    /// ```
+    /// use facteur_codec::{ProtocolVersion, Publish, QoS};
+    /// use facteur_session::{AllocStore, Config, Connection, Frame, FrameOut, Instant, Role, Session};
+    /// let frame = Frame::new(&Publish::new("maison/salon", b"21.5"), ProtocolVersion::V3_1_1)
+    ///     .expect("no properties");
+    /// let now = Instant::from_millis(0);
+    /// let mut session = Session::<AllocStore>::new(Config::new(Role::Server));
+    /// session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+    /// let mut out = [0u8; 32];
+    /// let FrameOut::Written { len, .. } = session.publish_frame_now(&frame, now, &mut out)? else {
+    ///     unreachable!("nothing was queued before it")
+    /// };
+    /// assert_eq!(&out[..len], b"\x30\x12\x00\x0cmaison/salon21.5");
+    /// assert_eq!(session.queued(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`publish_frame`](Self::publish_frame): the queue's limits.
+    #[cfg(feature = "alloc")]
+    pub fn publish_frame_now(
+        &mut self,
+        frame: &crate::Frame,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<FrameOut, PublishError>
+    where
+        S: Store<Payload = bytes::Bytes>,
+    {
+        let version = self.connection.version;
+        let goes_next = self.link == Link::Up
+            && self.queue.is_empty()
+            && frame.meta.version == version
+            && frame.bytes.len() <= self.connection.peer_maximum_packet_size as usize
+            && frame.bytes.len() <= buf.len()
+            && !self.inflight.iter().any(|f| f.resend);
+        let qos = frame.qos();
+        let next = goes_next.then(|| self.next_packet_id(qos)).flatten();
+        let Some((ids, packet_id)) = next else {
+            return self.publish_frame(frame, now).map(FrameOut::Queued);
+        };
+        let len = frame
+            .meta
+            .write(&frame.bytes, version, packet_id, false, buf)
+            .map_err(|_| PublishError::TooLarge)?;
+        let id = MessageId(self.next_message);
+        if packet_id.is_some() {
+            let message = self.frame_message(frame, now)?;
+            self.track_sent(message, packet_id);
+        }
+        self.ids = ids;
+        self.next_message = self.next_message.wrapping_add(1);
+        Ok(FrameOut::Written {
+            id,
+            len: self.sent(now, len),
+        })
+    }
+
+    /// A frame as the session keeps it (queued or in flight): its bytes shared, nothing of
+    /// its own but the header's bookkeeping.
+    #[cfg(feature = "alloc")]
+    fn frame_message(
+        &self,
+        frame: &crate::Frame,
+        now: Instant,
+    ) -> Result<Message<S::Bytes, S::Payload>, PublishError>
+    where
+        S: Store<Payload = bytes::Bytes>,
+    {
+        Ok(Message {
             id: MessageId(self.next_message),
-            qos,
+            qos: frame.qos(),
             retain: frame.retain(),
             expiry: None,
             queued_at: now,
             topic_len: 0,
             props_len: 0,
-            bytes,
+            bytes: S::Bytes::filled(0, |_| {}).ok_or(PublishError::TooLarge)?,
             payload: frame.bytes.clone(),
             frame: Some(frame.meta),
-        };
-        self.enqueue(queued, size, now)
+        })
     }
 
     /// Whether [`publish`](Self::publish) would take a message of `qos` with `payload_len`
@@ -1378,24 +1472,8 @@ impl<S: Store> Session<S> {
                 self.event(Event::Expired { message: id });
                 continue;
             }
-            // New messages: everything in flight counts, whichever connection it was sent on,
-            // so a peer that bounds its unreleased QoS 2 identifiers across connections (as
-            // this crate does) is never overrun.
-            if m.qos != QoS::AtMostOnce && self.inflight.len() >= self.send_quota() {
+            let Some((ids, packet_id)) = self.next_packet_id(m.qos) else {
                 return Ok(None);
-            }
-            // On a copy of the allocator: an identifier is only used up if the packet is written.
-            let mut ids = self.ids.clone();
-            let packet_id = if m.qos == QoS::AtMostOnce {
-                None
-            } else {
-                let (inflight, reserved) = (&self.inflight, &self.reserved);
-                let Some(id) = ids.allocate(|id| {
-                    inflight.iter().any(|f| f.packet_id == id) || reserved.contains(&id)
-                }) else {
-                    return Ok(None);
-                };
-                Some(id)
             };
             if let Some(frame) = m.frame {
                 // Encoded once for many sessions: copied, this session's identifier in it.
@@ -1473,6 +1551,26 @@ impl<S: Store> Session<S> {
             self.track_sent(message, packet_id);
             return Ok(Some(self.sent(now, n)));
         }
+    }
+
+    /// The packet identifier a new message at `qos` goes out with (`None` for QoS 0), and
+    /// the allocator after it (to keep once the packet is written: an identifier is only
+    /// used up then); `None` when the message must wait: the quota in flight is used, or no
+    /// identifier is free. Everything in flight counts, whichever connection it was sent
+    /// on, so a peer that bounds its unreleased QoS 2 identifiers across connections (as
+    /// this crate does) is never overrun.
+    fn next_packet_id(&self, qos: QoS) -> Option<(PacketIds, Option<u16>)> {
+        let mut ids = self.ids.clone();
+        if qos == QoS::AtMostOnce {
+            return Some((ids, None));
+        }
+        if self.inflight.len() >= self.send_quota() {
+            return None;
+        }
+        let (inflight, reserved) = (&self.inflight, &self.reserved);
+        let id = ids
+            .allocate(|id| inflight.iter().any(|f| f.packet_id == id) || reserved.contains(&id))?;
+        Some((ids, Some(id)))
     }
 
     /// A queued message was written: a QoS 1/2 one is in flight from now on (a QoS 0 one is
