@@ -313,6 +313,9 @@ pub struct Session<S: Store> {
     /// look at the queue (a subscriber that fell behind may hold thousands).
     queued_expiring: u32,
     inflight: S::Inflight,
+    /// How many of `inflight` wait to be sent again (their `resend` set): without any,
+    /// sending needs no look through them (see [`Session::resend_waiting`]).
+    resends: u16,
     /// Packet identifiers the caller took for its own packets (a client's SUBSCRIBE and
     /// UNSUBSCRIBE): never given to a PUBLISH until released.
     reserved: S::Received,
@@ -434,6 +437,7 @@ impl<S: Store> Session<S> {
             queued_qos0: 0,
             queued_expiring: 0,
             inflight: Default::default(),
+            resends: 0,
             reserved: Default::default(),
             received: Default::default(),
             acks: Default::default(),
@@ -642,6 +646,7 @@ impl<S: Store> Session<S> {
             f.resend = true;
             f.counted = false;
         }
+        self.resends = u16::try_from(self.inflight.len()).unwrap_or(u16::MAX);
         self.acks = Default::default();
         self.out_aliases = Default::default();
         self.in_aliases = Default::default();
@@ -670,6 +675,7 @@ impl<S: Store> Session<S> {
         self.queued_qos0 = 0;
         self.queued_expiring = 0;
         self.inflight = Default::default();
+        self.resends = 0;
         self.received = Default::default();
         self.acks = Default::default();
         self.undecided = None;
@@ -1012,14 +1018,16 @@ impl<S: Store> Session<S> {
     where
         S: Store<Payload = bytes::Bytes>,
     {
-        let version = self.connection.version;
+        let (version, qos) = (self.connection.version, frame.qos());
+        // The cheap checks first (a QoS 1/2 subscriber's window is usually full), the look
+        // through what is in flight last.
         let goes_next = self.link == Link::Up
             && self.queue.is_empty()
             && frame.meta.version == version
             && frame.bytes.len() <= self.connection.peer_maximum_packet_size as usize
             && frame.bytes.len() <= buf.len()
-            && !self.inflight.iter().any(|f| f.resend);
-        let qos = frame.qos();
+            && (qos == QoS::AtMostOnce || self.inflight.len() < self.send_quota())
+            && !self.resend_waiting();
         let next = goes_next.then(|| self.next_packet_id(qos)).flatten();
         let Some((ids, packet_id)) = next else {
             return self.publish_frame(frame, now).map(FrameOut::Queued);
@@ -1400,17 +1408,16 @@ impl<S: Store> Session<S> {
         // Resends first, in order; a PUBLISH only within the peer's Receive Maximum, and
         // nothing new while one waits.
         let mut resend_waits = false;
-        if let Some(i) = self.inflight.iter().position(|f| f.resend) {
+        let resend = self
+            .resend_waiting()
+            .then(|| self.inflight.iter().position(|f| f.resend))
+            .flatten();
+        if let Some(i) = resend {
             let f = &self.inflight[i];
             let is_publish = f.stage != Stage::Released;
             resend_waits = is_publish && !self.publish_allowed();
         }
-        if let Some(i) = self
-            .inflight
-            .iter()
-            .position(|f| f.resend)
-            .filter(|_| !resend_waits)
-        {
+        if let Some(i) = resend.filter(|_| !resend_waits) {
             let f = &mut self.inflight[i];
             let n = if f.stage == Stage::Released {
                 Packet::PubRel(PubResponse::new(f.packet_id)).encode(version, buf)?
@@ -1435,6 +1442,7 @@ impl<S: Store> Session<S> {
             if f.stage != Stage::Released {
                 f.counted = true;
             }
+            self.resends -= 1;
             return Ok(Some(self.sent(now, n)));
         }
         if self.send_pingresp {
@@ -1869,6 +1877,17 @@ impl<S: Store> Session<S> {
         self.event(Event::ProtocolError { reason });
     }
 
+    /// True if a message in flight waits to be sent again (a PUBLISH after a reconnect, a
+    /// PUBREL): those go before anything new.
+    fn resend_waiting(&self) -> bool {
+        debug_assert_eq!(
+            usize::from(self.resends),
+            self.inflight.iter().filter(|f| f.resend).count(),
+            "the count of resends waiting is kept with every change of `resend`"
+        );
+        self.resends > 0
+    }
+
     /// How many outgoing QoS 1/2 messages may be in flight, across connections.
     fn send_quota(&self) -> usize {
         let peer = self.connection.peer_receive_maximum;
@@ -2050,6 +2069,7 @@ impl<S: Store> Session<S> {
 
     fn complete(&mut self, i: usize, reason: ReasonCode) {
         let f = self.inflight.remove_at(i);
+        self.resends -= u16::from(f.resend);
         self.event(Event::Acknowledged {
             message: f.message.id,
             packet_id: f.packet_id,
@@ -2072,7 +2092,10 @@ impl<S: Store> Session<S> {
         }
         let f = &mut self.inflight[i];
         f.stage = Stage::Released;
-        f.resend = true;
+        if !f.resend {
+            f.resend = true;
+            self.resends += 1;
+        }
     }
 
     fn on_pubrel(&mut self, r: PubResponse<'_>) {
