@@ -127,7 +127,7 @@ impl SessionTask {
                     delivery
                         .subscription_ids
                         .iter()
-                        .map(|&id| Property::SubscriptionIdentifier(id)),
+                        .map(Property::SubscriptionIdentifier),
                 )
                 .collect();
             Properties::from_slice(&with_ids)

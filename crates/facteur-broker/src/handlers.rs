@@ -252,7 +252,7 @@ impl SessionTask {
                         message,
                         qos,
                         retain: true,
-                        subscription_ids: subscribed.id.into_iter().collect(),
+                        subscription_ids: crate::message::SubscriptionIds::new(subscribed.id),
                     });
                 }
             }

@@ -44,7 +44,7 @@ impl LocalSubscription {
                 qos: message.qos.min(qos),
                 message,
                 retain: true,
-                subscription_ids: Vec::new(),
+                subscription_ids: crate::message::SubscriptionIds::NONE,
             })
             .collect();
         // Nobody waits for room here: what does not fit is not kept.

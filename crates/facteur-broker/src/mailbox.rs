@@ -406,7 +406,7 @@ mod tests {
             )),
             qos,
             retain: false,
-            subscription_ids: Vec::new(),
+            subscription_ids: crate::message::SubscriptionIds::NONE,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::auth::{Authenticator, Authorizer};
 use crate::mailbox::Mailbox;
-use crate::message::{Attach, Delivery, Message, Subscribed};
+use crate::message::{Attach, Delivery, Message, Subscribed, SubscriptionIds};
 use crate::park::Lot;
 use crate::Stats;
 use facteur_codec::QoS;
@@ -479,6 +479,7 @@ impl Router {
                 let Some(mailbox) = mailboxes.get(&group[0].0) else {
                     continue;
                 };
+                let ids = SubscriptionIds::new(group.iter().filter_map(|(_, s)| s.id));
                 for message in run {
                     let qos = group
                         .iter()
@@ -494,12 +495,11 @@ impl Router {
                         message: message.clone(),
                         qos,
                         retain: false,
-                        subscription_ids: Vec::new(),
+                        subscription_ids: ids.clone(),
                     };
                     for (_, subscribed) in group {
                         let options = subscribed.options;
                         delivery.retain |= options.retain_as_published && message.retain;
-                        delivery.subscription_ids.extend(subscribed.id);
                     }
                     deliveries.push(delivery);
                 }
