@@ -10,7 +10,7 @@ use facteur_codec::{
     decode, Packet, PacketType, QoS, ReasonCode, RetainHandling, Status, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
-use facteur_session::Verdict;
+use facteur_session::{Instant, Verdict};
 use facteur_topic::TopicFilter;
 use std::sync::atomic::Ordering;
 
@@ -60,6 +60,11 @@ impl SessionTask {
             return;
         };
         let mut published = PUBLISHED.with(std::cell::Cell::take);
+        // One reading of the clock for what one read brought (packets received together).
+        let now = self.now();
+        // PUBLISH packets received, added to the broker's count before they are routed (one
+        // atomic add per batch routed, not one per message).
+        let mut received = Received::default();
         while self.link.as_ref().is_some_and(|l| l.end.is_none())
             && self.waiting.is_empty()
             && !self.reauth_due()
@@ -68,7 +73,8 @@ impl SessionTask {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
                     if let Packet::Publish(_) = decoded.packet {
-                        if let Some(message) = self.on_publish(decoded.packet) {
+                        received.0 += 1;
+                        if let Some(message) = self.on_publish(decoded.packet, now) {
                             // A QoS 1/2 message is routed at once (with the QoS 0 ones
                             // before it): when a subscriber's mailbox is full, its publisher
                             // then stops reading at that message instead of having
@@ -76,12 +82,14 @@ impl SessionTask {
                             let acknowledged = message.qos != QoS::AtMostOnce;
                             published.push(message);
                             if acknowledged || published.len() >= ROUTE_BATCH {
+                                received.count(&self.router.stats);
                                 self.route(&mut published);
                             }
                         }
                     } else {
+                        received.count(&self.router.stats);
                         self.route(&mut published);
-                        self.on_packet(decoded.packet);
+                        self.on_packet(decoded.packet, now);
                     }
                     read.advance(len);
                 }
@@ -99,6 +107,7 @@ impl SessionTask {
                 }
             }
         }
+        received.count(&self.router.stats);
         self.route(&mut published);
         PUBLISHED.with(|cell| cell.set(published));
         if let Some(link) = &mut self.link {
@@ -119,12 +128,7 @@ impl SessionTask {
 
     /// A PUBLISH from the client: the session takes it (QoS flows, topic alias), then the
     /// broker's verdict; returns the message to route, if accepted.
-    fn on_publish(&mut self, packet: Packet<'_>) -> Option<Message> {
-        self.router
-            .stats
-            .messages_received
-            .fetch_add(1, Ordering::Relaxed);
-        let now = self.now();
+    fn on_publish(&mut self, packet: Packet<'_>, now: Instant) -> Option<Message> {
         let limit = self.config.message_size_limit as usize;
         // The session delivers it; the broker decides what the client is told.
         let router = &self.router;
@@ -185,8 +189,7 @@ impl SessionTask {
         }
     }
 
-    pub(crate) fn on_packet(&mut self, packet: Packet<'_>) {
-        let now = self.now();
+    pub(crate) fn on_packet(&mut self, packet: Packet<'_>, now: Instant) {
         match packet {
             Packet::Connect(_) => self.close_with(ReasonCode::ProtocolError, "a second CONNECT"),
             Packet::Subscribe(subscribe) => self.on_subscribe(&subscribe),
@@ -289,6 +292,22 @@ impl SessionTask {
         match problem_information && none {
             true => self.answer(unsuback, "no subscription with this filter"),
             false => self.queue(&unsuback),
+        }
+    }
+}
+
+/// PUBLISH packets read and not yet added to [`crate::Stats::messages_received`].
+#[derive(Debug, Default)]
+struct Received(u64);
+
+impl Received {
+    /// Adds them to the broker's count (before they are routed, so a delivery is never
+    /// seen before its count).
+    fn count(&mut self, stats: &crate::Stats) {
+        if self.0 > 0 {
+            stats
+                .messages_received
+                .fetch_add(std::mem::take(&mut self.0), Ordering::Relaxed);
         }
     }
 }
