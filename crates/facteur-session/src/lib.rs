@@ -33,7 +33,9 @@
 //!   how many more the queue takes.
 //! * **Fan-out encoded once** (feature `alloc`): a `Frame` is a PUBLISH checked and encoded
 //!   once for many sessions; `Session::publish_frame` queues it, and each send copies it
-//!   with the session's own packet identifier (DUP on a resend).
+//!   with the session's own packet identifier (DUP on a resend). `Session::publish_frame_now`
+//!   writes it into the caller's buffer at once when it is what the next `poll_transmit`
+//!   would send (same bytes, same state), skipping the queue.
 //! * **Outgoing QoS 1 and 2** ([`Session::publish`], or [`Session::publish_shared`] to
 //!   keep one payload for many sessions, a `bytes::Bytes` with [`AllocStore`]): packet
 //!   identifiers from [`PacketIds`]
