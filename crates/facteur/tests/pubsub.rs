@@ -221,29 +221,33 @@ async fn facteur_to_facteur(port: &str) {
     assert_eq!((code, out.as_str()), (0, "un\ndeux\n"));
 }
 
-/// Waits (bounded) until a `sub -d` prints that a subscription was granted; its stderr
-/// is then drained in the background so that later debug lines never hit a closed pipe.
-async fn subscribed(mut sub: Child) -> Child {
+/// Reads the program's standard error (bounded) until a line starts with `prefix`; the
+/// rest of it is drained in the background, so that later lines never hit a closed pipe.
+async fn stderr_until(child: &mut Child, prefix: &str) {
     use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(sub.stderr.take().unwrap()).lines();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
             .await
-            .expect("subscribed in time")
+            .unwrap_or_else(|_| panic!("'{prefix}' in time"))
             .unwrap()
             .expect("still running");
-        if line.starts_with("Subscribed to ") {
+        if line.starts_with(prefix) {
             break;
         }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+}
+
+/// Waits until a `sub -d` says a subscription was granted.
+async fn subscribed(mut sub: Child) -> Child {
+    stderr_until(&mut sub, "Subscribed to ").await;
     sub
 }
 
 /// `--will-*`: a client killed without DISCONNECT has its will published (retained, so
 /// that a subscriber that comes after sees it).
 async fn will(port: &str) {
-    use tokio::io::AsyncBufReadExt;
     let mut client = spawn(
         FACTEUR,
         &[
@@ -267,17 +271,7 @@ async fn will(port: &str) {
         ],
     );
     // -d prints the connection's events: wait for it to be connected, then kill it.
-    let mut lines = tokio::io::BufReader::new(client.stderr.take().unwrap()).lines();
-    loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("connected in time")
-            .unwrap()
-            .expect("still running");
-        if line.starts_with("Connected") {
-            break;
-        }
-    }
+    stderr_until(&mut client, "Connected").await;
     client.start_kill().unwrap();
     let _ = tokio::time::timeout(WAIT, client.wait()).await.unwrap();
     let (code, out, err) = run(
