@@ -179,39 +179,10 @@ async fn facteur_to_facteur(port: &str) {
     }
     // -l: one message per line. The publisher starts once `sub -d` says its SUBACK came,
     // so both lines, in order, are the whole output.
-    let sub = subscribed(spawn(
-        FACTEUR,
-        &[
-            "sub",
-            "-p",
-            port,
-            "-h",
-            "127.0.0.1",
-            "-t",
-            "lines",
-            "-C",
-            "2",
-            "-q",
-            "1",
-            "-d",
-        ],
-    ))
-    .await;
-    let mut publisher = spawn(
-        FACTEUR,
-        &[
-            "pub",
-            "-p",
-            port,
-            "-h",
-            "127.0.0.1",
-            "-t",
-            "lines",
-            "-l",
-            "-q",
-            "1",
-        ],
-    );
+    let lines = ["-p", port, "-h", "127.0.0.1", "-t", "lines", "-q", "1"];
+    let sub_args = [&["sub", "-C", "2", "-d"][..], &lines].concat();
+    let sub = subscribed(spawn(FACTEUR, &sub_args)).await;
+    let mut publisher = spawn(FACTEUR, &[&["pub", "-l"][..], &lines].concat());
     let mut stdin = publisher.stdin.take().unwrap();
     stdin.write_all(b"un\ndeux\n").await.unwrap();
     drop(stdin);
