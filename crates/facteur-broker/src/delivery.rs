@@ -5,29 +5,34 @@ use crate::link::End;
 use crate::link::Link;
 use crate::link::BATCH;
 use crate::link::SCRATCH;
+use crate::mailbox::Take;
 use crate::message::Delivery;
 use crate::session_task::SessionTask;
-use facteur_codec::{Properties, Property, Publish, QoS};
+use facteur_codec::{Properties, Property, ProtocolVersion, Publish};
 use facteur_session::{Admission, FrameOut};
 use std::sync::atomic::Ordering;
 
 impl SessionTask {
-    /// What the session's queue takes now, while a client is connected; `None` while it is
-    /// not: every message is then handed to the session, which keeps what its limits
-    /// allow (no QoS 0; QoS 1/2 up to the limits) and refuses the rest (counted), so
-    /// publishers never wait for an offline client. While connected, messages the queue
+    /// What the session takes from its mailbox now, while a client is connected; `None`
+    /// while it is not: every message is then handed to the session, which keeps what its
+    /// limits allow (no QoS 0; QoS 1/2 up to the limits) and refuses the rest (counted), so
+    /// publishers never wait for an offline client. While connected, messages the session
     /// does not take stay in the mailbox, and when that fills, QoS 0 messages are dropped
     /// and publishers of QoS 1/2 wait: a subscriber that cannot keep up slows them down.
     ///
-    /// While connected, the session's queue is kept to [`STAGED`] messages (what goes out
-    /// in the next writes; QoS 1/2 ones may still displace QoS 0 ones there), and the rest
-    /// waits in the mailbox: a subscriber that fell behind then keeps a short queue of
-    /// session messages and the shared deliveries in its mailbox.
-    pub(crate) fn admission(&self) -> Option<Admission> {
+    /// While connected, see [`Intake::admits`]: a message encoded once for many
+    /// subscribers is taken only when it goes out at once, so a fan-out's backlog waits in
+    /// the mailbox as shared deliveries; any other message is staged in the session's
+    /// queue, which holds at most [`STAGED`] messages while connected.
+    pub(crate) fn intake(&self) -> Option<Intake> {
         self.link.as_ref().map(|_| {
             let staged = STAGED.min(self.config.max_queued_messages);
             let more = staged.saturating_sub(self.session.queued());
-            self.session.admission().at_most(more)
+            Intake {
+                admission: self.session.admission().at_most(more),
+                version: self.version(),
+                full: None,
+            }
         })
     }
 
@@ -47,10 +52,9 @@ impl SessionTask {
             BATCH.with(|cell| {
                 let mut batch = cell.take();
                 loop {
-                    let mut admission = self.admission();
-                    self.mailbox.take_while(&mut batch, |d| {
-                        admission.is_none_or_admits(d.qos, d.message.payload.len())
-                    });
+                    let mut intake = self.intake();
+                    self.mailbox
+                        .take_while(&mut batch, |d, full| intake.takes(d, full));
                     if batch.is_empty() {
                         break;
                     }
@@ -250,18 +254,79 @@ fn send(link: &mut Link, bytes: &[u8], stats: &crate::Stats) {
 }
 
 /// Messages a connected client's session queue holds at most (see
-/// [`SessionTask::admission`]).
+/// [`SessionTask::intake`]).
 pub(crate) const STAGED: usize = 64;
 
-/// An admission that may be absent (no client connected: everything is taken).
-pub(crate) trait AdmitsAll {
-    /// True if there is no admission, or it admits the message.
-    fn is_none_or_admits(&mut self, qos: QoS, payload_len: usize) -> bool;
+/// What a connected session takes from its mailbox now ([`SessionTask::intake`]), counted
+/// down as it takes.
+pub(crate) struct Intake {
+    admission: Admission,
+    /// The connection's version: which deliveries share a frame.
+    version: ProtocolVersion,
+    /// Whether the messages taken so far were taken from a full mailbox: a batch is taken
+    /// one way.
+    full: Option<bool>,
 }
 
-impl AdmitsAll for Option<Admission> {
-    fn is_none_or_admits(&mut self, qos: QoS, payload_len: usize) -> bool {
-        self.as_mut().map_or(true, |a| a.admit(qos, payload_len))
+impl Intake {
+    /// Whether the session takes `delivery` now, the mailbox being `full` or not.
+    ///
+    /// A message encoded once for many subscribers ([`Message::frame_for`]) is taken only
+    /// when it goes out at once ([`Admission::admit_to_send`]: for QoS 1/2, while there is
+    /// room in flight): it then goes from the mailbox straight into flight
+    /// ([`Session::publish_frame_now`](facteur_session::Session::publish_frame_now)), and
+    /// a subscriber that falls behind keeps its backlog in the mailbox as 24-byte
+    /// deliveries, not in its session's queue. Left so, it is [`Take::NotYet`]: the task
+    /// waits for its client's acknowledgements, not for more messages (a fan-out's
+    /// subscribers are many, and each would be woken by every message for nothing).
+    ///
+    /// Any other message is encoded by the session for this connection, and is staged in
+    /// its queue as the queue's limits allow ([`Admission::admit`]), ready to go out as
+    /// soon as the client acknowledges earlier ones. Left so, it is [`Take::No`]: each
+    /// message routed to the session wakes its task, which then looks for its client's
+    /// acknowledgements at once (`read_now`), so a busy subscriber of many publishers
+    /// (fan-in) keeps its window moving.
+    ///
+    /// Once the mailbox is full, its messages go into the session's queue as its limits
+    /// allow, where its rules apply (a QoS 1/2 message displaces a QoS 0 one), so a
+    /// subscriber holds as much either way.
+    ///
+    /// [`Message::frame_for`]: crate::message::Message::frame_for
+    pub(crate) fn admits(&mut self, delivery: &Delivery, full: bool) -> Take {
+        let full = self.full.unwrap_or(full);
+        let (qos, size) = (delivery.qos, delivery.message.payload.len());
+        let shared = delivery.subscription_ids.is_empty()
+            && delivery
+                .message
+                .frame_for(self.version, qos, delivery.retain)
+                .is_some();
+        let wait_for_acks = shared && !full;
+        let admitted = if wait_for_acks {
+            self.admission.admit_to_send(qos, size)
+        } else {
+            self.admission.admit(qos, size)
+        };
+        if admitted {
+            self.full = Some(full);
+            Take::Yes
+        } else if wait_for_acks {
+            Take::NotYet
+        } else {
+            Take::No
+        }
+    }
+}
+
+/// An intake that may be absent (no client connected: everything is taken).
+pub(crate) trait TakesAll {
+    /// [`Take::Yes`] if there is no intake, else what it says ([`Intake::admits`]).
+    fn takes(&mut self, delivery: &Delivery, full: bool) -> Take;
+}
+
+impl TakesAll for Option<Intake> {
+    fn takes(&mut self, delivery: &Delivery, full: bool) -> Take {
+        self.as_mut()
+            .map_or(Take::Yes, |i| i.admits(delivery, full))
     }
 }
 

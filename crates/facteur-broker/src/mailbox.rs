@@ -29,6 +29,18 @@ pub(crate) struct OfferedAll {
     pub(crate) closed: bool,
 }
 
+/// What a session's task does with the first message waiting in its mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// It takes it.
+    Yes,
+    /// It leaves it; more messages wake the task.
+    No,
+    /// It leaves it until something else wakes the task (its client's acknowledgements,
+    /// its timer): more messages do not, until the mailbox is full.
+    NotYet,
+}
+
 /// What a session's task is woken for.
 #[derive(Debug)]
 pub(crate) enum Next {
@@ -63,6 +75,9 @@ struct Inbox {
     stopping: bool,
     /// A publisher is waiting for room.
     room_wanted: bool,
+    /// The taker said [`Take::NotYet`] to the first message waiting: more messages do not
+    /// wake it, until the mailbox is full.
+    not_yet: bool,
     /// The one task that takes from this mailbox, when it waits. A plain waker (no future
     /// to keep) is all a single taker needs, and costs an idle session nothing more.
     taker: Option<Taker>,
@@ -107,10 +122,20 @@ enum Taker {
 }
 
 impl Inbox {
-    /// Queues a delivery; returns the taker to wake (after the lock is released).
-    fn push(&mut self, delivery: Delivery) -> Option<Taker> {
+    /// Queues a delivery; returns the taker to wake (after the lock is released), unless it
+    /// said [`Take::NotYet`] to the messages before and the mailbox is not full (at
+    /// `capacity`).
+    fn push(&mut self, delivery: Delivery, capacity: u32) -> Option<Taker> {
         self.deliveries.push_back(delivery);
+        if self.not_yet && !self.is_full(capacity) {
+            return None;
+        }
         self.taker.take()
+    }
+
+    /// True if it holds `capacity` messages or more.
+    fn is_full(&self, capacity: u32) -> bool {
+        len_u32(self.deliveries.len()) >= capacity
     }
 
     fn pop(&mut self) -> Option<Delivery> {
@@ -206,8 +231,8 @@ impl Mailbox {
         let mut taker = None;
         let mut rest = deliveries.drain(..);
         while let Some(delivery) = rest.next() {
-            if len_u32(inbox.deliveries.len()) < self.capacity {
-                if let Some(waiting) = inbox.push(delivery) {
+            if !inbox.is_full(self.capacity) {
+                if let Some(waiting) = inbox.push(delivery, self.capacity) {
                     taker = Some(waiting);
                 }
             } else if delivery.qos == QoS::AtMostOnce {
@@ -235,8 +260,8 @@ impl Mailbox {
                 if inbox.closed {
                     return Err(delivery);
                 }
-                if len_u32(inbox.deliveries.len()) < self.capacity {
-                    let taker = inbox.push(delivery);
+                if !inbox.is_full(self.capacity) {
+                    let taker = inbox.push(delivery, self.capacity);
                     drop(inbox);
                     wake(taker);
                     return Ok(());
@@ -261,15 +286,20 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Moves waiting deliveries, oldest first, into `out` while `take` says yes (one lock
-    /// for all).
+    /// Moves waiting deliveries, oldest first, into `out` while `take` says [`Take::Yes`]
+    /// (one lock for all). `take` is told whether the mailbox is full.
     pub(crate) fn take_while(
         &self,
         out: &mut Vec<Delivery>,
-        mut take: impl FnMut(&Delivery) -> bool,
+        mut take: impl FnMut(&Delivery, bool) -> Take,
     ) {
         let mut inbox = self.lock();
-        while inbox.deliveries.front().is_some_and(&mut take) {
+        loop {
+            let full = inbox.is_full(self.capacity);
+            let first = inbox.deliveries.front();
+            if !first.is_some_and(|d| take(d, full) == Take::Yes) {
+                break;
+            }
             if let Some(delivery) = inbox.pop() {
                 out.push(delivery);
             }
@@ -282,13 +312,14 @@ impl Mailbox {
     }
 
     /// What the session's task must act on: a connection first, then the stop signal,
-    /// then a message, if `take` accepts the first one waiting. When there is nothing, the
-    /// task's waker is kept and woken when something comes. Only one task may take from a
-    /// mailbox.
+    /// then a message, if `take` takes the first one waiting (`take` is told whether the
+    /// mailbox is full). When there is nothing, the task's waker is kept and woken when
+    /// something comes (after [`Take::NotYet`], a message only once the mailbox is full).
+    /// Only one task may take from a mailbox.
     pub(crate) fn poll_next(
         &self,
         cx: &mut Context<'_>,
-        take: impl FnOnce(&Delivery) -> bool,
+        take: impl FnOnce(&Delivery, bool) -> Take,
     ) -> Poll<Next> {
         let mut inbox = self.lock();
         if let Some(attach) = inbox.attaches.pop() {
@@ -297,7 +328,10 @@ impl Mailbox {
         if std::mem::take(&mut inbox.stopping) {
             return Poll::Ready(Next::Stop);
         }
-        if inbox.deliveries.front().is_some_and(take) {
+        let full = inbox.is_full(self.capacity);
+        let taken = inbox.deliveries.front().map(|d| take(d, full));
+        inbox.not_yet = taken == Some(Take::NotYet);
+        if taken == Some(Take::Yes) {
             if let Some(delivery) = inbox.pop() {
                 let wanted = std::mem::take(&mut inbox.room_wanted);
                 drop(inbox);
@@ -342,7 +376,7 @@ impl Mailbox {
     /// Waits for the next thing to act on, every message taken (see
     /// [`Mailbox::poll_next`]).
     pub(crate) async fn next(&self) -> Next {
-        std::future::poll_fn(|cx| self.poll_next(cx, |_| true)).await
+        std::future::poll_fn(|cx| self.poll_next(cx, |_, _| Take::Yes)).await
     }
 
     /// Tells the session's task the broker is stopping.
@@ -423,7 +457,7 @@ mod tests {
 
     fn payloads(mailbox: &Mailbox) -> Vec<Vec<u8>> {
         let mut taken = Vec::new();
-        mailbox.take_while(&mut taken, |_| true);
+        mailbox.take_while(&mut taken, |_, _| Take::Yes);
         taken.iter().map(|d| d.message.payload.to_vec()).collect()
     }
 
@@ -458,7 +492,10 @@ mod tests {
             offer(&mailbox, delivery(qos, p));
         }
         let mut taken = Vec::new();
-        mailbox.take_while(&mut taken, |d| d.qos != QoS::AtMostOnce);
+        mailbox.take_while(&mut taken, |d, _| match d.qos {
+            QoS::AtMostOnce => Take::No,
+            _ => Take::Yes,
+        });
         assert_eq!(taken.len(), 1);
         assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"c".to_vec()]);
     }
@@ -546,12 +583,91 @@ mod tests {
         assert!(matches!(mailbox.next().await, Next::Closed));
     }
 
+    #[test]
+    fn the_taker_is_told_whether_the_mailbox_is_full() {
+        let mailbox = Mailbox::new(2);
+        for p in [b"a", b"b"] {
+            offer(&mailbox, delivery(QoS::AtLeastOnce, p));
+        }
+        let mut seen = Vec::new();
+        let mut taken = Vec::new();
+        mailbox.take_while(&mut taken, |_, full| {
+            seen.push(full);
+            Take::Yes
+        });
+        // Full before the first is taken, not before the second.
+        assert_eq!(seen, [true, false]);
+        assert_eq!(taken.len(), 2);
+        offer(&mailbox, delivery(QoS::AtLeastOnce, b"c"));
+        struct Ignored;
+        impl std::task::Wake for Ignored {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = Waker::from(Arc::new(Ignored));
+        let mut cx = Context::from_waker(&waker);
+        let mut full_then = None;
+        let next = mailbox.poll_next(&mut cx, |_, full| {
+            full_then = Some(full);
+            Take::No
+        });
+        assert!(next.is_pending());
+        assert_eq!(full_then, Some(false));
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Wakes {
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn not_yet_leaves_the_taker_asleep_until_the_mailbox_is_full() {
+        let mailbox = Mailbox::new(4);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Nothing waiting: the next message wakes the taker.
+        assert!(mailbox.poll_next(&mut cx, |_, _| Take::Yes).is_pending());
+        offer(&mailbox, delivery(QoS::AtLeastOnce, b"a"));
+        assert_eq!(wakes.count(), 1);
+        // Left with `No`: the next message wakes it again.
+        assert!(mailbox.poll_next(&mut cx, |_, _| Take::No).is_pending());
+        offer(&mailbox, delivery(QoS::AtLeastOnce, b"b"));
+        assert_eq!(wakes.count(), 2);
+        // Left with `NotYet`: more messages do not wake it...
+        let not_yet = |_: &Delivery, full: bool| if full { Take::Yes } else { Take::NotYet };
+        assert!(mailbox.poll_next(&mut cx, not_yet).is_pending());
+        offer(&mailbox, delivery(QoS::AtLeastOnce, b"c"));
+        assert_eq!(wakes.count(), 2);
+        // ...until one fills the mailbox (4).
+        offer(&mailbox, delivery(QoS::AtLeastOnce, b"d"));
+        assert_eq!(wakes.count(), 3);
+        let Poll::Ready(Next::Deliver(first)) = mailbox.poll_next(&mut cx, not_yet) else {
+            panic!("the first message of a full mailbox is taken");
+        };
+        assert_eq!(&first.message.payload[..], b"a");
+        // The stop signal wakes a taker that said `NotYet`.
+        assert!(mailbox.poll_next(&mut cx, not_yet).is_pending());
+        mailbox.stop();
+        assert_eq!(wakes.count(), 4);
+    }
+
     #[tokio::test]
     async fn stop_wakes_the_task_even_when_it_takes_no_delivery() {
         let mailbox = Arc::new(Mailbox::new(2));
         let task = tokio::spawn({
             let mailbox = mailbox.clone();
-            async move { std::future::poll_fn(|cx| mailbox.poll_next(cx, |_| false)).await }
+            async move { std::future::poll_fn(|cx| mailbox.poll_next(cx, |_, _| Take::No)).await }
         });
         offer(&mailbox, delivery(QoS::AtLeastOnce, b"a"));
         mailbox.stop();

@@ -3,7 +3,7 @@
 //! socket, the mailbox and the session's timer at once.
 
 use crate::accept::{hand_over, parse_connect, refuse, Refusal};
-use crate::delivery::AdmitsAll;
+use crate::delivery::TakesAll;
 use crate::enhanced::ClientAuth;
 use crate::filters::Filters;
 use crate::link::{encode_into, linger, poll_read_link, read_now, End, Link, ReadAhead};
@@ -198,7 +198,7 @@ impl SessionTask {
                 // Fairness, not a wait: subscribers that fell behind get their turn first.
                 tokio::task::yield_now().await;
             }
-            let mut admission = self.admission();
+            let mut intake = self.intake();
             socket_first = !socket_first;
             // The idle wait: polled by hand (socket readiness, the mailbox's waker slot, the
             // timer), so an idle session keeps no future and no buffer for it.
@@ -208,9 +208,9 @@ impl SessionTask {
                         return Poll::Ready(Woken::Read(read));
                     }
                 }
-                if let Poll::Ready(next) = self.mailbox.poll_next(cx, |d| {
-                    admission.is_none_or_admits(d.qos, d.message.payload.len())
-                }) {
+                if let Poll::Ready(next) =
+                    self.mailbox.poll_next(cx, |d, full| intake.takes(d, full))
+                {
                     return Poll::Ready(Woken::Mailbox(next));
                 }
                 if self.mailbox.holds_messages() && self.read_ahead.look() {

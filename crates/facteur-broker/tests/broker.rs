@@ -866,6 +866,74 @@ async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
     broker.shutdown().await;
 }
 
+/// A message encoded once for several subscribers waits in each one's mailbox until it can
+/// go out at once; once the mailbox is full, the session's queue takes what its limits
+/// allow, where a QoS 1 message displaces a QoS 0 one.
+#[tokio::test]
+async fn a_fan_outs_backlog_waits_in_the_mailbox_until_it_is_full() {
+    let broker = broker_with(|c| c.max_queued_messages = 2).await;
+    // Two subscribers (so each message is encoded once for both), Receive Maximum 1.
+    let mut slow = Vec::new();
+    for id in ["slow1", "slow2"] {
+        let mut peer = Peer::with_receive_maximum(&broker, id, 1).await;
+        peer.subscribe("flot", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+            .await;
+        slow.push(peer);
+    }
+    let mut publisher = Peer::client(&broker, V5, "pub").await;
+    // m1 goes out; m2 and q1 fill each mailbox (2), and each session's queue (2) takes them.
+    for (payload, qos, id) in [
+        (b"m1", QoS::AtLeastOnce, Some(1)),
+        (b"m2", QoS::AtLeastOnce, Some(2)),
+        (b"q1", QoS::AtMostOnce, None),
+    ] {
+        publisher.send(&publish("flot", payload, qos, id)).await;
+        if let Some(id) = id {
+            assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+        }
+    }
+    until_stats(&broker, |s| s.messages_sent == 6).await;
+    // m3 waits in each mailbox, which has room: nothing is dropped yet.
+    publisher
+        .send(&publish("flot", b"m3", QoS::AtLeastOnce, Some(3)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x03]);
+    assert_eq!(broker.stats().dropped, 0);
+    // q2 fills each mailbox: each queue takes m3 in the place of q1.
+    publisher
+        .send(&publish("flot", b"q2", QoS::AtMostOnce, None))
+        .await;
+    until_stats(&broker, |s| s.dropped == 2).await;
+    // Nothing left to displace: q2 and m4 wait in each mailbox, and q3 finds it full.
+    publisher
+        .send(&publish("flot", b"m4", QoS::AtLeastOnce, Some(4)))
+        .await;
+    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x04]);
+    publisher
+        .send(&publish("flot", b"q3", QoS::AtMostOnce, None))
+        .await;
+    sync(&mut publisher).await;
+    assert_eq!(broker.stats().dropped, 4, "q1 and q3, for each subscriber");
+    // Each subscriber catches up: when m2 leaves its queue, q2 comes in behind m3, and m4
+    // then has room in the mailbox. Everything kept arrives, in order.
+    for peer in &mut slow {
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let (payload, qos, id) = delivered(V5, &peer.recv_bytes().await);
+            got.push(payload);
+            if let Some(id) = id {
+                assert_eq!(qos, QoS::AtLeastOnce);
+                peer.send_bytes(&[0x40, 0x02, 0x00, id as u8]).await;
+            }
+        }
+        peer.send(&Packet::PingReq).await;
+        assert_eq!(peer.recv_bytes().await, [0xD0, 0x00], "nothing more");
+        assert_eq!(got, [&b"m1"[..], b"m2", b"m3", b"q2", b"m4"]);
+    }
+    assert_eq!(broker.stats().dropped, 4);
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn max_queued_bytes_bounds_an_offline_session() {
     let broker = broker_with(|c| c.max_queued_bytes = 10).await;

@@ -114,6 +114,9 @@ impl Default for QueueLimits {
 /// What a session's queue takes now ([`Session::admission`]), counted down as messages are
 /// admitted, so that a caller can take a batch of messages from elsewhere (a broker's
 /// hand-off) in one go and hand them all to [`Session::publish`].
+///
+/// It also counts the room in flight, for a caller that takes only what goes out at once
+/// ([`admit_to_send`](Self::admit_to_send)) and leaves the rest where it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
     messages_left: usize,
@@ -121,6 +124,9 @@ pub struct Admission {
     empty: bool,
     displaceable: usize,
     qos0: bool,
+    /// QoS 1/2 messages that would still go out at once: see
+    /// [`admit_to_send`](Self::admit_to_send).
+    room_in_flight: usize,
 }
 
 impl Admission {
@@ -143,7 +149,7 @@ impl Admission {
         }
         let fits = self.messages_left > 0
             && (self.empty || self.bytes_left.map_or(true, |left| payload_len <= left));
-        if fits {
+        let admitted = if fits {
             self.messages_left -= 1;
             self.bytes_left = self.bytes_left.map(|left| left.saturating_sub(payload_len));
             self.empty = false;
@@ -154,7 +160,44 @@ impl Admission {
             true
         } else {
             false
+        };
+        if admitted && qos != QoS::AtMostOnce {
+            self.room_in_flight = self.room_in_flight.saturating_sub(1);
         }
+        admitted
+    }
+
+    /// [`admit`](Self::admit), for a message that [`poll_transmit`](Session::poll_transmit)
+    /// would send at once: a QoS 1/2 one only while there is room in flight for it beyond
+    /// the QoS 1/2 messages queued and admitted before it (the peer's Receive Maximum, or
+    /// [`limit_inflight`](Session::limit_inflight)), none while a resend waits or the peer
+    /// is not connected. A caller that keeps its backlog elsewhere while the peer is
+    /// connected (a broker's hand-off) takes only this much, and a QoS 1/2 message then goes
+    /// from there straight into flight
+    /// ([`publish_frame_now`](Session::publish_frame_now)), not through the queue.
+    ///
+    /// ```
+    /// use facteur_codec::{ProtocolVersion, Publish, QoS};
+    /// use facteur_session::{AllocStore, Config, Connection, Instant, Role, Session};
+    /// let now = Instant::from_millis(0);
+    /// let mut session = Session::<AllocStore>::new(Config::new(Role::Server));
+    /// session.on_connect(now, Connection::new(ProtocolVersion::V3_1_1, 0));
+    /// session.limit_inflight(2);
+    /// session.publish(&Publish { qos: QoS::AtLeastOnce, ..Publish::new("t", b"x") }, now)?;
+    /// let mut admission = session.admission();
+    /// // One more QoS 1 message goes out at once; QoS 0 ones do not count.
+    /// assert!(admission.admit_to_send(QoS::AtLeastOnce, 1));
+    /// assert!(!admission.admit_to_send(QoS::ExactlyOnce, 1));
+    /// assert!(admission.admit_to_send(QoS::AtMostOnce, 1));
+    /// // The queue would still take it.
+    /// assert!(admission.admit(QoS::ExactlyOnce, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn admit_to_send(&mut self, qos: QoS, payload_len: usize) -> bool {
+        if qos != QoS::AtMostOnce && self.room_in_flight == 0 {
+            return false;
+        }
+        self.admit(qos, payload_len)
     }
 }
 
@@ -1083,7 +1126,8 @@ impl<S: Store> Session<S> {
     }
 
     /// What the queue takes now, for a caller deciding on several messages at once before
-    /// publishing them: see [`Admission::admit`].
+    /// publishing them: see [`Admission::admit`], and [`Admission::admit_to_send`] for
+    /// what goes out at once.
     pub fn admission(&self) -> Admission {
         let limits = &self.config.queue;
         let len = self.queue.len();
@@ -1097,7 +1141,19 @@ impl<S: Store> Session<S> {
             empty: len == 0,
             displaceable: self.queued_qos0 as usize,
             qos0: limits.qos0_offline || self.link != Link::Down,
+            room_in_flight: self.room_in_flight(),
         }
+    }
+
+    /// How many more QoS 1/2 messages [`poll_transmit`](Self::poll_transmit) would send at
+    /// once, after those queued: see [`Admission::admit_to_send`].
+    fn room_in_flight(&self) -> usize {
+        if self.link != Link::Up || self.resend_waiting() {
+            return 0;
+        }
+        let queued = self.queue.len() - self.queued_qos0 as usize;
+        self.send_quota()
+            .saturating_sub(self.inflight.len() + queued)
     }
 
     /// True if the limits leave room for one more message with `size` bytes of payload.

@@ -595,6 +595,47 @@ fn queue_limits_drop_qos0_first_and_keep_none_offline<S: Store>() {
         .unwrap();
 }
 
+/// What goes out at once: QoS 1/2 messages only within the room in flight (the peer's
+/// Receive Maximum, less what is in flight and queued), none while a resend waits or the
+/// peer is away; QoS 0 ones as the queue takes them.
+fn admit_to_send_counts_the_room_in_flight<S: Store>() {
+    let mut connection = Connection::new(V5, 0);
+    connection.peer_receive_maximum = 3;
+    let mut s = connected::<S>(Config::new(Role::Server), connection);
+    let to_send = |s: &Session<S>, qos: QoS| {
+        let mut admission = s.admission();
+        (0..10)
+            .take_while(|_| admission.admit_to_send(qos, 1))
+            .count()
+    };
+    assert_eq!(to_send(&s, QoS::AtLeastOnce), 3);
+    s.publish(&message("a", b"1", QoS::AtLeastOnce), at(0))
+        .unwrap();
+    assert_eq!(kinds(&drain(&mut s, at(0)), V5), ["PUBLISH1 #1"]);
+    s.publish(&message("b", b"2", QoS::ExactlyOnce), at(0))
+        .unwrap();
+    // One in flight, one queued: room for one more, of either QoS 1 or 2.
+    assert_eq!(to_send(&s, QoS::ExactlyOnce), 1);
+    assert_eq!(to_send(&s, QoS::AtMostOnce), 10);
+    // The queue takes more, and what it takes uses up the room.
+    let mut admission = s.admission();
+    assert!(admission.admit(QoS::AtLeastOnce, 1));
+    assert!(!admission.admit_to_send(QoS::AtLeastOnce, 1));
+    assert!((0..5).all(|_| admission.admit(QoS::AtLeastOnce, 1)));
+    // Away, then back with the message in flight to resend: nothing new goes first.
+    s.on_connection_lost(at(1));
+    assert_eq!(to_send(&s, QoS::AtLeastOnce), 0);
+    s.on_reconnect(at(2));
+    assert_eq!(to_send(&s, QoS::AtLeastOnce), 0);
+    assert_eq!(
+        kinds(&drain(&mut s, at(2)), V5),
+        ["PUBLISH1 dup #1", "PUBLISH2 #2"]
+    );
+    assert_eq!(to_send(&s, QoS::AtLeastOnce), 1);
+    feed(&mut s, &PUBACK1, V5, at(3));
+    assert_eq!(to_send(&s, QoS::AtLeastOnce), 2);
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
         mod heapless_store {
@@ -607,6 +648,7 @@ macro_rules! for_both_stores {
 }
 
 for_both_stores!(
+    admit_to_send_counts_the_room_in_flight,
     peer_receive_maximum_limits_messages_in_flight,
     peer_receive_maximum_applies_to_resends,
     client_pings_after_keep_alive_of_silence,
