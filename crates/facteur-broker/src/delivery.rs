@@ -257,6 +257,14 @@ fn send(link: &mut Link, bytes: &[u8], stats: &crate::Stats) {
 /// [`SessionTask::intake`]).
 pub(crate) const STAGED: usize = 64;
 
+/// How many sessions a message must go to for a subscriber to leave it in its mailbox until
+/// it goes out at once (see [`Intake::admits`]). Measured (docs/performance.md): with
+/// a thousand subscribers, staging each message in each session's queue costs more than it
+/// saves (~10% of the broker's CPU per message); with eight, each subscriber is busy enough
+/// that a staged window sent as soon as the acknowledgements come is worth it (~8% less
+/// CPU per message at 1 KiB).
+pub(crate) const WIDE_FAN_OUT: u32 = 64;
+
 /// What a connected session takes from its mailbox now ([`SessionTask::intake`]), counted
 /// down as it takes.
 pub(crate) struct Intake {
@@ -271,8 +279,8 @@ pub(crate) struct Intake {
 impl Intake {
     /// Whether the session takes `delivery` now, the mailbox being `full` or not.
     ///
-    /// A message encoded once for many subscribers ([`Message::frame_for`]) is taken only
-    /// when it goes out at once ([`Admission::admit_to_send`]: for QoS 1/2, while there is
+    /// A message encoded once for many subscribers ([`Message::frame_for`]), at least
+    /// [`WIDE_FAN_OUT`] of them, is taken only when it goes out at once ([`Admission::admit_to_send`]: for QoS 1/2, while there is
     /// room in flight): it then goes from the mailbox straight into flight
     /// ([`Session::publish_frame_now`](facteur_session::Session::publish_frame_now)), and
     /// a subscriber that falls behind keeps its backlog in the mailbox as 24-byte
@@ -280,9 +288,10 @@ impl Intake {
     /// waits for its client's acknowledgements, not for more messages (a fan-out's
     /// subscribers are many, and each would be woken by every message for nothing).
     ///
-    /// Any other message is encoded by the session for this connection, and is staged in
-    /// its queue as the queue's limits allow ([`Admission::admit`]), ready to go out as
-    /// soon as the client acknowledges earlier ones. Left so, it is [`Take::No`]: each
+    /// Any other message (encoded by the session for this connection, or shared by fewer
+    /// subscribers, each of them busy) is staged in its queue as the queue's limits allow
+    /// ([`Admission::admit`]), ready to go out as soon as the client acknowledges earlier
+    /// ones. Left so, it is [`Take::No`]: each
     /// message routed to the session wakes its task, which then looks for its client's
     /// acknowledgements at once (`read_now`), so a busy subscriber of many publishers
     /// (fan-in) keeps its window moving.
@@ -295,9 +304,10 @@ impl Intake {
     pub(crate) fn admits(&mut self, delivery: &Delivery, full: bool) -> Take {
         let full = self.full.unwrap_or(full);
         let (qos, size) = (delivery.qos, delivery.message.payload.len());
-        let shared = delivery.subscription_ids.is_empty()
-            && delivery
-                .message
+        let message = &delivery.message;
+        let shared = message.sessions() >= WIDE_FAN_OUT
+            && delivery.subscription_ids.is_empty()
+            && message
                 .frame_for(self.version, qos, delivery.retain)
                 .is_some();
         let wait_for_acks = shared && !full;

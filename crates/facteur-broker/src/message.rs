@@ -71,6 +71,11 @@ impl Message {
         }
     }
 
+    /// How many sessions the router handed it to.
+    pub(crate) fn sessions(&self) -> u32 {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
     /// Records how many sessions the message is handed to.
     pub(crate) fn set_sessions(&self, sessions: usize) {
         let sessions = u32::try_from(sessions).unwrap_or(u32::MAX);

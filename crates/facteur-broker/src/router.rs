@@ -517,9 +517,11 @@ impl Router {
                     dropped += offered.dropped;
                     routed.congested = true;
                 }
-                routed
-                    .waiting
-                    .extend(offered.full.into_iter().map(|d| (mailbox.clone(), d)));
+                if !offered.full.is_empty() {
+                    routed
+                        .waiting
+                        .extend(offered.full.into_iter().map(|d| (mailbox.clone(), d)));
+                }
             }
         }
         if dropped > 0 {
