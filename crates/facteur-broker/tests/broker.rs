@@ -797,6 +797,24 @@ async fn sync(peer: &mut Peer) {
     assert_eq!(peer.recv_bytes().await, [0xD0, 0x00]);
 }
 
+/// The first messages of the queue tests below: m1 and m2 at QoS 1, q1 at QoS 0.
+const M1_M2_Q1: [(&[u8], QoS, Option<u16>); 3] = [
+    (b"m1", QoS::AtLeastOnce, Some(1)),
+    (b"m2", QoS::AtLeastOnce, Some(2)),
+    (b"q1", QoS::AtMostOnce, None),
+];
+
+/// Publishes each `(payload, qos, packet id)` to "flot" in order, checking the broker's
+/// PUBACK of each QoS 1 one.
+async fn publish_in_order(publisher: &mut Peer, messages: &[(&[u8], QoS, Option<u16>)]) {
+    for &(payload, qos, id) in messages {
+        publisher.send(&publish("flot", payload, qos, id)).await;
+        if let Some(id) = id {
+            assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
     let broker = broker_with(|c| c.max_queued_messages = 2).await;
@@ -806,34 +824,21 @@ async fn a_full_queue_drops_qos0_messages_before_qos1_ones() {
         .await;
     let mut publisher = Peer::client(&broker, V5, "pub").await;
     // m1 in flight; m2 waits for it in the session's queue (2), q1 behind m2.
-    for (payload, qos, id) in [
-        (b"m1", QoS::AtLeastOnce, Some(1)),
-        (b"m2", QoS::AtLeastOnce, Some(2)),
-        (b"q1", QoS::AtMostOnce, None),
-    ] {
-        publisher.send(&publish("flot", payload, qos, id)).await;
-        if let Some(id) = id {
-            assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
-        }
-    }
+    publish_in_order(&mut publisher, &M1_M2_Q1).await;
     until_stats(&broker, |s| s.messages_sent == 3).await;
     // The queue is full: m3 takes the place of q1 there.
-    publisher
-        .send(&publish("flot", b"m3", QoS::AtLeastOnce, Some(3)))
-        .await;
-    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x03]);
+    publish_in_order(&mut publisher, &[(b"m3", QoS::AtLeastOnce, Some(3))]).await;
     until_stats(&broker, |s| s.dropped == 1).await;
     // Nothing left to displace: q2 and m4 wait in the mailbox (2), and q3 finds that full.
-    publisher
-        .send(&publish("flot", b"q2", QoS::AtMostOnce, None))
-        .await;
-    publisher
-        .send(&publish("flot", b"m4", QoS::AtLeastOnce, Some(4)))
-        .await;
-    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x04]);
-    publisher
-        .send(&publish("flot", b"q3", QoS::AtMostOnce, None))
-        .await;
+    publish_in_order(
+        &mut publisher,
+        &[
+            (b"q2", QoS::AtMostOnce, None),
+            (b"m4", QoS::AtLeastOnce, Some(4)),
+            (b"q3", QoS::AtMostOnce, None),
+        ],
+    )
+    .await;
     sync(&mut publisher).await;
     assert_eq!(broker.stats().dropped, 2, "q1 and q3");
 
@@ -884,22 +889,10 @@ async fn a_wide_fan_outs_backlog_waits_in_the_mailbox_until_it_is_full() {
     }
     let mut publisher = Peer::client(&broker, V5, "pub").await;
     // m1 goes out; m2 and q1 fill each mailbox (2), and each session's queue (2) takes them.
-    for (payload, qos, id) in [
-        (b"m1", QoS::AtLeastOnce, Some(1)),
-        (b"m2", QoS::AtLeastOnce, Some(2)),
-        (b"q1", QoS::AtMostOnce, None),
-    ] {
-        publisher.send(&publish("flot", payload, qos, id)).await;
-        if let Some(id) = id {
-            assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, id as u8]);
-        }
-    }
+    publish_in_order(&mut publisher, &M1_M2_Q1).await;
     until_stats(&broker, |s| s.messages_sent == 3 * SUBSCRIBERS).await;
     // m3 waits in each mailbox, which has room: nothing is dropped yet.
-    publisher
-        .send(&publish("flot", b"m3", QoS::AtLeastOnce, Some(3)))
-        .await;
-    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x03]);
+    publish_in_order(&mut publisher, &[(b"m3", QoS::AtLeastOnce, Some(3))]).await;
     assert_eq!(broker.stats().dropped, 0);
     // q2 fills each mailbox: each queue takes m3 in the place of q1.
     publisher
@@ -907,13 +900,14 @@ async fn a_wide_fan_outs_backlog_waits_in_the_mailbox_until_it_is_full() {
         .await;
     until_stats(&broker, |s| s.dropped == SUBSCRIBERS).await;
     // Nothing left to displace: q2 and m4 wait in each mailbox, and q3 finds it full.
-    publisher
-        .send(&publish("flot", b"m4", QoS::AtLeastOnce, Some(4)))
-        .await;
-    assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, 0x00, 0x04]);
-    publisher
-        .send(&publish("flot", b"q3", QoS::AtMostOnce, None))
-        .await;
+    publish_in_order(
+        &mut publisher,
+        &[
+            (b"m4", QoS::AtLeastOnce, Some(4)),
+            (b"q3", QoS::AtMostOnce, None),
+        ],
+    )
+    .await;
     sync(&mut publisher).await;
     assert_eq!(broker.stats().dropped, 2 * SUBSCRIBERS, "q1 and q3, each");
     // Each subscriber catches up: when m2 leaves its queue, q2 comes in behind m3, and m4
