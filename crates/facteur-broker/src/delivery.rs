@@ -280,8 +280,9 @@ impl Intake {
     /// Whether the session takes `delivery` now, the mailbox being `full` or not.
     ///
     /// A message encoded once for many subscribers ([`Message::frame_for`]), at least
-    /// [`WIDE_FAN_OUT`] of them, is taken only when it goes out at once ([`Admission::admit_to_send`]: for QoS 1/2, while there is
-    /// room in flight): it then goes from the mailbox straight into flight
+    /// [`WIDE_FAN_OUT`] of them, is taken only when it goes out at once
+    /// ([`Admission::admit_to_send`]: for QoS 1/2, while there is room in flight): it then
+    /// goes from the mailbox straight into flight
     /// ([`Session::publish_frame_now`](facteur_session::Session::publish_frame_now)), and
     /// a subscriber that falls behind keeps its backlog in the mailbox as 24-byte
     /// deliveries, not in its session's queue. Left so, it is [`Take::NotYet`]: the task
@@ -291,10 +292,9 @@ impl Intake {
     /// Any other message (encoded by the session for this connection, or shared by fewer
     /// subscribers, each of them busy) is staged in its queue as the queue's limits allow
     /// ([`Admission::admit`]), ready to go out as soon as the client acknowledges earlier
-    /// ones. Left so, it is [`Take::No`]: each
-    /// message routed to the session wakes its task, which then looks for its client's
-    /// acknowledgements at once (`read_now`), so a busy subscriber of many publishers
-    /// (fan-in) keeps its window moving.
+    /// ones. Left so, it is [`Take::No`]: each message routed to the session wakes its
+    /// task, which then looks for its client's acknowledgements at once (`read_now`), so a
+    /// busy subscriber of many publishers (fan-in) keeps its window moving.
     ///
     /// Once the mailbox is full, its messages go into the session's queue as its limits
     /// allow, where its rules apply (a QoS 1/2 message displaces a QoS 0 one), so a

@@ -599,11 +599,7 @@ mod tests {
         assert_eq!(seen, [true, false]);
         assert_eq!(taken.len(), 2);
         offer(&mailbox, delivery(QoS::AtLeastOnce, b"c"));
-        struct Ignored;
-        impl std::task::Wake for Ignored {
-            fn wake(self: Arc<Self>) {}
-        }
-        let waker = Waker::from(Arc::new(Ignored));
+        let waker = Waker::from(Arc::new(Wakes::default()));
         let mut cx = Context::from_waker(&waker);
         let mut full_then = None;
         let next = mailbox.poll_next(&mut cx, |_, full| {

@@ -1062,15 +1062,17 @@ impl<S: Store> Session<S> {
         S: Store<Payload = bytes::Bytes>,
     {
         let (version, qos) = (self.connection.version, frame.qos());
-        // The cheap checks first (a QoS 1/2 subscriber's window is usually full), the look
-        // through what is in flight last.
-        let goes_next = self.link == Link::Up
-            && self.queue.is_empty()
+        // Nothing queued before it: then a QoS 1/2 frame goes out at once exactly when
+        // there is room in flight (connected, no resend waiting, under the quota), the rule
+        // `Admission::admit_to_send` counts with.
+        let goes_next = self.queue.is_empty()
             && frame.meta.version == version
             && frame.bytes.len() <= self.connection.peer_maximum_packet_size as usize
             && frame.bytes.len() <= buf.len()
-            && (qos == QoS::AtMostOnce || self.inflight.len() < self.send_quota())
-            && !self.resend_waiting();
+            && match qos {
+                QoS::AtMostOnce => self.link == Link::Up && !self.resend_waiting(),
+                _ => self.room_in_flight() > 0,
+            };
         let next = goes_next.then(|| self.next_packet_id(qos)).flatten();
         let Some((ids, packet_id)) = next else {
             return self.publish_frame(frame, now).map(FrameOut::Queued);
