@@ -21,6 +21,14 @@
 # a WebSocket listener (the `mqtt` subprotocol; rumqttd is left out) and the load generator
 # connects with `--ws`; with TLS=1 too, the WebSocket is over TLS (wss). ONLY=text runs only
 # the throughput rows whose "scenario/qos/size" contains it.
+#
+# ROUNDS=N runs the throughput rows row by row instead of broker by broker: for each row,
+# every broker, freshly started, runs it in turn (the one going first changes from round to
+# round), and the lot N times. The brokers' runs of a row are then seconds apart, not
+# minutes, so a slow spell of a shared machine weighs on all of them alike. It prints every
+# run, then per row each broker's median run (by rate, with that run's CPU and system calls)
+# and facteur's ratio to the better peer in each round and their median. The latency runs
+# and the idle connections then run once per broker.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-3}"
@@ -146,21 +154,104 @@ stop() {
   wait "$pid" 2>/dev/null || true
 }
 
-default_brokers="facteur mosquitto rumqttd"
-if [ "${TLS:-0}" = 1 ] || [ "${WS:-0}" = 1 ]; then
-  default_brokers="facteur mosquitto"
-fi
-for broker in ${BROKERS:-$default_brokers}; do
-  case "$broker" in
+# Sets the port and version of broker $1.
+choose() {
+  case "$1" in
     facteur) port=18841; version="$($bench --version | awk '{print $2}')" ;;
     mosquitto) port=18842; version="$( (mosquitto -h 2>/dev/null || true) | head -1 | awk '{print $3}')" ;;
     rumqttd) port=18843; version="$(rumqttd --version | awk '{print $2}')" ;;
   esac
+}
+
+default_brokers="facteur mosquitto rumqttd"
+if [ "${TLS:-0}" = 1 ] || [ "${WS:-0}" = 1 ]; then
+  default_brokers="facteur mosquitto"
+fi
+read -r -a brokers <<<"${BROKERS:-$default_brokers}"
+rounds="${ROUNDS:-0}"
+if [ "$rounds" -gt 0 ]; then
+  mapfile -t rows < <("$loadgen" bench --list)
+  : > "$work/runs"
+  echo "## every run (round | broker | row)"
+  echo
+  for round in $(seq 1 "$rounds"); do
+    # The broker going first moves by one each round.
+    shift_by=$(((round - 1) % ${#brokers[@]}))
+    order=("${brokers[@]:shift_by}" "${brokers[@]:0:shift_by}")
+    for row in "${rows[@]}"; do
+      if [ -n "${ONLY:-}" ] && [[ "$row" != *"$ONLY"* ]]; then
+        continue
+      fi
+      for broker in "${order[@]}"; do
+        choose "$broker"
+        start "$broker"
+        line="$("${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" \
+          --idle 0 --no-latency --pid "$pid" "${syscalls[@]}" "${client_args[@]}" \
+          --only "$row" 2>/dev/null | grep -E '^\| (fan|p2p)' | head -n 1)"
+        stop
+        echo "| $round | $broker $line" | tee -a "$work/runs"
+      done
+    done
+  done
+  echo
+  python3 - "$work/runs" "${brokers[@]}" <<'SUMMARY'
+import statistics, sys
+path, brokers = sys.argv[1], sys.argv[2:]
+runs = {}  # (row, broker) -> [(round, rate, lost, cpu, calls)]
+for line in open(path):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    rnd, broker, row = int(cells[0]), cells[1], tuple(cells[2:5])
+    rate, lost, cpu, calls = float(cells[5]), cells[6], cells[7], cells[8]
+    runs.setdefault((row, broker), []).append((rnd, rate, lost, cpu, calls))
+rows = list(dict.fromkeys(row for row, _ in runs))
+peers = [b for b in brokers if b != "facteur"]
+print("## medians by row (each broker's median run by rate)")
+print()
+head = ["scenario", "QoS", "payload"] + [f"{b} msg/s" for b in brokers]
+head += ["CPU ns/msg " + " / ".join(b[0] for b in brokers)]
+head += ["syscalls/msg " + " / ".join(b[0] for b in brokers)]
+head += ["QoS 1 lost " + " / ".join(b[0] for b in brokers)]
+if "facteur" in brokers and peers:
+    head += ["facteur / better peer, each round", "median"]
+print("| " + " | ".join(head) + " |")
+print("| --- | ---: | ---: |" + " ---: |" * (len(head) - 3))
+for row in rows:
+    median = {}
+    for b in brokers:
+        got = sorted(runs.get((row, b), []), key=lambda r: r[1])
+        if got:
+            median[b] = got[(len(got) - 1) // 2]
+    cells = list(row)
+    cells += [f"{median[b][1]:,.0f}" if b in median else "–" for b in brokers]
+    cells += [" / ".join(median[b][3] if b in median else "–" for b in brokers)]
+    cells += [" / ".join(median[b][4] if b in median else "–" for b in brokers)]
+    lost = [str(sum(int(r[2]) for r in runs.get((row, b), []))) for b in brokers]
+    cells += [" / ".join(lost) if row[1] == "1" else "–"]
+    if "facteur" in brokers and peers:
+        ratios = []
+        for rnd in sorted({r[0] for r in runs.get((row, "facteur"), [])}):
+            rate = {b: r[1] for b in brokers for r in runs.get((row, b), []) if r[0] == rnd}
+            best = max((rate[p] for p in peers if p in rate), default=0)
+            if "facteur" in rate and best > 0:
+                ratios.append(rate["facteur"] / best)
+        cells += [", ".join(f"{x:.2f}×" for x in ratios)]
+        cells += [f"{statistics.median(ratios):.2f}×" if ratios else "–"]
+    print("| " + " | ".join(cells) + " |")
+print()
+SUMMARY
+fi
+for broker in "${brokers[@]}"; do
+  choose "$broker"
   echo "## $broker $version"
   echo
   start "$broker"
-  "${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" --idle 0 \
-    --pid "$pid" "${syscalls[@]}" "${client_args[@]}" "${only_args[@]}" 2>/dev/null
+  if [ "$rounds" -gt 0 ]; then
+    "${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" --idle 0 \
+      --latency-only "${client_args[@]}" 2>/dev/null
+  else
+    "${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" --idle 0 \
+      --pid "$pid" "${syscalls[@]}" "${client_args[@]}" "${only_args[@]}" 2>/dev/null
+  fi
   stop
   # Idle connections on a fresh process, so its RSS growth is theirs alone.
   start "$broker"

@@ -51,8 +51,53 @@ pub(crate) struct Options {
     /// Only the idle-connection measurement (on a freshly started broker its RSS growth is
     /// the connections' alone).
     pub(crate) idle_only: bool,
+    /// Whether the latency runs are skipped, run after the throughput rows, or run alone.
+    pub(crate) latency: Latency,
     /// Count the broker's system calls with `perf stat` (needs `--pid` and perf).
     pub(crate) syscalls: bool,
+}
+
+/// The throughput rows: every shape at every QoS level and payload size.
+const SHAPES: [Shape; 4] = [
+    Shape::FanIn,
+    Shape::FanOut(8),
+    Shape::FanOut(1000),
+    Shape::PointToPoint(16),
+];
+const QOS_LEVELS: [QoS; 2] = [QoS::AtMostOnce, QoS::AtLeastOnce];
+const SIZES: [usize; 2] = [64, 1024];
+
+/// Every throughput row, in the order they run, with its "scenario/qos/size" label (what
+/// `--only` matches and `--list` prints).
+fn rows() -> impl Iterator<Item = (Shape, QoS, usize, String)> {
+    SHAPES.into_iter().flat_map(|shape| {
+        QOS_LEVELS.into_iter().flat_map(move |qos| {
+            SIZES.into_iter().map(move |size| {
+                let label = format!("{}/{}/{size}", shape.name(), qos as u8);
+                (shape, qos, size, label)
+            })
+        })
+    })
+}
+
+/// Prints the throughput rows' labels, one per line (for a script running them one by one
+/// with `--only`).
+pub(crate) fn print_rows() {
+    for (.., label) in rows() {
+        println!("{label}");
+    }
+}
+
+/// What to do with the latency runs: a script alternating brokers row by row runs the
+/// throughput rows without them, and the latency runs once on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Latency {
+    /// After the throughput rows (the default).
+    Run,
+    /// Not at all.
+    Skip,
+    /// Alone: no throughput row.
+    Only,
 }
 
 struct Conn {
@@ -602,60 +647,63 @@ pub(crate) async fn run(opts: Options) -> Result<(), Error> {
     if opts.idle_only {
         return print_idle(&opts).await;
     }
+    if opts.latency != Latency::Only {
+        print_throughput(&opts).await?;
+    }
+    if opts.latency != Latency::Skip {
+        print_latency(&opts).await?;
+    }
+    if opts.idle > 0 {
+        print_idle(&opts).await?;
+    }
+    Ok(())
+}
+
+/// The throughput rows (those `--only` selects), one markdown table.
+async fn print_throughput(opts: &Options) -> Result<(), Error> {
     println!(
         "| scenario | QoS | payload | delivered msg/s | lost | broker CPU ns/msg | syscalls/msg |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let shapes = [
-        Shape::FanIn,
-        Shape::FanOut(8),
-        Shape::FanOut(1000),
-        Shape::PointToPoint(16),
-    ];
-    let mut run = 0;
-    for shape in shapes {
-        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
-            for size in [64, 1024] {
-                run += 1;
-                let label = format!("{}/{}/{size}", shape.name(), qos as u8);
-                if opts
-                    .only
-                    .as_ref()
-                    .is_some_and(|only| !label.contains(only.as_str()))
-                {
-                    continue;
-                }
-                eprintln!("running {label}");
-                let row = throughput(&opts, shape, qos, size, run).await?;
-                let cpu = row
-                    .spent
-                    .map_or("n/a".into(), |s| format!("{:.0}", s.cpu_ns));
-                let calls = row
-                    .spent
-                    .and_then(|s| s.syscalls)
-                    .map_or("n/a".into(), |n| format!("{n:.2}"));
-                println!(
-                    "| {} | {} | {} B | {:.0} | {} | {cpu} | {calls} |",
-                    row.scenario, row.qos, row.size, row.delivered_per_sec, row.lost
-                );
-            }
+    for (run, (shape, qos, size, label)) in (1..).zip(rows()) {
+        if opts
+            .only
+            .as_ref()
+            .is_some_and(|only| !label.contains(only.as_str()))
+        {
+            continue;
         }
+        eprintln!("running {label}");
+        let row = throughput(opts, shape, qos, size, run).await?;
+        let cpu = row
+            .spent
+            .map_or("n/a".into(), |s| format!("{:.0}", s.cpu_ns));
+        let calls = row
+            .spent
+            .and_then(|s| s.syscalls)
+            .map_or("n/a".into(), |n| format!("{n:.2}"));
+        println!(
+            "| {} | {} | {} B | {:.0} | {} | {cpu} | {calls} |",
+            row.scenario, row.qos, row.size, row.delivered_per_sec, row.lost
+        );
     }
     println!();
+    Ok(())
+}
+
+/// The latency percentiles at a fixed rate, QoS 0 and 1, one markdown table.
+async fn print_latency(opts: &Options) -> Result<(), Error> {
     println!(
         "| latency at {} msg/s | p50 µs | p90 µs | p99 µs | p99.9 µs |",
         opts.rate
     );
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
-        run += 1;
-        let [p50, p90, p99, p999] = latency(&opts, qos, run).await?;
+    // Numbered after the throughput runs, so that its topics and client ids are its own.
+    for (run, qos) in (rows().count() + 1..).zip([QoS::AtMostOnce, QoS::AtLeastOnce]) {
+        let [p50, p90, p99, p999] = latency(opts, qos, run).await?;
         println!("| QoS {} | {p50} | {p90} | {p99} | {p999} |", qos as u8);
     }
     println!();
-    if opts.idle > 0 {
-        print_idle(&opts).await?;
-    }
     Ok(())
 }
 

@@ -64,6 +64,15 @@ enum Command {
         /// Only the idle connections (run it against a freshly started broker).
         #[arg(long)]
         idle_only: bool,
+        /// Print the throughput rows' "scenario/qos/size" labels, one per line, and exit.
+        #[arg(long)]
+        list: bool,
+        /// Skip the latency runs.
+        #[arg(long, conflicts_with = "latency_only")]
+        no_latency: bool,
+        /// Only the latency runs (and the idle connections, unless --idle is 0).
+        #[arg(long, conflicts_with = "idle_only")]
+        latency_only: bool,
         /// With --pid: also count the broker's system calls per delivered message
         /// (`perf stat -e raw_syscalls:sys_enter`; needs perf and the rights to trace).
         #[arg(long)]
@@ -123,11 +132,18 @@ fn main() -> std::process::ExitCode {
             pid,
             only,
             idle_only,
+            list,
+            no_latency,
+            latency_only,
             syscalls,
             cafile,
             tls_name,
             ws,
         }) => {
+            if list {
+                bench::print_rows();
+                return std::process::ExitCode::SUCCESS;
+            }
             if let Some(Err(error)) = ws.as_deref().map(bench_stream::check_ws_path) {
                 eprintln!("facteur bench: {error}");
                 return std::process::ExitCode::FAILURE;
@@ -152,6 +168,11 @@ fn main() -> std::process::ExitCode {
                 rate,
                 only,
                 idle_only,
+                latency: match (no_latency, latency_only) {
+                    (true, _) => bench::Latency::Skip,
+                    (_, true) => bench::Latency::Only,
+                    _ => bench::Latency::Run,
+                },
                 syscalls,
             };
             let result = tokio::runtime::Runtime::new()

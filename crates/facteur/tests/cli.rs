@@ -442,3 +442,51 @@ fn bench_over_websocket_plain_and_tls() {
         runtime.block_on(broker.shutdown());
     }
 }
+
+/// `bench --list` names the 16 throughput rows; with `--only` one of them and
+/// `--no-latency`, that row alone runs; with `--latency-only`, the latency runs alone (what
+/// `benches/load/run.sh` asks for when it runs the brokers row by row).
+#[test]
+fn bench_lists_its_rows_and_runs_one_or_the_latency_alone() {
+    let (status, output) = run(&["bench", "--list"]);
+    assert!(status.success(), "{output}");
+    let rows: Vec<&str> = output.lines().collect();
+    assert_eq!(rows.len(), 16, "{output}");
+    assert_eq!(rows[0], "fan-in 8→1/0/64");
+    assert_eq!(rows[15], "p2p 16 pairs/1/1024");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = facteur_broker::Config::default();
+    config.listeners[0].port = 0;
+    let broker = runtime
+        .block_on(facteur_broker::Broker::start(config))
+        .expect("broker starts");
+    let port = broker.local_addrs()[0].port().to_string();
+    let common = ["bench", "--port", &port, "--duration", "1", "--idle", "0"];
+
+    let mut args = common.to_vec();
+    args.extend(["--only", "p2p 16 pairs/1/64", "--no-latency"]);
+    let (status, output) = run(&args);
+    assert!(status.success(), "{output}");
+    let measured: Vec<&str> = output.lines().filter(|l| l.starts_with("| p2p")).collect();
+    assert_eq!(measured.len(), 1, "{output}");
+    assert!(
+        measured[0].starts_with("| p2p 16 pairs | 1 | 64 B |"),
+        "{output}"
+    );
+    assert!(!output.contains("latency at"), "{output}");
+
+    let mut args = common.to_vec();
+    args.push("--latency-only");
+    let (status, output) = run(&args);
+    assert!(status.success(), "{output}");
+    assert!(!output.contains("| scenario |"), "{output}");
+    assert!(
+        output.contains("| QoS 0 |") && output.contains("| QoS 1 |"),
+        "{output}"
+    );
+
+    let (status, output) = run(&["bench", "--no-latency", "--latency-only"]);
+    assert!(!status.success(), "conflicting flags accepted: {output}");
+    runtime.block_on(broker.shutdown());
+}
