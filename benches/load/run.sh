@@ -27,8 +27,9 @@
 # round), and the lot N times. The brokers' runs of a row are then seconds apart, not
 # minutes, so a slow spell of a shared machine weighs on all of them alike. It prints every
 # run, then per row each broker's median run (by rate, with that run's CPU and system calls)
-# and facteur's ratio to the better peer in each round and their median. The latency runs
-# and the idle connections then run once per broker.
+# and facteur's ratio to the better peer in each round and their median; each run's line
+# also says how much CPU time the hypervisor took from the machine meanwhile (steal). The
+# latency runs and the idle connections then run once per broker.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-3}"
@@ -172,7 +173,10 @@ rounds="${ROUNDS:-0}"
 if [ "$rounds" -gt 0 ]; then
   mapfile -t rows < <("$loadgen" bench --list)
   : > "$work/runs"
-  echo "## every run (round | broker | row)"
+  # Time the hypervisor gave neither core to this machine (steal, in ticks of 1/100 s, both
+  # cores together): a run that lost some says so in its last column.
+  steal() { awk '/^cpu[01] /{n += $9} END{print n}' /proc/stat; }
+  echo "## every run (round | broker | row ... | ticks stolen from the machine)"
   echo
   for round in $(seq 1 "$rounds"); do
     # The broker going first moves by one each round.
@@ -185,11 +189,13 @@ if [ "$rounds" -gt 0 ]; then
       for broker in "${order[@]}"; do
         choose "$broker"
         start "$broker"
+        stolen_before="$(steal)"
         line="$("${load_cpu[@]}" "$loadgen" bench --port "$port" --duration "$duration" \
           --idle 0 --no-latency --pid "$pid" "${syscalls[@]}" "${client_args[@]}" \
           --only "$row" 2>/dev/null | grep -E '^\| (fan|p2p)' | head -n 1)"
+        stolen="$(($(steal) - stolen_before))"
         stop
-        echo "| $round | $broker $line" | tee -a "$work/runs"
+        echo "| $round | $broker $line $stolen |" | tee -a "$work/runs"
       done
     done
   done
