@@ -27,13 +27,7 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1
 [ -x "$broker" ] || { echo "no facteur program at $broker" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-cat > "$work/facteur.toml" <<CONF
-max_queued_messages = 1000
-max_inflight_messages = 20
-allow_anonymous = true
-[[listeners]]
-port = 18841
-CONF
+cp benches/load/facteur.toml "$work/facteur.toml"
 
 # One run of `$1` seconds: prints "messages instructions".
 run() {

@@ -43,13 +43,7 @@ if [ ! -x "$bench" ]; then
   exit 1
 fi
 
-cat > "$work/facteur.toml" <<CONF
-max_queued_messages = 1000
-max_inflight_messages = 20
-allow_anonymous = true
-[[listeners]]
-port = 18841
-CONF
+cp benches/load/facteur.toml "$work/facteur.toml"
 if [ "${WS:-0}" = 1 ]; then
   printf 'protocol = "websockets"\n' >> "$work/facteur.toml"
   # mosquitto 2.0.11 (Debian 12) exits with "Unable to start any listening sockets" when all
