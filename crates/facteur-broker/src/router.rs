@@ -65,7 +65,8 @@ pub(crate) enum SessionSlot {
 /// The vectors routing a batch works in, kept per thread between batches: once they are as
 /// large as a batch needs, routing a message allocates nothing of its own (before, each
 /// batch allocated three, one batch being one message when a QoS 1 publisher waits for each
-/// acknowledgement).
+/// acknowledgement). Each keeps the size of the largest batch or fan-out its thread has
+/// routed (24 bytes per matching subscription).
 #[derive(Default)]
 struct RouteScratch {
     /// The batch's messages, shared by their deliveries.
