@@ -74,7 +74,7 @@ impl LocalSubscription {
             }
         };
         Some(LocalMessage {
-            topic: delivery.message.topic.clone(),
+            topic: delivery.message.topic.to_string(),
             payload: delivery.message.payload.clone(),
             qos: delivery.qos,
             retain: delivery.retain,
