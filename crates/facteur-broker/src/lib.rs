@@ -9,6 +9,12 @@
 //! (about 0.8 KB per idle client; [`StatsSnapshot::sessions_parked`]), until its client
 //! speaks, a message or a reconnection arrives for it, or its keep alive or expiry comes.
 //!
+//! The crate does not choose a global allocator. A message is allocated by its publisher's
+//! worker thread and freed by its subscriber's; glibc's allocator takes the first thread's
+//! arena lock for such a free of a block above 128 bytes, so with payloads of a few hundred
+//! bytes and more, busy threads wait on each other. The `facteur` program uses jemalloc
+//! (`tikv-jemallocator`) for that reason; an embedder can do the same.
+//!
 //! ```no_run
 //! use facteur_broker::{Broker, Config};
 //!
