@@ -5,7 +5,6 @@ use crate::link::encode_into;
 use crate::link::End;
 use crate::message::{Delivery, Message, Subscribed};
 use crate::session_task::SessionTask;
-use bytes::Buf;
 use facteur_codec::{
     decode, Packet, PacketType, QoS, ReasonCode, RetainHandling, Status, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
@@ -177,7 +176,7 @@ impl SessionTask {
         let version = self.version();
         if let Some(link) = &mut self.link {
             packet.with_reason_string(why, max, version, |answer| {
-                encode_into(&mut link.out, version, answer)
+                encode_into(link.out.bytes_mut(), version, answer)
             });
         }
     }
@@ -185,7 +184,7 @@ impl SessionTask {
     pub(crate) fn queue(&mut self, packet: &Packet<'_>) {
         let version = self.version();
         if let Some(link) = &mut self.link {
-            encode_into(&mut link.out, version, packet);
+            encode_into(link.out.bytes_mut(), version, packet);
         }
     }
 

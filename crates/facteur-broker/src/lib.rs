@@ -54,6 +54,7 @@
 mod accept;
 mod access;
 pub mod auth;
+mod buffers;
 mod config;
 mod delivery;
 mod enhanced;

@@ -1,9 +1,9 @@
 //! The network side of a connected session: the stream, what was read and not yet
 //! decoded, what is waiting to be written, and the lingering close.
 
+use crate::buffers::{ReadBuf, Unsent};
 use crate::message::Delivery;
 use crate::transport::Stream;
-use bytes::BytesMut;
 use facteur_codec::{Encode, Packet, ProtocolVersion};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -22,8 +22,8 @@ pub(crate) enum End {
 /// The network side of a session while a client is connected.
 pub(crate) struct Link {
     pub(crate) stream: Stream,
-    pub(crate) read: BytesMut,
-    pub(crate) out: Vec<u8>,
+    pub(crate) read: ReadBuf,
+    pub(crate) out: Unsent,
     pub(crate) end: Option<End>,
 }
 
@@ -37,7 +37,7 @@ impl Link {
             .bytes_sent
             .fetch_add(self.out.len() as u64, Ordering::Relaxed);
         // An idle connection keeps no buffer.
-        self.out = Vec::new();
+        self.out.release();
         Ok(())
     }
 }
@@ -50,28 +50,6 @@ thread_local! {
     pub(crate) static BATCH: std::cell::Cell<Vec<Delivery>> = const { std::cell::Cell::new(Vec::new()) };
     /// The buffer sessions encode into before one write (per thread, reused).
     pub(crate) static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
-    /// A read buffer no connection holds (per thread): a connection about to read takes it
-    /// rather than allocating one, and gives its own back here once it has read all. A busy
-    /// client's buffer then costs no allocation per read, and an idle client holds none.
-    static SPARE_READ: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
-}
-
-/// Makes room for a read in `read`, taking the thread's spare buffer if it has none.
-fn room_to_read(read: &mut BytesMut, room: usize) {
-    if read.capacity() == 0 {
-        *read = SPARE_READ.with(std::cell::Cell::take);
-    }
-    read.reserve(room);
-}
-
-/// Takes the buffer of `read`, all read, from its connection: the thread keeps it as its
-/// spare unless it has one already.
-fn give_back_read_buffer(read: &mut BytesMut) {
-    let buffer = std::mem::take(read);
-    SPARE_READ.with(|spare| {
-        let held = spare.take();
-        spare.set(if held.capacity() == 0 { buffer } else { held });
-    });
 }
 
 pub(crate) fn encode_into(out: &mut Vec<u8>, version: ProtocolVersion, packet: &Packet<'_>) {
@@ -99,15 +77,15 @@ pub(crate) fn poll_read_link(
     };
     let ready = link.stream.poll_read_ready(cx);
     if ready.is_ready() {
-        room_to_read(&mut link.read, READ_CHUNK);
-        let read = tokio_util::io::poll_read_buf(Pin::new(&mut link.stream), cx, &mut link.read);
+        let buffer = link.read.make_room(READ_CHUNK);
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut link.stream), cx, buffer);
         if read.is_ready() {
             return read;
         }
     }
     if link.read.is_empty() {
         // Nothing to read now: an idle client keeps no buffer.
-        give_back_read_buffer(&mut link.read);
+        link.read.give_back();
     }
     match ready {
         Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
@@ -136,8 +114,7 @@ pub(crate) fn read_now(link: &mut Option<Link>) -> Option<std::io::Result<usize>
     let mut chunk = [0u8; READ_NOW_CHUNK];
     match (&*socket2::SockRef::from(tcp)).read(&mut chunk) {
         Ok(n) => {
-            room_to_read(&mut link.read, n);
-            link.read.extend_from_slice(&chunk[..n]);
+            link.read.make_room(n).extend_from_slice(&chunk[..n]);
             Some(Ok(n))
         }
         Err(error)
@@ -211,35 +188,7 @@ pub(crate) async fn linger(mut stream: Stream) {
 
 #[cfg(test)]
 mod tests {
-    use super::{give_back_read_buffer, room_to_read, ReadAhead, READ_CHUNK};
-    use bytes::BytesMut;
-
-    #[test]
-    fn a_read_buffer_given_back_is_the_next_one_taken_and_an_idle_connection_holds_none() {
-        let mut first = BytesMut::new();
-        room_to_read(&mut first, READ_CHUNK);
-        assert!(first.capacity() >= READ_CHUNK);
-        let buffer = first.as_ptr();
-        give_back_read_buffer(&mut first);
-        assert_eq!(first.capacity(), 0, "the connection keeps no buffer");
-        let mut second = BytesMut::new();
-        room_to_read(&mut second, 16);
-        assert_eq!(
-            second.as_ptr(),
-            buffer,
-            "the spare was taken, not a new one"
-        );
-        // With the spare taken, the next connection allocates its own; given back while
-        // the thread holds a spare already, it is freed.
-        let mut third = BytesMut::new();
-        room_to_read(&mut third, 16);
-        assert_ne!(third.as_ptr(), buffer);
-        give_back_read_buffer(&mut second);
-        give_back_read_buffer(&mut third);
-        let mut fourth = BytesMut::new();
-        room_to_read(&mut fourth, 16);
-        assert_eq!(fourth.as_ptr(), buffer, "the first given back is the spare");
-    }
+    use super::ReadAhead;
 
     #[test]
     fn read_ahead_looks_at_every_chance_while_it_finds_and_backs_off_after_misses() {

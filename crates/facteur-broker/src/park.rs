@@ -404,8 +404,8 @@ impl SessionTask {
                 // Nothing is kept in them; a parked client keeps no buffer's capacity.
                 self.link = Some(Link {
                     stream: Stream::Parked(socket),
-                    read: bytes::BytesMut::new(),
-                    out: Vec::new(),
+                    read: Default::default(),
+                    out: Default::default(),
                     end,
                 });
                 true
