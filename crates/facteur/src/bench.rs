@@ -82,9 +82,15 @@ fn rows() -> impl Iterator<Item = (Shape, QoS, usize, String)> {
 
 /// Prints the throughput rows' labels, one per line (for a script running them one by one
 /// with `--only`).
+/// Prints the rows' labels, one a line; a reader that stops early (`| head`) ends the list,
+/// it is not an error.
 pub(crate) fn print_rows() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     for (.., label) in rows() {
-        println!("{label}");
+        if writeln!(out, "{label}").is_err() {
+            return;
+        }
     }
 }
 
@@ -578,6 +584,34 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// How often the broker's memory is read while it settles.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+/// The memory has settled once it has not fallen for this long...
+const SETTLE_QUIET: Duration = Duration::from_secs(3);
+/// ... or this long after the last connection opened, whichever comes first.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
+
+/// The broker's RSS once it has settled after the connections opened: read every
+/// [`SETTLE_POLL`] until it has not fallen for [`SETTLE_QUIET`] (at most [`SETTLE_MAX`]).
+/// An allocator returns the pages a connection storm freed over seconds, not at once
+/// (jemalloc decays them over 10 s): what an idle client costs is what stays. The last
+/// reading is the one returned, not the lowest.
+async fn settled_rss_kib(pid: u32) -> Option<u64> {
+    let started = Instant::now();
+    let mut last = rss_kib(pid)?;
+    let mut lowest = last;
+    let mut fell_at = started;
+    while fell_at.elapsed() < SETTLE_QUIET && started.elapsed() < SETTLE_MAX {
+        tokio::time::sleep(SETTLE_POLL).await;
+        last = rss_kib(pid)?;
+        if last < lowest {
+            lowest = last;
+            fell_at = Instant::now();
+        }
+    }
+    Some(last)
+}
+
 /// What opening the idle connections showed.
 struct Idle {
     per_sec: f64,
@@ -627,9 +661,10 @@ async fn idle(opts: &Options) -> Result<Idle, Error> {
     let cpu_per_conn = meter
         .and_then(|m| m.stop(opts.idle as u64))
         .map(|s| s.cpu_ns);
-    // Let the broker settle, then read its memory.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = opts.pid.and_then(rss_kib);
+    let after = match opts.pid {
+        Some(pid) => settled_rss_kib(pid).await,
+        None => None,
+    };
     let per_conn = match (before, after) {
         (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 * 1024.0 / opts.idle as f64),
         _ => None,
