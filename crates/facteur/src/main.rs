@@ -100,7 +100,9 @@ enum Command {
 /// payload), and the two threads then wait on each other. jemalloc gathers frees from
 /// other threads in a per-thread cache and hands them back in batches. Unpinned, the QoS 0
 /// fan-in of 1 KiB messages delivers about twice as much with it (docs/performance.md, the
-/// seventh sitting). The library crates leave the choice to their users.
+/// seventh sitting). The library crates leave the choice to their users. It is built to
+/// return freed pages after about a second, from a background thread (the workspace's
+/// `.cargo/config.toml`; the crate's README, "Allocator").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
