@@ -7,7 +7,8 @@
 //!   loss is counted (messages the broker acknowledged that no subscriber received);
 //! * latency percentiles at a fixed rate (1 publisher → 1 subscriber);
 //! * idle connections: connects per second, and the broker's RSS and CPU time per
-//!   connection (given its `--pid`).
+//!   connection (given its `--pid`); the RSS is read once it has settled (not falling for
+//!   3 s, at most 20 s after the last connect).
 //!
 //! With `--cafile` every connection is TLS (`bench_stream`): the idle connections' connects
 //! per second are then TLS handshakes (with CONNECT and CONNACK) per second. With `--ws`
