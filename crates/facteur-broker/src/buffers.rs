@@ -36,10 +36,9 @@ impl ReadBuf {
 
     /// Room for `room` more bytes, taking the thread's spare buffer if it holds none.
     pub(crate) fn make_room(&mut self, room: usize) -> &mut BytesMut {
-        if self.0.is_none() {
-            self.0 = Some(SPARE_READ.with(std::cell::Cell::take).unwrap_or_default());
-        }
-        let bytes = self.0.get_or_insert_with(Box::default);
+        let bytes = self
+            .0
+            .get_or_insert_with(|| SPARE_READ.with(std::cell::Cell::take).unwrap_or_default());
         bytes.reserve(room);
         bytes
     }

@@ -595,7 +595,8 @@ const SETTLE_MAX: Duration = Duration::from_secs(20);
 /// The broker's RSS once it has settled after the connections opened: read every
 /// [`SETTLE_POLL`] until it has not fallen for [`SETTLE_QUIET`] (at most [`SETTLE_MAX`]).
 /// An allocator returns the pages a connection storm freed over seconds, not at once
-/// (jemalloc decays them over 10 s): what an idle client costs is what stays. The last
+/// (jemalloc over 10 s by default, the `facteur` program's over about 1 s): what an idle
+/// client costs is what stays. The last
 /// reading is the one returned, not the lowest.
 async fn settled_rss_kib(pid: u32) -> Option<u64> {
     let started = Instant::now();
