@@ -166,7 +166,7 @@ pub use session::{
 };
 pub use store::{
     Ack, Alias, Fifo, HeaplessStore, Inflight, Inline, Message, OwnedBytes, Payload, Seq, Slot,
-    Store,
+    Store, Window,
 };
 #[cfg(feature = "alloc")]
 pub use store::{AllocStore, SlimDeque, SlimOption, SlimVec};

@@ -106,6 +106,62 @@ pub trait Fifo<T>: Default {
     fn release_if_empty(&mut self) {}
 }
 
+/// The outgoing messages in flight: a [`Fifo`] in the order first sent that can also be
+/// read, changed and taken from anywhere. Its front is where it is cheapest: acknowledgements
+/// come in the order sent, so the one acknowledged is nearly always the oldest, and taking it
+/// moves nothing else (a sequence that shifts its items down would move every later message
+/// at every acknowledgement).
+pub trait Window<T>: Fifo<T> {
+    /// The items in order: the first slice, then the second (a ring's two halves).
+    fn as_slices(&self) -> (&[T], &[T]);
+    /// The items in order, mutably: the first slice, then the second.
+    fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]);
+    /// How many items it can hold at most (`usize::MAX` when it grows).
+    fn max_len(&self) -> usize;
+
+    /// The item at `index` (0 is the front).
+    fn get(&self, index: usize) -> Option<&T> {
+        let (first, second) = self.as_slices();
+        match index.checked_sub(first.len()) {
+            None => first.get(index),
+            Some(rest) => second.get(rest),
+        }
+    }
+
+    /// The item at `index` (0 is the front), mutably.
+    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        let (first, second) = self.as_mut_slices();
+        match index.checked_sub(first.len()) {
+            None => first.get_mut(index),
+            Some(rest) => second.get_mut(rest),
+        }
+    }
+
+    /// Takes out the item at `index`, keeping the others in order; `None` if there is none.
+    /// At the front it moves nothing; elsewhere this default turns the whole queue once
+    /// (what a fixed-capacity ring without its own removal can do).
+    fn remove_at(&mut self, index: usize) -> Option<T> {
+        if index == 0 {
+            return self.pop_front();
+        }
+        let len = self.len();
+        if index >= len {
+            return None;
+        }
+        let mut removed = None;
+        for at in 0..len {
+            let item = self.pop_front()?;
+            if at == index {
+                removed = Some(item);
+            } else {
+                // Cannot fail: one was just taken out.
+                let _ = self.push_back(item);
+            }
+        }
+        removed
+    }
+}
+
 /// Room for one value a session seldom holds (the will, a DISCONNECT to send): in place in a
 /// fixed-capacity store (`Option<T>`), behind one pointer in a growable one
 /// ([`SlimOption`]), so that a session without it pays little for the room.
@@ -159,7 +215,7 @@ pub trait Store {
     /// Messages accepted by [`publish`](crate::Session::publish) and not yet sent.
     type Queue: Fifo<Message<Self::Bytes, Self::Payload>>;
     /// Outgoing QoS 1 and 2 messages sent and not yet completed, in the order first sent.
-    type Inflight: Seq<Inflight<Self::Bytes, Self::Payload>>;
+    type Inflight: Window<Inflight<Self::Bytes, Self::Payload>>;
     /// Identifiers of incoming QoS 2 messages received and not yet released (PUBREL).
     type Received: Seq<u16>;
     /// Acknowledgements (PUBACK, PUBREC, PUBCOMP) to send, in order.
@@ -335,7 +391,7 @@ impl<
     type Bytes = heapless::Vec<u8, BYTES>;
     type Payload = Inline;
     type Queue = heapless::Deque<Message<Self::Bytes, Inline>, QUEUE>;
-    type Inflight = heapless::Vec<Inflight<Self::Bytes, Inline>, INFLIGHT>;
+    type Inflight = heapless::Deque<Inflight<Self::Bytes, Inline>, INFLIGHT>;
     type Received = heapless::Vec<u16, INFLIGHT>;
     type Acks = heapless::Vec<Ack, INFLIGHT>;
     type Aliases = heapless::Vec<Alias<Self::Bytes>, ALIASES>;
@@ -399,6 +455,20 @@ impl<T, const N: usize> Fifo<T> for heapless::Deque<T, N> {
     }
 }
 
+impl<T, const N: usize> Window<T> for heapless::Deque<T, N> {
+    fn as_slices(&self) -> (&[T], &[T]) {
+        heapless::Deque::as_slices(self)
+    }
+
+    fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        heapless::Deque::as_mut_slices(self)
+    }
+
+    fn max_len(&self) -> usize {
+        N
+    }
+}
+
 #[cfg(feature = "alloc")]
 pub use growable::{AllocStore, SlimDeque, SlimOption, SlimVec};
 
@@ -412,7 +482,9 @@ mod growable {
     use core::fmt;
     use core::ops::{Deref, DerefMut};
 
-    use super::{Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Slot, Store};
+    use super::{
+        Ack, Alias, Fifo, Inflight, Message, OwnedBytes, Payload, Seq, Slot, Store, Window,
+    };
     use crate::Event;
     use bytes::Bytes;
 
@@ -433,7 +505,7 @@ mod growable {
         type Bytes = Vec<u8>;
         type Payload = Bytes;
         type Queue = SlimDeque<Message<Vec<u8>, Bytes>>;
-        type Inflight = SlimVec<Inflight<Vec<u8>, Bytes>>;
+        type Inflight = SlimDeque<Inflight<Vec<u8>, Bytes>>;
         type Received = SlimVec<u16>;
         type Acks = SlimVec<Ack>;
         type Aliases = SlimVec<Alias<Vec<u8>>>;
@@ -524,8 +596,9 @@ mod growable {
 
     /// A growable sequence one pointer wide while unused: a `Vec` boxed on the first push,
     /// whose allocation is then kept, however often it is emptied and filled again, until
-    /// [`release_if_empty`](Seq::release_if_empty) frees it (the messages in flight go from
-    /// none to one and back at every QoS 1 message: that costs no allocation).
+    /// [`release_if_empty`](Seq::release_if_empty) frees it (the acknowledgements to send
+    /// go from none to one and back at every QoS 1 message received: that costs no
+    /// allocation).
     ///
     /// ```
     /// use facteur_session::{Seq, SlimVec};
@@ -731,6 +804,28 @@ mod growable {
         }
     }
 
+    impl<T> Window<T> for SlimDeque<T> {
+        fn as_slices(&self) -> (&[T], &[T]) {
+            self.0.as_deref().map_or((&[], &[]), VecDeque::as_slices)
+        }
+
+        fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+            match self.0.as_deref_mut() {
+                Some(q) => q.as_mut_slices(),
+                None => (&mut [], &mut []),
+            }
+        }
+
+        fn max_len(&self) -> usize {
+            usize::MAX
+        }
+
+        /// Moves the shorter side only (`VecDeque::remove`).
+        fn remove_at(&mut self, index: usize) -> Option<T> {
+            self.0.as_deref_mut()?.remove(index)
+        }
+    }
+
     /// Room for one value, one pointer wide: the value is boxed when set. Setting it again
     /// reuses the box; taking it out frees it.
     ///
@@ -881,6 +976,62 @@ mod tests {
         slot.set([0; 4]);
         slot.clear();
         assert_eq!(slot.get(), None);
+    }
+
+    /// Pushes 0..6 through a window of 4 so that its items wrap around the ring, then takes
+    /// them out from the front, the middle and the back.
+    fn exercise_window<W: Window<u16>>(mut w: W) {
+        for i in 0..4 {
+            w.push_back(i).unwrap();
+        }
+        assert_eq!(w.pop_front(), Some(0));
+        assert_eq!(w.pop_front(), Some(1));
+        w.push_back(4).unwrap();
+        w.push_back(5).unwrap();
+        let in_order = |w: &W| {
+            let (first, second) = w.as_slices();
+            first
+                .iter()
+                .chain(second)
+                .copied()
+                .collect::<std::vec::Vec<u16>>()
+        };
+        assert_eq!(in_order(&w), [2, 3, 4, 5]);
+        assert_eq!((w.get(0), w.get(3), w.get(4)), (Some(&2), Some(&5), None));
+        *w.get_mut(2).unwrap() = 40;
+        assert_eq!(w.remove_at(4), None, "out of range: nothing taken");
+        assert_eq!(w.remove_at(2), Some(40));
+        assert_eq!(in_order(&w), [2, 3, 5]);
+        assert_eq!(w.remove_at(0), Some(2));
+        assert_eq!(w.remove_at(1), Some(5));
+        let (first, second) = w.as_mut_slices();
+        first.iter_mut().chain(second).for_each(|i| *i += 1);
+        assert_eq!(in_order(&w), [4]);
+        assert_eq!(w.remove_at(0), Some(4));
+        assert_eq!((w.len(), w.remove_at(0)), (0, None));
+    }
+
+    extern crate std;
+
+    #[test]
+    fn heapless_window_takes_from_anywhere_in_order() {
+        let w: heapless::Deque<u16, 4> = Default::default();
+        assert_eq!(w.max_len(), 4);
+        exercise_window(w);
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn slim_window_takes_from_anywhere_in_order() {
+        let w = SlimDeque::<u16>::new();
+        assert_eq!(
+            (w.max_len(), w.get(0), w.as_slices()),
+            (usize::MAX, None, (&[][..], &[][..]))
+        );
+        let mut empty = SlimDeque::<u16>::new();
+        assert_eq!(empty.get_mut(0), None);
+        assert_eq!(empty.remove_at(0), None);
+        exercise_window(w);
     }
 
     #[cfg(feature = "alloc")]
