@@ -619,11 +619,17 @@ impl<'a> Properties<'a> {
     /// let again = Properties::from_wire(&stored[..n], PacketType::Publish)?;
     /// assert_eq!(again, props);
     /// assert!(Properties::from_wire(&stored[..n], PacketType::PubAck).is_err());
+    /// // None at all is valid for every packet.
+    /// assert_eq!(Properties::from_wire(&[], PacketType::PingReq)?, Properties::EMPTY);
     /// # Ok::<(), facteur_codec::DecodeError>(())
     /// ```
     pub fn from_wire(bytes: &'a [u8], packet: crate::PacketType) -> Result<Self, DecodeError> {
         use crate::PacketType as T;
         use PropertyContext as C;
+        if bytes.is_empty() {
+            // No properties are valid anywhere: most messages have none.
+            return Ok(Self::EMPTY);
+        }
         let context = match packet {
             T::Connect => C::Connect,
             T::ConnAck => C::ConnAck,

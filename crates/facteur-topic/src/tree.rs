@@ -448,7 +448,7 @@ impl<K: Ord, V, P> SubscriptionTree<K, V, P> {
     /// Calls `visit(subscriber, value)` for every subscription matching `name`: every matching
     /// non-shared subscription, and one member (chosen by `P`) of every matching shared group.
     ///
-    /// Does not allocate unless the trie path followed is more than about 60 levels deep, in
+    /// Does not allocate unless the trie path followed is more than about 15 levels deep, in
     /// which case its work list spills into one `Vec`.
     pub fn for_each_match<'t, F>(&'t self, name: TopicName<'_>, mut visit: F)
     where
@@ -518,8 +518,10 @@ struct Frame {
     pos: u32,
 }
 
-/// How many frames [`Stack`] keeps inline before it allocates.
-const INLINE_FRAMES: usize = 64;
+/// How many frames [`Stack`] keeps inline before it allocates: enough for a topic of 15
+/// levels. The inline frames are set up at every match (a larger array cost a 512-byte
+/// `memset` per message).
+const INLINE_FRAMES: usize = 16;
 
 /// A LIFO work list that lives on the call stack and spills to the heap only when deep.
 /// Matching pushes at most two frames per frame popped, one level deeper, so it holds at most
