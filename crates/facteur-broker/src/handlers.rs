@@ -64,11 +64,14 @@ impl SessionTask {
         // PUBLISH packets received, added to the broker's count before they are routed (one
         // atomic add per batch routed, not one per message).
         let mut received = Received::default();
+        // Bytes of whole packets handled, taken off the buffer once at the end (not packet
+        // by packet).
+        let mut handled = 0;
         while self.link.as_ref().is_some_and(|l| l.end.is_none())
             && self.waiting.is_empty()
             && !self.reauth_due()
         {
-            match decode(&read, self.version(), self.config.packet_limit()) {
+            match decode(&read[handled..], self.version(), self.config.packet_limit()) {
                 Ok(Status::Complete(decoded)) => {
                     let len = decoded.len;
                     if let Packet::Publish(_) = decoded.packet {
@@ -90,7 +93,7 @@ impl SessionTask {
                         self.route(&mut published);
                         self.on_packet(decoded.packet, now);
                     }
-                    read.advance(len);
+                    handled += len;
                 }
                 Ok(Status::Incomplete(_)) => break,
                 Err(error) => {
@@ -106,6 +109,7 @@ impl SessionTask {
                 }
             }
         }
+        read.advance(handled);
         received.count(&self.router.stats);
         self.route(&mut published);
         PUBLISHED.with(|cell| cell.set(published));

@@ -84,6 +84,8 @@ impl SessionTask {
                     // MQTT allows it, and mosquitto does the same.
                     qos0_offline: false,
                 },
+                // The broker follows no delivery past its acknowledgement.
+                report_acknowledgements: false,
             }),
             mailbox,
             filters: Filters::default(),

@@ -40,17 +40,22 @@ pub struct Config {
     pub topic_alias_maximum: u16,
     /// Bounds on the messages waiting to be sent.
     pub queue: QueueLimits,
+    /// Whether each outgoing QoS 1/2 message completed is reported ([`Event::Acknowledged`]).
+    /// A client waiting on its publishes wants it; a server that does not follow each
+    /// delivery (a broker) turns it off and saves an event per message delivered.
+    pub report_acknowledgements: bool,
 }
 
 impl Config {
     /// `role`, Receive Maximum 65,535 (the store's capacity decides), no incoming aliases,
-    /// a queue bounded by the store only ([`QueueLimits::new`]).
+    /// a queue bounded by the store only ([`QueueLimits::new`]), acknowledgements reported.
     pub const fn new(role: Role) -> Self {
         Self {
             role,
             receive_maximum: u16::MAX,
             topic_alias_maximum: 0,
             queue: QueueLimits::new(),
+            report_acknowledgements: true,
         }
     }
 }
@@ -2143,6 +2148,9 @@ impl<S: Store> Session<S> {
             return;
         };
         self.resends -= u16::from(f.resend);
+        if !self.config.report_acknowledgements {
+            return;
+        }
         self.event(Event::Acknowledged {
             message: f.message.id,
             packet_id: f.packet_id,

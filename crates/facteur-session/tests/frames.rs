@@ -66,6 +66,22 @@ fn a_frame_is_resent_with_dup_and_completes_its_qos2_flow() {
 }
 
 #[test]
+fn a_server_that_follows_no_delivery_gets_no_acknowledged_event() {
+    let mut config = Config::new(Role::Server);
+    config.report_acknowledgements = false;
+    let mut s = Session::<AllocStore>::new(config);
+    s.on_connect(at(0), Connection::new(V3, 0));
+    s.publish_frame(&frame(QoS::AtLeastOnce, V3), at(0))
+        .unwrap();
+    assert_eq!(drain(&mut s, at(0)), [PUB1.to_vec()]);
+    assert_eq!(s.inflight(), 1);
+    feed(&mut s, &PUBACK1, V3, at(1));
+    // Done all the same: its identifier is free, nothing is reported.
+    assert_eq!(s.inflight(), 0);
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
 fn a_session_in_another_version_gets_the_frame_encoded_for_it() {
     // Encoded for 3.1.1, sent to a 5.0 connection: an empty property section is added.
     let mut s = server(V5, None);
