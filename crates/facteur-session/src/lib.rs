@@ -89,7 +89,9 @@
 //! capacities and needs no allocator; [`AllocStore`] (feature `alloc`) grows. The state
 //! machine is the same code for both. An idle `Session<AllocStore>` is small (a broker keeps
 //! one per client): each container is one pointer until used, and
-//! [`Session::release_idle_memory`] frees those that are empty again.
+//! [`Session::release_idle_memory`] frees those that are empty again. The messages in
+//! flight are a ring ([`Window`]): the acknowledged one, nearly always the oldest, is taken
+//! from the front without moving the others.
 //!
 //! ```
 //! use facteur_codec::{decode, ProtocolVersion, Publish, QoS, Status};
