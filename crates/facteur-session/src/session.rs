@@ -1948,10 +1948,7 @@ impl<S: Store> Session<S> {
 
     /// True if `id` identifies a message in flight or is reserved.
     fn packet_id_in_use(&self, id: u16) -> bool {
-        // Slice by slice: a chained iterator costs a fifth more here, on every message sent.
-        let (first, second) = self.inflight.as_slices();
-        let has = |part: &[Inflight<S::Bytes, S::Payload>]| part.iter().any(|f| f.packet_id == id);
-        has(first) || has(second) || self.reserved.contains(&id)
+        self.in_flight().any(|f| f.packet_id == id) || self.reserved.contains(&id)
     }
 
     /// True if a message in flight waits to be sent again (a PUBLISH after a reconnect, a
