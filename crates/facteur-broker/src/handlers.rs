@@ -17,6 +17,11 @@ use std::sync::atomic::Ordering;
 /// how long a batch keeps its first message).
 const ROUTE_BATCH: usize = 128;
 
+/// How many of a client's messages in a row must be routed without waiting for room
+/// before its QoS 1/2 messages are routed together, as QoS 0 ones always are (see
+/// [`SessionTask::on_bytes`]).
+const CALM: u16 = 256;
+
 /// Why a PUBLISH was not taken.
 enum Refused {
     /// Its payload is over `message_size_limit`.
@@ -50,10 +55,12 @@ impl SessionTask {
         }
     }
 
-    /// Handles every whole packet read. The QoS 0 messages published are routed together
-    /// (one lock and wake-up per subscriber for the lot): at the end, before any other
-    /// packet (so that a SUBSCRIBE after a PUBLISH sees it routed first), with the next QoS
-    /// 1/2 message, and every [`ROUTE_BATCH`] messages.
+    /// Handles every whole packet read. The messages published are routed together (one
+    /// lock and wake-up per subscriber for the lot): at the end, before any other packet
+    /// (so that a SUBSCRIBE after a PUBLISH sees it routed first), and every
+    /// [`ROUTE_BATCH`] messages. A QoS 1/2 message is routed at once instead (with the
+    /// messages before it) until [`CALM`] of this client's messages in a row have been
+    /// routed without waiting for room (see [`SessionTask::calm`]).
     pub(crate) fn on_bytes(&mut self) {
         let Some(mut read) = self.link.as_mut().map(|l| std::mem::take(&mut l.read)) else {
             return;
@@ -77,13 +84,19 @@ impl SessionTask {
                     if let Packet::Publish(_) = decoded.packet {
                         received.0 += 1;
                         if let Some(message) = self.on_publish(decoded.packet, now) {
-                            // A QoS 1/2 message is routed at once (with the QoS 0 ones
-                            // before it): when a subscriber's mailbox is full, its publisher
-                            // then stops reading at that message instead of having
-                            // acknowledged a batch that must all wait for room.
+                            // A QoS 1/2 message of a client whose messages lately found a
+                            // full mailbox is routed at once (with the QoS 0 ones before
+                            // it): when the mailbox is full again, its publisher then stops
+                            // reading at that message instead of having acknowledged a batch
+                            // that must all wait for room. Once its messages get in without
+                            // waiting, they are routed a read at a time (measured in
+                            // docs/performance.md, the tenth sitting: the fan-in's
+                            // publishers keep routing at once, the fan-out's and the
+                            // point-to-point ones route together).
                             let acknowledged = message.qos != QoS::AtMostOnce;
                             published.push(message);
-                            if acknowledged || published.len() >= ROUTE_BATCH {
+                            let at_once = acknowledged && self.calm < CALM;
+                            if at_once || published.len() >= ROUTE_BATCH {
                                 received.count(&self.router.stats);
                                 self.route(&mut published);
                             }
@@ -119,12 +132,20 @@ impl SessionTask {
     }
 
     /// Routes the messages this client published, in order; deliveries owed to full
-    /// mailboxes are kept for the task to wait on (reading nothing more meanwhile).
+    /// mailboxes are kept for the task to wait on (reading nothing more meanwhile), and
+    /// the count of messages routed without waiting ([`SessionTask::calm`]) starts again.
     fn route(&mut self, published: &mut Vec<Message>) {
         if published.is_empty() {
             return;
         }
+        let count = published.len();
         let routed = self.router.publish_all(self.key, published);
+        self.calm = match routed.waiting.is_empty() {
+            true => self
+                .calm
+                .saturating_add(u16::try_from(count).unwrap_or(u16::MAX)),
+            false => 0,
+        };
         self.waiting.extend(routed.waiting);
         self.congested |= routed.congested;
     }

@@ -34,6 +34,9 @@ pub(crate) struct SessionTask {
     /// A QoS 0 message from this client was dropped for a connected subscriber's full
     /// mailbox: let the subscribers' tasks run before reading more from this client.
     pub(crate) congested: bool,
+    /// Messages this client published that were routed since one last had to wait for a
+    /// full mailbox (saturating).
+    pub(crate) calm: u16,
     /// Deliveries this session's publishes owe to connected subscribers with full mailboxes.
     pub(crate) waiting: Waitings,
     pub(crate) router: Arc<Router>,
@@ -91,6 +94,7 @@ impl SessionTask {
             filters: Filters::default(),
             link: None,
             congested: false,
+            calm: 0,
             waiting: Waitings::default(),
             router,
             config,

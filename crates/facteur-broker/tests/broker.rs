@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use facteur_broker::BrokerHandle;
 use facteur_codec::{
-    decode, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Status, Subscribe,
+    decode, Connect, Encode, Packet, Properties, ProtocolVersion, Publish, QoS, Status, Subscribe,
     Subscription, SubscriptionOptions, Will,
 };
 use std::time::Duration;
@@ -461,6 +461,63 @@ async fn a_slow_subscriber_loses_no_qos1_message() {
         received += 1;
     }
     let _publisher = sender.await.unwrap();
+    assert_eq!(broker.stats().dropped, 0);
+    broker.shutdown().await;
+}
+
+/// Receives the next PUBLISH, checks it carries `expected` as its payload, and
+/// acknowledges it (QoS 1).
+async fn take_and_acknowledge(peer: &mut Peer, expected: u16) {
+    let got = peer.recv_bytes().await;
+    let (_, payload) = topic_payload(V311, &got);
+    assert_eq!(payload, expected.to_be_bytes(), "in order");
+    // 3.1.1 QoS 1 PUBLISH to "calme": the packet identifier follows the 5-byte topic.
+    peer.send_bytes(&[0x40, 0x02, got[9], got[10]]).await;
+}
+
+#[tokio::test]
+async fn a_burst_after_a_calm_spell_is_routed_together_and_waits_for_room_in_order() {
+    // A mailbox of 4: the burst below is far more than the subscriber's session and
+    // mailbox hold at once.
+    let broker = broker_with(|c| c.max_queued_messages = 4).await;
+    let mut sub = Peer::client(&broker, V311, "sub").await;
+    sub.subscribe("calme", SubscriptionOptions::qos(QoS::AtLeastOnce), 1)
+        .await;
+    let mut publisher = Peer::client(&broker, V311, "pub").await;
+    // A calm spell: each message is taken and acknowledged before the next is sent, so
+    // none waits for room, and the publisher's QoS 1 messages are then routed a read at a
+    // time.
+    for n in 1..=300u16 {
+        publisher
+            .send(&publish(
+                "calme",
+                &n.to_be_bytes(),
+                QoS::AtLeastOnce,
+                Some(n),
+            ))
+            .await;
+        let [hi, lo] = n.to_be_bytes();
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, hi, lo]);
+        take_and_acknowledge(&mut sub, n).await;
+    }
+    // A burst in one write, routed together: most of it must wait for room.
+    let mut burst = Vec::new();
+    for n in 301..=400u16 {
+        let payload = n.to_be_bytes();
+        let packet = publish("calme", &payload, QoS::AtLeastOnce, Some(n));
+        let at = burst.len();
+        burst.resize(at + packet.encoded_len(V311).unwrap(), 0);
+        packet.encode(V311, &mut burst[at..]).unwrap();
+    }
+    publisher.send_bytes(&burst).await;
+    for n in 301..=400u16 {
+        take_and_acknowledge(&mut sub, n).await;
+    }
+    for n in 301..=400u16 {
+        let [hi, lo] = n.to_be_bytes();
+        assert_eq!(publisher.recv_bytes().await, [0x40, 0x02, hi, lo]);
+    }
+    assert_eq!(sub.try_recv_bytes(Duration::from_millis(100)).await, None);
     assert_eq!(broker.stats().dropped, 0);
     broker.shutdown().await;
 }
