@@ -468,11 +468,10 @@ async fn a_slow_subscriber_loses_no_qos1_message() {
 /// Receives the next PUBLISH, checks it carries `expected` as its payload, and
 /// acknowledges it (QoS 1).
 async fn take_and_acknowledge(peer: &mut Peer, expected: u16) {
-    let got = peer.recv_bytes().await;
-    let (_, payload) = topic_payload(V311, &got);
+    let (payload, _, id) = delivered(V311, &peer.recv_bytes().await);
     assert_eq!(payload, expected.to_be_bytes(), "in order");
-    // 3.1.1 QoS 1 PUBLISH to "calme": the packet identifier follows the 5-byte topic.
-    peer.send_bytes(&[0x40, 0x02, got[9], got[10]]).await;
+    let [hi, lo] = id.expect("a QoS 1 delivery").to_be_bytes();
+    peer.send_bytes(&[0x40, 0x02, hi, lo]).await;
 }
 
 #[tokio::test]
