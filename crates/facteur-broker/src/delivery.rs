@@ -294,7 +294,8 @@ impl Intake {
     /// ([`Admission::admit`]), ready to go out as soon as the client acknowledges earlier
     /// ones. Left so, it is [`Take::No`]: each message routed to the session wakes its
     /// task, which then looks for its client's acknowledgements at once (`read_now`), so a
-    /// busy subscriber of many publishers (fan-in) keeps its window moving.
+    /// busy subscriber of many publishers (fan-in) keeps its window moving; once the mailbox
+    /// is full, each publisher that starts waiting for room wakes it so.
     ///
     /// Once the mailbox is full, its messages go into the session's queue as its limits
     /// allow, where its rules apply (a QoS 1/2 message displaces a QoS 0 one), so a

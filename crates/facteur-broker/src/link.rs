@@ -100,7 +100,8 @@ const READ_NOW_CHUNK: usize = 1024;
 /// socket only; `None` when nothing is there or the stream is not TCP).
 ///
 /// For a session whose mailbox holds messages it cannot take until its client acknowledges
-/// earlier ones: woken by its mailbox, it looks for those acknowledgements at once rather
+/// earlier ones: woken by its mailbox (a message arriving, or a publisher finding it full
+/// and starting to wait), it looks for those acknowledgements at once rather
 /// than after the reactor's next turn, which on a busy broker comes after many publishers'
 /// tasks (a subscriber's window then stays closed for as long). What it reads is handled as
 /// any read; tokio's own readiness is left as it is (a later read that finds nothing clears

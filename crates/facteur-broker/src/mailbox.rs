@@ -6,7 +6,9 @@
 //! decides what is kept, displaced or refused. The hand-off only holds what the session
 //! task has not taken yet, up to a capacity; when that is full a QoS 0 message is dropped
 //! at once (counted) and a QoS 1/2 publisher waits for room, so a subscriber that cannot
-//! keep up slows its publishers down. It holds no allocation while empty: ten thousand idle
+//! keep up slows its publishers down. A publisher that has to wait wakes the session's
+//! task, which then looks for its client's acknowledgements at once: they are what makes
+//! room, and a busy broker's reactor would report them only after every other ready task. It holds no allocation while empty: ten thousand idle
 //! clients cost a few hundred bytes each here, not a channel block each.
 
 use crate::message::{Attach, Delivery};
@@ -222,7 +224,8 @@ impl Mailbox {
     /// Offers several messages in order under one lock, with one wake-up: each is queued
     /// while there is room; past that a QoS 0 one is dropped and, from the first QoS 1/2 one
     /// that finds no room, it and every later one are handed back in order (to wait for
-    /// room with [`Mailbox::send`]). `deliveries` is left empty.
+    /// room with [`Mailbox::send`]); the taker is then woken, so that it makes room as soon
+    /// as it can. `deliveries` is left empty.
     pub(crate) fn offer_all(&self, deliveries: &mut Vec<Delivery>) -> OfferedAll {
         let mut offered = OfferedAll::default();
         let mut inbox = self.lock();
@@ -243,6 +246,8 @@ impl Mailbox {
             } else {
                 offered.full.push(delivery);
                 offered.full.extend(rest.by_ref());
+                // The publisher will wait for room, which only the taker makes.
+                taker = taker.or_else(|| inbox.taker.take());
             }
         }
         drop(inbox);
@@ -250,8 +255,8 @@ impl Mailbox {
         offered
     }
 
-    /// Waits for room, then queues the message. Gives it back if the session ends
-    /// meanwhile. Bound the wait with a timeout.
+    /// Waits for room (the taker woken, as by [`Mailbox::offer_all`]), then queues the
+    /// message. Gives it back if the session ends meanwhile. Bound the wait with a timeout.
     pub(crate) async fn send(&self, delivery: Delivery) -> Result<(), Delivery> {
         loop {
             let notified = self.room.notified();
@@ -270,6 +275,10 @@ impl Mailbox {
                     return Ok(());
                 }
                 inbox.room_wanted = true;
+                // Room comes from the taker: it is told a publisher waits.
+                let taker = inbox.taker.take();
+                drop(inbox);
+                wake(taker);
             }
             notified.await;
         }
@@ -668,6 +677,54 @@ mod tests {
         assert!(mailbox.poll_next(&mut cx, not_yet).is_pending());
         mailbox.stop();
         assert_eq!(wakes.count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_that_must_wait_wakes_the_taker_and_one_that_drops_does_not() {
+        let mailbox = Arc::new(Mailbox::new(2));
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        for p in [b"a", b"b"] {
+            offer(&mailbox, delivery(QoS::AtLeastOnce, p));
+        }
+        // The taker leaves both (its client's window is full) and waits.
+        assert!(mailbox.poll_next(&mut cx, |_, _| Take::No).is_pending());
+        // A QoS 0 message is dropped: nobody waits, the taker sleeps on.
+        assert_eq!(offer(&mailbox, delivery(QoS::AtMostOnce, b"c")), "dropped");
+        assert_eq!(wakes.count(), 0);
+        // A QoS 1 message is handed back to wait for room: the taker is woken.
+        let mut full = mailbox
+            .offer_all(&mut vec![delivery(QoS::AtLeastOnce, b"d")])
+            .full;
+        assert_eq!(wakes.count(), 1);
+        // Woken, it still cannot take (no acknowledgement came) and waits again; the
+        // publisher's wait for room wakes it once more.
+        assert!(mailbox.poll_next(&mut cx, |_, _| Take::No).is_pending());
+        let waiting = full.pop().expect("a full mailbox hands the message back");
+        let sender = tokio::spawn({
+            let mailbox = mailbox.clone();
+            async move { mailbox.send(waiting).await.is_ok() }
+        });
+        let waited = async {
+            while wakes.count() < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), waited)
+            .await
+            .expect("the waiting publisher woke the taker");
+        // The taker makes room; the publisher gets in.
+        let Poll::Ready(Next::Deliver(first)) = mailbox.poll_next(&mut cx, |_, _| Take::Yes) else {
+            panic!("the first message is taken");
+        };
+        assert_eq!(&first.message.payload[..], b"a");
+        let sent = tokio::time::timeout(Duration::from_secs(5), sender)
+            .await
+            .expect("the sender was woken")
+            .unwrap();
+        assert!(sent);
+        assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"d".to_vec()]);
     }
 
     #[tokio::test]
