@@ -467,6 +467,25 @@ mod tests {
         }
     }
 
+    /// A publisher waiting for room in the background: its task says whether the message
+    /// got in.
+    fn send_in_background(
+        mailbox: &Arc<Mailbox>,
+        delivery: Delivery,
+    ) -> tokio::task::JoinHandle<bool> {
+        let mailbox = mailbox.clone();
+        tokio::spawn(async move { mailbox.send(delivery).await.is_ok() })
+    }
+
+    /// What a background publisher's wait ended with; `why` names what must have ended it
+    /// (within 5 s).
+    async fn joined(sender: tokio::task::JoinHandle<bool>, why: &str) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), sender)
+            .await
+            .expect(why)
+            .unwrap()
+    }
+
     fn payloads(mailbox: &Mailbox) -> Vec<Vec<u8>> {
         let mut taken = Vec::new();
         mailbox.take_while(&mut taken, |_, _| Take::Yes);
@@ -559,19 +578,13 @@ mod tests {
             .offer_all(&mut vec![delivery(QoS::AtLeastOnce, b"c")])
             .full;
         let waiting = full.pop().expect("a full mailbox hands the message back");
-        let sender = tokio::spawn({
-            let mailbox = mailbox.clone();
-            async move { mailbox.send(waiting).await.is_ok() }
-        });
+        let sender = send_in_background(&mailbox, waiting);
         // The receiving side takes one: the sender is woken and gets in.
         let Next::Deliver(first) = mailbox.next().await else {
             panic!("expected a delivery");
         };
         assert_eq!(&first.message.payload[..], b"a");
-        let sent = tokio::time::timeout(Duration::from_secs(5), sender)
-            .await
-            .expect("the sender was woken")
-            .unwrap();
+        let sent = joined(sender, "the sender was woken").await;
         assert!(sent);
         assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"c".to_vec()]);
     }
@@ -586,16 +599,10 @@ mod tests {
             .offer_all(&mut vec![delivery(QoS::AtLeastOnce, b"c")])
             .full;
         let waiting = full.pop().expect("a full mailbox hands the message back");
-        let sender = tokio::spawn({
-            let mailbox = mailbox.clone();
-            async move { mailbox.send(waiting).await.is_ok() }
-        });
+        let sender = send_in_background(&mailbox, waiting);
         tokio::task::yield_now().await;
         assert!(mailbox.close().is_empty());
-        let sent = tokio::time::timeout(Duration::from_secs(5), sender)
-            .await
-            .expect("the sender was released")
-            .unwrap();
+        let sent = joined(sender, "the sender was released").await;
         assert!(!sent);
         assert!(mailbox.is_closed());
         assert_eq!(offer(&mailbox, delivery(QoS::AtLeastOnce, b"d")), "closed");
@@ -702,10 +709,7 @@ mod tests {
         // publisher's wait for room wakes it once more.
         assert!(mailbox.poll_next(&mut cx, |_, _| Take::No).is_pending());
         let waiting = full.pop().expect("a full mailbox hands the message back");
-        let sender = tokio::spawn({
-            let mailbox = mailbox.clone();
-            async move { mailbox.send(waiting).await.is_ok() }
-        });
+        let sender = send_in_background(&mailbox, waiting);
         let waited = async {
             while wakes.count() < 2 {
                 tokio::task::yield_now().await;
@@ -719,10 +723,7 @@ mod tests {
             panic!("the first message is taken");
         };
         assert_eq!(&first.message.payload[..], b"a");
-        let sent = tokio::time::timeout(Duration::from_secs(5), sender)
-            .await
-            .expect("the sender was woken")
-            .unwrap();
+        let sent = joined(sender, "the sender was woken").await;
         assert!(sent);
         assert_eq!(payloads(&mailbox), [b"b".to_vec(), b"d".to_vec()]);
     }
